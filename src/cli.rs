@@ -1,0 +1,179 @@
+//! Hand-parsed command line: the subcommand and its flags.
+
+use std::path::PathBuf;
+use time::Date;
+
+pub const USAGE: &str = "\
+source-aws-billing: yesterday's AWS cost per service, delivered daily as CloudEvents
+
+usage:
+  source-aws-billing [run]      every day at pull_hour:00 UTC pull yesterday, deliver, sleep
+  source-aws-billing once [--date YYYY-MM-DD | --from YYYY-MM-DD --to YYYY-MM-DD] [--force]
+                                pull one day (default: yesterday, UTC) or an inclusive range,
+                                deliver, exit (--force pulls a day that was already delivered)
+  source-aws-billing check      validate config and secret, make one signed Cost Explorer call
+  source-aws-billing --help | --version
+
+options:
+  --config PATH     config file (default: $CONNECTOR_CONFIG, else /vance/config/config.yml)
+  --secret PATH     secret file (default: $CONNECTOR_SECRET, else /vance/secret/secret.yml)
+  --target URL|-    where events go ($CONNECTOR_TARGET, else the config's target);
+                    - prints structured JSON lines on stdout and touches no state
+
+exit status: 0 delivered (or check passed), 1 runtime failure, 2 bad usage, config or secret
+";
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    Run,
+    /// `days` is an inclusive range; `None` means yesterday.
+    Once {
+        days: Option<(Date, Date)>,
+        force: bool,
+    },
+    Check,
+    Help,
+    Version,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Cli {
+    pub action: Action,
+    pub config: Option<PathBuf>,
+    pub secret: Option<PathBuf>,
+    pub target: Option<String>,
+}
+
+/// Parses the arguments after the program name; the error is one line for the user.
+pub fn parse(args: &[String]) -> Result<Cli, String> {
+    let mut command: Option<&str> = None;
+    let (mut config, mut secret, mut target) = (None, None, None);
+    let (mut date, mut from, mut to, mut force) = (None, None, None, false);
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg, None),
+        };
+        let mut value = |name: &str| -> Result<String, String> {
+            if let Some(v) = inline.clone() {
+                return Ok(v);
+            }
+            i += 1;
+            args.get(i)
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag {
+            "-h" | "--help" | "help" => return Ok(simple(Action::Help)),
+            "-V" | "--version" | "version" => return Ok(simple(Action::Version)),
+            "--config" => config = Some(PathBuf::from(value(flag)?)),
+            "--secret" => secret = Some(PathBuf::from(value(flag)?)),
+            "--target" => target = Some(value(flag)?),
+            "--date" => date = Some(parse_date(flag, &value(flag)?)?),
+            "--from" => from = Some(parse_date(flag, &value(flag)?)?),
+            "--to" => to = Some(parse_date(flag, &value(flag)?)?),
+            "--force" => force = true,
+            "run" | "once" | "check" if command.is_none() => command = Some(arg),
+            _ if arg.starts_with('-') => {
+                return Err(format!("unknown option {arg:?}; see --help"));
+            }
+            _ => return Err(format!("unknown command {arg:?}; expected run, once or check")),
+        }
+        i += 1;
+    }
+    let command = command.unwrap_or("run");
+    if command != "once" && (date.is_some() || from.is_some() || to.is_some() || force) {
+        return Err(format!(
+            "--date, --from, --to and --force go with the once command, not {command}"
+        ));
+    }
+    let action = match command {
+        "run" => Action::Run,
+        "check" => Action::Check,
+        _ => {
+            let days = match (date, from, to) {
+                (None, None, None) => None,
+                (Some(d), None, None) => Some((d, d)),
+                (None, Some(f), Some(t)) if f <= t => Some((f, t)),
+                (None, Some(f), Some(t)) => {
+                    return Err(format!("--from {f} is after --to {t}"));
+                }
+                (None, Some(_), None) | (None, None, Some(_)) => {
+                    return Err("--from and --to go together".into());
+                }
+                _ => return Err("use either --date or --from/--to, not both".into()),
+            };
+            Action::Once { days, force }
+        }
+    };
+    Ok(Cli {
+        action,
+        config,
+        secret,
+        target,
+    })
+}
+
+fn simple(action: Action) -> Cli {
+    Cli {
+        action,
+        config: None,
+        secret: None,
+        target: None,
+    }
+}
+
+fn parse_date(flag: &str, value: &str) -> Result<Date, String> {
+    crate::schedule::parse_date(value)
+        .ok_or_else(|| format!("{flag}: expected a date YYYY-MM-DD, found {value:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    fn p(args: &[&str]) -> Result<Cli, String> {
+        parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn no_arguments_is_run() {
+        assert_eq!(p(&[]).unwrap().action, Action::Run);
+    }
+
+    #[test]
+    fn once_with_date_range_and_flags() {
+        let cli = p(&["once", "--from", "2022-06-01", "--to=2022-06-03", "--target", "-"]).unwrap();
+        assert_eq!(
+            cli.action,
+            Action::Once {
+                days: Some((date!(2022 - 06 - 01), date!(2022 - 06 - 03))),
+                force: false
+            }
+        );
+        assert_eq!(cli.target.as_deref(), Some("-"));
+        let cli = p(&["--config", "c.yml", "once", "--date", "2022-06-13", "--force"]).unwrap();
+        assert_eq!(cli.config, Some(PathBuf::from("c.yml")));
+        assert!(matches!(cli.action, Action::Once { force: true, .. }));
+    }
+
+    #[test]
+    fn bad_usage_is_one_line() {
+        for (args, want) in [
+            (&["once", "--date", "2022-13-01"][..], "expected a date"),
+            (&["once", "--from", "2022-06-03", "--to", "2022-06-01"], "is after"),
+            (&["once", "--from", "2022-06-03"], "go together"),
+            (&["run", "--date", "2022-06-03"], "go with the once command"),
+            (&["--bogus"], "unknown option"),
+            (&["pull"], "unknown command"),
+            (&["--config"], "needs a value"),
+        ] {
+            let err = p(args).unwrap_err();
+            assert!(err.contains(want), "{args:?}: {err}");
+            assert!(!err.contains('\n'));
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! GetCostAndUsage: the request body, the response pages, and what an error means.
+
+use crate::event::Line;
+use serde::{Deserialize, Serialize};
+use time::{Date, Duration};
+
+pub const TARGET: &str = "AWSInsightsIndexService.GetCostAndUsage";
+pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Body<'a> {
+    time_period: Period,
+    granularity: &'a str,
+    metrics: [&'a str; 1],
+    group_by: [GroupBy; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<&'a str>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Period {
+    start: String,
+    end: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct GroupBy {
+    r#type: &'static str,
+    key: &'static str,
+}
+
+/// The JSON body for the inclusive day range `first..=last` (End is exclusive on the wire).
+pub fn request_body(first: Date, last: Date, metric: &str, page_token: Option<&str>) -> String {
+    let body = Body {
+        time_period: Period {
+            start: crate::schedule::format_date(first),
+            end: crate::schedule::format_date(last + Duration::days(1)),
+        },
+        granularity: "DAILY",
+        metrics: [metric],
+        group_by: [GroupBy { r#type: "DIMENSION", key: "SERVICE" }],
+        next_page_token: page_token,
+    };
+    serde_json::to_string(&body).expect("plain structs always serialize")
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Response {
+    #[serde(default)]
+    results_by_time: Vec<ResultByTime>,
+    next_page_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ResultByTime {
+    time_period: Period,
+    #[serde(default)]
+    groups: Vec<Group>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Group {
+    keys: Vec<String>,
+    metrics: std::collections::HashMap<String, MetricValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct MetricValue {
+    amount: String,
+    unit: String,
+}
+
+/// One page: its billing lines and the token for the next page, if any.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Page {
+    pub lines: Vec<Line>,
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Throttling, 5xx, network: try again soon.
+    Transient,
+    /// Keys, signature, permission: retrying now will not help.
+    Credentials,
+    /// The request itself is wrong, or the answer is not what Cost Explorer sends.
+    Permanent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CeError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+/// Interprets a 2xx body as a page of lines, amounts copied as the exact strings sent.
+pub fn parse_page(body: &[u8], metric: &str) -> Result<Page, CeError> {
+    let response: Response = serde_json::from_slice(body).map_err(|e| CeError {
+        kind: ErrorKind::Permanent,
+        message: format!(
+            "Cost Explorer sent a response that is not a GetCostAndUsage result ({e}): {}",
+            snippet(body)
+        ),
+    })?;
+    let mut lines = Vec::new();
+    for result in response.results_by_time {
+        for group in result.groups {
+            let service = group.keys.into_iter().next().unwrap_or_default();
+            let Some(value) = group.metrics.get(metric) else {
+                return Err(CeError {
+                    kind: ErrorKind::Permanent,
+                    message: format!(
+                        "Cost Explorer result for {service:?} on {} has no {metric} metric",
+                        result.time_period.start
+                    ),
+                });
+            };
+            lines.push(Line {
+                date: result.time_period.start.clone(),
+                service,
+                amount: value.amount.clone(),
+                unit: value.unit.clone(),
+            });
+        }
+    }
+    let next_token = response.next_page_token.filter(|t| !t.is_empty());
+    Ok(Page { lines, next_token })
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(rename = "__type")]
+    kind: Option<String>,
+    #[serde(alias = "Message")]
+    message: Option<String>,
+}
+
+/// Interprets a non-2xx answer: a readable line and whether retrying can help.
+pub fn parse_error(status: u16, body: &[u8]) -> CeError {
+    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+    let Some(ErrorBody { kind: Some(full), message }) = parsed else {
+        let kind = match status {
+            429 | 500.. => ErrorKind::Transient,
+            401 | 403 => ErrorKind::Credentials,
+            _ => ErrorKind::Permanent,
+        };
+        let what = if body.is_empty() { "an empty body".to_string() } else { format!("a non-JSON body: {}", snippet(body)) };
+        return CeError { kind, message: format!("Cost Explorer answered HTTP {status} with {what}") };
+    };
+    // "com.amazon.coral.service#InvalidSignatureException" → "InvalidSignatureException"
+    let name = full.rsplit('#').next().unwrap_or(&full).split(':').next().unwrap_or("").to_string();
+    let kind = match name.as_str() {
+        "ThrottlingException" | "LimitExceededException" | "TooManyRequestsException" | "RequestLimitExceeded"
+        | "ServiceUnavailableException" | "ServiceUnavailable" | "InternalFailure" | "InternalServerError"
+        | "InternalServerException" => ErrorKind::Transient,
+        "UnrecognizedClientException" | "InvalidSignatureException" | "SignatureDoesNotMatch"
+        | "InvalidClientTokenId" | "ExpiredTokenException" | "ExpiredToken" | "AccessDeniedException"
+        | "AccessDenied" | "MissingAuthenticationToken" | "IncompleteSignature" | "InvalidAccessKeyId"
+        | "NotAuthorized" | "AuthFailure" => ErrorKind::Credentials,
+        _ if status == 429 || status >= 500 => ErrorKind::Transient,
+        _ if status == 401 || status == 403 => ErrorKind::Credentials,
+        _ => ErrorKind::Permanent,
+    };
+    let message = message.map(|m| format!(": {}", one_line(&m, 300))).unwrap_or_default();
+    CeError { kind, message: format!("Cost Explorer refused the request (HTTP {status}): {name}{message}") }
+}
+
+/// The first bytes of a body as one printable line.
+pub fn snippet(body: &[u8]) -> String {
+    format!("{:?}", one_line(&String::from_utf8_lossy(body), 120))
+}
+
+fn one_line(s: &str, max: usize) -> String {
+    let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    match joined.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &joined[..i]),
+        None => joined,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/fixtures/ce/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    #[test]
+    fn body_is_the_documented_request_with_exclusive_end() {
+        assert_eq!(
+            request_body(date!(2022 - 06 - 13), date!(2022 - 06 - 13), "BlendedCost", None),
+            r#"{"TimePeriod":{"Start":"2022-06-13","End":"2022-06-14"},"Granularity":"DAILY","Metrics":["BlendedCost"],"GroupBy":[{"Type":"DIMENSION","Key":"SERVICE"}]}"#
+        );
+        let paged = request_body(date!(2022 - 12 - 30), date!(2022 - 12 - 31), "UnblendedCost", Some("tok"));
+        assert!(paged.contains(r#""Start":"2022-12-30","End":"2023-01-01""#), "{paged}");
+        assert!(paged.ends_with(r#","NextPageToken":"tok"}"#), "{paged}");
+    }
+
+    #[test]
+    fn pages_keep_amounts_as_exact_strings() {
+        let first = parse_page(&fixture("page-1-of-2.json"), "BlendedCost").unwrap();
+        assert_eq!(first.next_token.as_deref(), Some("AAMA-EXAMPLE-TOKEN-2"));
+        let amounts: Vec<_> = first.lines.iter().map(|l| l.amount.as_str()).collect();
+        assert_eq!(amounts, ["0.01", "12.294", "0.0000001234"]);
+        assert_eq!(first.lines[1].service, "Amazon Elastic Compute Cloud - Compute");
+        assert_eq!(first.lines[1].date, "2022-06-13");
+        let last = parse_page(&fixture("page-2-of-2.json"), "BlendedCost").unwrap();
+        assert_eq!(last.next_token, None);
+        assert_eq!(last.lines[0].amount, "-12.5");
+        assert_eq!(last.lines[1].amount, "3.1000000000");
+    }
+
+    #[test]
+    fn a_range_dates_each_line_by_its_result_and_empty_token_ends() {
+        let page = parse_page(&fixture("range-3-days.json"), "BlendedCost").unwrap();
+        let dates: Vec<_> = page.lines.iter().map(|l| l.date.as_str()).collect();
+        assert_eq!(dates, ["2022-06-11", "2022-06-13", "2022-06-13"]);
+        assert_eq!(page.next_token, None);
+    }
+
+    #[test]
+    fn a_missing_metric_is_an_error_not_a_zero() {
+        let e = parse_page(&fixture("page-1-of-2.json"), "UnblendedCost").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Permanent);
+        assert!(e.message.contains("no UnblendedCost metric"), "{}", e.message);
+    }
+
+    #[test]
+    fn errors_are_classified_and_readable() {
+        let e = parse_error(400, &fixture("error-invalid-signature.json"));
+        assert_eq!(e.kind, ErrorKind::Credentials);
+        assert!(e.message.starts_with("Cost Explorer refused the request (HTTP 400): InvalidSignatureException: The request signature we calculated"), "{}", e.message);
+        let e = parse_error(400, &fixture("error-access-denied.json"));
+        assert_eq!(e.kind, ErrorKind::Credentials);
+        assert!(e.message.contains("AccessDeniedException: User: arn:aws:iam"), "{}", e.message);
+        assert_eq!(parse_error(400, &fixture("error-unrecognized-client.json")).kind, ErrorKind::Credentials);
+        assert_eq!(parse_error(400, &fixture("error-limit-exceeded.json")).kind, ErrorKind::Transient);
+        assert_eq!(parse_error(400, &fixture("error-validation.json")).kind, ErrorKind::Permanent);
+        assert_eq!(parse_error(500, br#"{"__type":"Whatever"}"#).kind, ErrorKind::Transient);
+    }
+
+    #[test]
+    fn a_non_json_error_page_is_reported_with_status_and_snippet() {
+        let e = parse_error(502, &fixture("error-proxy.html"));
+        assert_eq!(e.kind, ErrorKind::Transient);
+        assert!(e.message.starts_with("Cost Explorer answered HTTP 502 with a non-JSON body: \"<html><head><title>502 Bad Gateway"), "{}", e.message);
+        assert!(!e.message.contains('\n'));
+        let e = parse_page(&fixture("error-proxy.html"), "BlendedCost").unwrap_err();
+        assert!(e.message.contains("not a GetCostAndUsage result"));
+        assert_eq!(parse_error(403, b"").message, "Cost Explorer answered HTTP 403 with an empty body");
+    }
+}

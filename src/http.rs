@@ -1,0 +1,244 @@
+//! The HTTP client: one ureq Agent per destination, with timeouts, proxy and CA roots.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
+
+/// A request built by the core and sent as is.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// A response as status, headers (names lower-cased) and body bytes.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends requests to one destination over kept-alive connections.
+pub struct Client {
+    builtin: ureq::Agent,
+    /// The ca_file roots, tried when the built-in roots do not trust a server.
+    extra: Option<ureq::Agent>,
+    use_extra: std::cell::Cell<bool>,
+    max_body: u64,
+}
+
+const USER_AGENT: &str = concat!("source-aws-billing/", env!("CARGO_PKG_VERSION"));
+
+impl Client {
+    /// A client for requests to `url`, honouring the proxy variables for its scheme.
+    pub fn new(
+        url: &str,
+        ca_file: Option<&Path>,
+        max_body: u64,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Client, String> {
+        let proxy = proxy_for(url, env)?;
+        let agent = |roots: RootCerts| -> ureq::Agent {
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_connect(Some(Duration::from_secs(10)))
+                .timeout_global(Some(Duration::from_secs(60)))
+                .user_agent(USER_AGENT)
+                .max_redirects(0)
+                .proxy(proxy.clone())
+                .tls_config(TlsConfig::builder().root_certs(roots).build())
+                .build()
+                .into()
+        };
+        let extra = match ca_file {
+            Some(path) => Some(agent(RootCerts::from(read_pem_roots(path)?))),
+            None => None,
+        };
+        Ok(Client {
+            builtin: agent(RootCerts::WebPki),
+            extra,
+            use_extra: std::cell::Cell::new(false),
+            max_body,
+        })
+    }
+
+    /// One attempt; the error is a readable line (never the request's secrets).
+    pub fn send(&self, request: &Request) -> Result<Response, String> {
+        if self.use_extra.get() {
+            if let Some(extra) = &self.extra {
+                return self.send_with(extra, request);
+            }
+        }
+        match self.send_with(&self.builtin, request) {
+            Err(e) if e.contains("not trusted") && self.extra.is_some() => {
+                self.use_extra.set(true);
+                self.send(request)
+            }
+            other => other,
+        }
+    }
+
+    fn send_with(&self, agent: &ureq::Agent, request: &Request) -> Result<Response, String> {
+        let mut builder = agent.post(&request.url);
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        let result = if request.method == "POST" {
+            builder.send(&request.body[..])
+        } else {
+            return Err(format!("unsupported method {}", request.method));
+        };
+        let mut response = result.map_err(|e| describe(&request.url, &e, self.extra.is_some()))?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let mut body = Vec::new();
+        response
+            .body_mut()
+            .with_config()
+            .limit(self.max_body)
+            .reader()
+            .read_to_end(&mut body)
+            .map_err(|e| format!("{}: reading the answer failed: {e}", origin(&request.url)))?;
+        Ok(Response { status, headers, body })
+    }
+}
+
+fn read_pem_roots(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
+    let pem = std::fs::read(path)
+        .map_err(|e| format!("ca_file {}: cannot read: {}", path.display(), crate::config::plain_io(&e)))?;
+    let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(format!("ca_file {}: expected PEM CERTIFICATE blocks, found none", path.display()));
+    }
+    Ok(certs)
+}
+
+/// Scheme, host and port of a URL, for messages.
+pub fn origin(url: &str) -> &str {
+    let after = url.find("://").map(|i| i + 3).unwrap_or(0);
+    match url[after..].find('/') {
+        Some(i) => &url[..after + i],
+        None => url,
+    }
+}
+
+fn describe(url: &str, e: &ureq::Error, have_ca_file: bool) -> String {
+    let text = e.to_string();
+    let place = origin(url);
+    if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
+        let hint = if have_ca_file {
+            "neither the built-in roots nor ca_file trust it"
+        } else {
+            "if a private CA or a TLS-inspecting proxy signs it, set ca_file (or AWS_CA_BUNDLE) to that CA's PEM file"
+        };
+        return format!("{place}: the server's TLS certificate is not trusted ({text}); {hint}");
+    }
+    match e {
+        ureq::Error::Timeout(_) => format!("{place}: timed out ({text})"),
+        ureq::Error::HostNotFound => format!("{place}: host not found"),
+        ureq::Error::ConnectionFailed => format!("{place}: connection failed"),
+        ureq::Error::Io(io) => format!("{place}: {}", crate::config::plain_io(io)),
+        _ => format!("{place}: {text}"),
+    }
+}
+
+/// The proxy for `url` from HTTPS_PROXY / HTTP_PROXY / ALL_PROXY (either case), unless NO_PROXY matches.
+pub fn proxy_for(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<ureq::Proxy>, String> {
+    let get = |name: &str| {
+        env(&name.to_ascii_lowercase())
+            .or_else(|| env(name))
+            .filter(|v| !v.trim().is_empty())
+    };
+    let scheme_var = if url.starts_with("https://") { "HTTPS_PROXY" } else { "HTTP_PROXY" };
+    let Some((var, value)) = [scheme_var, "ALL_PROXY"].iter().find_map(|v| get(v).map(|x| (*v, x))) else {
+        return Ok(None);
+    };
+    if let Some(list) = get("NO_PROXY") {
+        if no_proxy_matches(&list, crate::config::url_host(url)) {
+            return Ok(None);
+        }
+    }
+    ureq::Proxy::new(value.trim())
+        .map(Some)
+        .map_err(|_| format!("{var}: expected a proxy URL like http://proxy:3128, found an invalid value"))
+}
+
+/// NO_PROXY: `*`, exact hosts, and domain suffixes (`example.com` and `.example.com` both match `a.example.com`).
+pub fn no_proxy_matches(list: &str, host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    list.split(',').map(str::trim).filter(|e| !e.is_empty()).any(|entry| {
+        if entry == "*" {
+            return true;
+        }
+        let entry = entry.trim_start_matches("*.").trim_start_matches('.');
+        let entry = match entry.rsplit_once(':') {
+            Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) && !h.contains(':') => h,
+            _ => entry,
+        };
+        let entry = entry.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        host == entry || host.ends_with(&format!(".{entry}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn proxy_is_chosen_by_scheme_and_no_proxy() {
+        let e = env(&[("HTTPS_PROXY", "http://sproxy:3128"), ("http_proxy", "http://proxy:8080"), ("NO_PROXY", "localhost,.internal,10.0.0.1")]);
+        let host = |url| proxy_for(url, &e).unwrap().map(|p| p.host().to_string());
+        assert_eq!(host("https://ce.us-east-1.amazonaws.com").as_deref(), Some("sproxy"));
+        assert_eq!(host("http://broker:8080/x").as_deref(), Some("proxy"));
+        assert_eq!(host("http://localhost:8080"), None);
+        assert_eq!(host("http://gw.internal/"), None);
+        assert_eq!(host("http://10.0.0.1:80"), None);
+        assert_eq!(proxy_for("http://x", &env(&[])).unwrap().map(|p| p.host().to_string()), None);
+        assert_eq!(proxy_for("http://x", &env(&[("ALL_PROXY", "http://all:1")])).unwrap().unwrap().host(), "all");
+    }
+
+    #[test]
+    fn no_proxy_forms() {
+        assert!(no_proxy_matches("*", "anything"));
+        assert!(no_proxy_matches("example.com", "a.example.com"));
+        assert!(no_proxy_matches(" .example.com ", "example.com"));
+        assert!(no_proxy_matches("127.0.0.1:8080", "127.0.0.1"));
+        assert!(no_proxy_matches("[::1]", "::1"));
+        assert!(!no_proxy_matches("example.com", "badexample.com"));
+        assert!(!no_proxy_matches("", "example.com"));
+    }
+
+    #[test]
+    fn origin_drops_the_path() {
+        assert_eq!(origin("http://127.0.0.1:9/a/b"), "http://127.0.0.1:9");
+        assert_eq!(origin("https://h"), "https://h");
+    }
+}

@@ -1,0 +1,525 @@
+//! The three commands, `run`, `once` and `check`: pull, spool, deliver, sleep.
+
+use crate::config::{Config, Target, load_credentials};
+use crate::costexplorer::{self, CeError, ErrorKind};
+use crate::event::{Event, Line};
+use crate::http::{Client, Request};
+use crate::retry::{Outcome, delivery_outcome, next_wait, retry_after};
+use crate::schedule::{due_days, format_date, next_pull, rfc3339};
+use crate::signal::{Signals, Wake};
+use crate::state::{Batch, State};
+use crate::{debug, error, info, warn};
+use std::io::Write;
+use std::time::{Duration, Instant};
+use time::{Date, OffsetDateTime};
+
+/// Attempts per Cost Explorer page before the pull is given up (for now).
+const PULL_ATTEMPTS: u32 = 6;
+const MIB: u64 = 1024 * 1024;
+
+pub struct Runtime {
+    pub config: Config,
+    pub signals: Signals,
+    ce: Client,
+    target: Option<Client>,
+}
+
+/// How a pull failed.
+#[derive(Debug)]
+pub enum Failure {
+    CostExplorer(CeError),
+    /// Writing state failed (disk full, permissions).
+    State(String),
+    /// A stop was requested.
+    Stopped,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::CostExplorer(e) => f.write_str(&e.message),
+            Failure::State(e) => f.write_str(e),
+            Failure::Stopped => f.write_str("stopped"),
+        }
+    }
+}
+
+/// What delivering a batch came to.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Delivery {
+    pub delivered: usize,
+    pub rejected: usize,
+    /// Events still pending when it stopped or gave up.
+    pub left: usize,
+}
+
+impl Runtime {
+    pub fn new(config: Config, signals: Signals, env: &dyn Fn(&str) -> Option<String>) -> Result<Runtime, String> {
+        let ca = config.ca_file.as_deref();
+        let ce = Client::new(&config.endpoint, ca, 512 * MIB, env)?;
+        let target = match &config.target {
+            Target::Http(url) => Some(Client::new(url, ca, 64 * 1024, env)?),
+            Target::Stdout => None,
+        };
+        Ok(Runtime { config, signals, ce, target })
+    }
+
+    /// Pulls `first..=last`, page by page, calling `sink` for each line.
+    /// Returns (pages, lines). Throttling, 5xx and network errors are retried here.
+    pub fn pull(&self, first: Date, last: Date, sink: &mut dyn FnMut(Line) -> Result<(), String>) -> Result<(usize, usize), Failure> {
+        let (credentials, warnings) = load_credentials(&self.config.secret).map_err(|e| {
+            Failure::CostExplorer(CeError { kind: ErrorKind::Credentials, message: e.0 })
+        })?;
+        for w in warnings {
+            warn!("{w}");
+        }
+        let (mut pages, mut lines) = (0, 0);
+        let mut token: Option<String> = None;
+        loop {
+            let body = costexplorer::request_body(first, last, &self.config.metric, token.as_deref());
+            let mut attempt = 0;
+            let page = loop {
+                let mut headers = vec![
+                    ("content-type", costexplorer::CONTENT_TYPE),
+                    ("x-amz-target", costexplorer::TARGET),
+                ];
+                let url = format!("{}/", self.config.endpoint);
+                let signed = crate::sign::sigv4_headers(
+                    "POST", &url, &headers, body.as_bytes(), &credentials, &self.config.region, "ce",
+                    std::time::SystemTime::now(),
+                )
+                .map_err(|m| Failure::CostExplorer(CeError { kind: ErrorKind::Permanent, message: m }))?;
+                let mut all: Vec<(String, String)> = headers.drain(..).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                all.extend(signed);
+                let request = Request { method: "POST", url, headers: all, body: body.clone().into_bytes() };
+                let (result, hint) = match self.ce.send(&request) {
+                    Ok(r) if (200..300).contains(&r.status) => (costexplorer::parse_page(&r.body, &self.config.metric), None),
+                    Ok(r) => {
+                        let hint = r.header("retry-after").and_then(|v| retry_after(v, OffsetDateTime::now_utc()));
+                        (Err(costexplorer::parse_error(r.status, &r.body)), hint)
+                    }
+                    Err(m) => (Err(CeError { kind: ErrorKind::Transient, message: format!("Cost Explorer unreachable: {m}") }), None),
+                };
+                match result {
+                    Ok(page) => break page,
+                    Err(e) if e.kind == ErrorKind::Transient && attempt + 1 < PULL_ATTEMPTS => {
+                        let wait = next_wait(attempt, self.max_backoff().min(Duration::from_secs(60)), hint);
+                        warn!("{}; retrying in {:.1}s", e.message, wait.as_secs_f32());
+                        if self.signals.sleep_for(wait) {
+                            return Err(Failure::Stopped);
+                        }
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(Failure::CostExplorer(e)),
+                }
+            };
+            pages += 1;
+            debug!("page {pages}: {} groups", page.lines.len());
+            for line in page.lines {
+                lines += 1;
+                sink(line).map_err(Failure::State)?;
+            }
+            match page.next_token {
+                Some(t) => token = Some(t),
+                None => return Ok((pages, lines)),
+            }
+        }
+    }
+
+    fn max_backoff(&self) -> Duration {
+        Duration::from_secs(self.config.retry_max_backoff_s)
+    }
+
+    /// Pulls into the spool. Lines of days already delivered are left out unless `force`.
+    fn pull_to_spool(&self, state: &mut State, first: Date, last: Date, force: bool) -> Result<Batch, Failure> {
+        let limit = self.config.max_spool_mb * MIB;
+        let already = state.spool_bytes();
+        if already >= limit {
+            return Err(Failure::State(format!(
+                "the spool holds {} MiB, at max_spool_mb {}: not pulling new days until the target accepts the spooled events",
+                already / MIB,
+                self.config.max_spool_mb
+            )));
+        }
+        let mut writer = state.spool_writer(first, last).map_err(Failure::State)?;
+        let time = rfc3339(OffsetDateTime::now_utc());
+        let mut left_out = 0;
+        let result = self.pull(first, last, &mut |line: Line| {
+            if !force && crate::schedule::parse_date(&line.date).is_some_and(|d| state.is_delivered(d)) {
+                left_out += 1;
+                return Ok(());
+            }
+            writer.push(&Event::new(line, crate::event::new_id(), time.clone()))?;
+            if already + writer.bytes > limit {
+                return Err(format!(
+                    "this pull would take the spool past max_spool_mb {}; not spooling it (raise max_spool_mb or pull fewer days)",
+                    self.config.max_spool_mb
+                ));
+            }
+            Ok(())
+        });
+        match result {
+            Ok((pages, groups)) => {
+                let note = if left_out > 0 { format!(" ({left_out} of days already delivered left out)") } else { String::new() };
+                info!("pulled {}: {groups} groups in {pages} page(s){note}", describe_range(first, last));
+                state.commit(writer).map_err(Failure::State)
+            }
+            Err(e) => {
+                writer.abandon();
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends every pending event of `batch`. Transient failures are retried until `deadline`
+    /// (forever without one); rejections go to the dead-letter file.
+    fn deliver(&self, state: &State, batch: &mut Batch, deadline: Option<Instant>) -> Result<Delivery, String> {
+        let mut outcome = Delivery::default();
+        batch.drain_pending(|json| {
+            let event: Event = serde_json::from_str(json).map_err(|e| format!("spool {}: {e}", batch_label(json)))?;
+            match self.send_event(&event, deadline) {
+                Sent::Delivered => {
+                    debug!("delivered {} / {} / {} {} (id {})", event.data.date, event.data.service, event.data.amount, event.data.unit, event.id);
+                    outcome.delivered += 1;
+                    Ok(true)
+                }
+                Sent::Rejected(status, reason) => {
+                    error!(
+                        "the target rejected the event for {:?} on {} with HTTP {status}: {reason}; kept in dead-letter.jsonl",
+                        event.data.service, event.data.date
+                    );
+                    state.dead_letter(status, &reason, json)?;
+                    outcome.rejected += 1;
+                    Ok(true)
+                }
+                Sent::Stopped => Ok(false),
+            }
+        })?;
+        batch.sync();
+        outcome.left = batch.pending();
+        Ok(outcome)
+    }
+
+    /// One event, retried on 408/429/5xx and network errors with backoff and Retry-After.
+    fn send_event(&self, event: &Event, deadline: Option<Instant>) -> Sent {
+        let (client, url) = match (&self.target, &self.config.target) {
+            (Some(c), Target::Http(u)) => (c, u),
+            _ => unreachable!("deliver needs an HTTP target"),
+        };
+        let (headers, body) = event.http_parts(self.config.content_mode);
+        let request = Request {
+            method: "POST",
+            url: url.clone(),
+            headers: headers.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            body,
+        };
+        let mut attempt = 0;
+        loop {
+            if self.signals.stopping() {
+                return Sent::Stopped;
+            }
+            let (problem, hint) = match client.send(&request) {
+                Ok(r) => match delivery_outcome(r.status) {
+                    Outcome::Delivered => return Sent::Delivered,
+                    Outcome::Rejected => return Sent::Rejected(r.status, body_reason(&r.body)),
+                    Outcome::Retry => (
+                        format!("the target answered HTTP {}: {}", r.status, body_reason(&r.body)),
+                        r.header("retry-after").and_then(|v| retry_after(v, OffsetDateTime::now_utc())),
+                    ),
+                },
+                Err(m) => (format!("the target is unreachable: {m}"), None),
+            };
+            let wait = next_wait(attempt, self.max_backoff(), hint);
+            if deadline.is_some_and(|d| Instant::now() + wait >= d) {
+                error!("{problem}; giving up after send_timeout_s {}s (the rest stays in the spool)", self.config.send_timeout_s);
+                return Sent::Stopped;
+            }
+            warn!("{problem}; retrying in {:.1}s", wait.as_secs_f32());
+            if self.signals.sleep_for(wait) {
+                return Sent::Stopped;
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Delivers one batch and, when nothing is left, records its days. Logs the summary.
+    fn deliver_batch(&self, state: &mut State, mut batch: Batch, deadline: Option<Instant>) -> Result<Delivery, String> {
+        let range = describe_range(batch.first, batch.last);
+        let pending = batch.pending();
+        let outcome = self.deliver(state, &mut batch, deadline)?;
+        if outcome.left == 0 {
+            state.finish(batch)?;
+        }
+        info!(
+            "{range}: {} events, delivered {}, rejected {}{}",
+            pending,
+            outcome.delivered,
+            outcome.rejected,
+            if outcome.left > 0 { format!(", {} still in the spool", outcome.left) } else { String::new() }
+        );
+        Ok(outcome)
+    }
+
+    /// Delivers everything in the spool; returns the totals.
+    fn deliver_spool(&self, state: &mut State, deadline: Option<Instant>) -> Result<Delivery, String> {
+        let mut total = Delivery::default();
+        for batch in state.batches()? {
+            if self.signals.stopping() {
+                total.left += batch.pending();
+                continue;
+            }
+            let d = self.deliver_batch(state, batch, deadline)?;
+            total.delivered += d.delivered;
+            total.rejected += d.rejected;
+            total.left += d.left;
+        }
+        Ok(total)
+    }
+}
+
+enum Sent {
+    Delivered,
+    Rejected(u16, String),
+    /// Stopped by a signal or by the deadline: the event stays pending.
+    Stopped,
+}
+
+fn body_reason(body: &[u8]) -> String {
+    if body.is_empty() { "(empty body)".to_string() } else { costexplorer::snippet(body) }
+}
+
+fn batch_label(json: &str) -> String {
+    costexplorer::snippet(json.as_bytes())
+}
+
+fn describe_range(first: Date, last: Date) -> String {
+    if first == last { format_date(first) } else { format!("{} to {}", format_date(first), format_date(last)) }
+}
+
+fn yesterday() -> Date {
+    OffsetDateTime::now_utc().date() - time::Duration::days(1)
+}
+
+/// `once`: pull a day or range (default yesterday) and deliver it; exit status.
+pub fn once(rt: &Runtime, days: Option<(Date, Date)>, force: bool) -> i32 {
+    let (first, last) = days.unwrap_or_else(|| (yesterday(), yesterday()));
+    if rt.target.is_none() {
+        return preview(rt, first, last);
+    }
+    let deadline = Some(Instant::now() + Duration::from_secs(rt.config.send_timeout_s));
+    let mut state = match State::open(&rt.config.state_dir, rt.config.state_dir_named) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("{e}");
+            return 2;
+        }
+    };
+    let mut total = match rt.deliver_spool(&mut state, deadline) {
+        Ok(t) => t,
+        Err(e) => {
+            error!("{e}");
+            return 1;
+        }
+    };
+    if total.left > 0 || rt.signals.stopping() {
+        return finish_once(rt, total);
+    }
+    let undelivered: Vec<Date> = day_list(first, last).into_iter().filter(|d| force || !state.is_delivered(*d)).collect();
+    let (Some(from), Some(to)) = (undelivered.first().copied(), undelivered.last().copied()) else {
+        if total.delivered + total.rejected == 0 {
+            info!("{} already delivered; nothing to do (use --force to pull and send it again)", describe_range(first, last));
+        }
+        return 0;
+    };
+    let batch = match rt.pull_to_spool(&mut state, from, to, force) {
+        Ok(b) => b,
+        Err(Failure::Stopped) => return 0,
+        Err(e) => {
+            error!("{e}");
+            return 1;
+        }
+    };
+    match rt.deliver_batch(&mut state, batch, deadline) {
+        Ok(d) => {
+            total.delivered += d.delivered;
+            total.rejected += d.rejected;
+            total.left += d.left;
+            finish_once(rt, total)
+        }
+        Err(e) => {
+            error!("{e}");
+            1
+        }
+    }
+}
+
+fn finish_once(rt: &Runtime, total: Delivery) -> i32 {
+    if rt.signals.stopping() {
+        return 0;
+    }
+    if total.left > 0 {
+        error!("{} event(s) not delivered; they stay in the spool and go out on the next run", total.left);
+        return 1;
+    }
+    if total.rejected > 0 {
+        error!("{} event(s) rejected by the target; see dead-letter.jsonl in state_dir", total.rejected);
+        return 1;
+    }
+    0
+}
+
+fn day_list(first: Date, last: Date) -> Vec<Date> {
+    let mut days = Vec::new();
+    let mut d = first;
+    while d <= last {
+        days.push(d);
+        d += time::Duration::days(1);
+    }
+    days
+}
+
+/// `--target -`: print structured events on stdout; no state is read or written.
+fn preview(rt: &Runtime, first: Date, last: Date) -> i32 {
+    let time = rfc3339(OffsetDateTime::now_utc());
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let result = rt.pull(first, last, &mut |line| {
+        let event = Event::new(line, crate::event::new_id(), time.clone());
+        writeln!(out, "{}", event.to_json()).map_err(|e| format!("stdout: {e}"))
+    });
+    let _ = out.flush();
+    match result {
+        Ok((pages, groups)) => {
+            info!("pulled {}: {groups} groups in {pages} page(s), printed to stdout", describe_range(first, last));
+            0
+        }
+        Err(Failure::Stopped) => 0,
+        Err(e) => {
+            error!("{e}");
+            1
+        }
+    }
+}
+
+/// `check`: config, secret and state_dir are usable and Cost Explorer accepts a signed call.
+pub fn check(rt: &Runtime) -> i32 {
+    if rt.target.is_some() {
+        if let Err(e) = State::open(&rt.config.state_dir, rt.config.state_dir_named) {
+            error!("{e}");
+            return 2;
+        }
+    }
+    let day = yesterday();
+    let mut groups = 0;
+    // One page is enough to prove keys, signature and permission.
+    match rt.pull(day, day, &mut |_| {
+        groups += 1;
+        Ok(())
+    }) {
+        Ok((pages, n)) => {
+            info!(
+                "check passed: Cost Explorer at {} accepted the signed request ({n} groups for {} in {pages} page(s)); target {}",
+                rt.config.endpoint,
+                format_date(day),
+                match &rt.config.target { Target::Http(u) => u.as_str(), Target::Stdout => "stdout" }
+            );
+            0
+        }
+        Err(Failure::Stopped) => 0,
+        Err(e) => {
+            error!("check failed: {e}");
+            1
+        }
+    }
+}
+
+/// `run`: deliver the spool, pull what is due, sleep until the next pull_hour; until stopped.
+pub fn run(rt: &Runtime) -> i32 {
+    let mut state = match rt.target {
+        None => State::memory(),
+        Some(_) => match State::open(&rt.config.state_dir, rt.config.state_dir_named) {
+            Ok(s) => s,
+            Err(e) => {
+                error!("{e}");
+                return 2;
+            }
+        },
+    };
+    info!(
+        "running: pulling {} every day at {:02}:00 UTC from {} to {}",
+        rt.config.metric,
+        rt.config.pull_hour,
+        rt.config.endpoint,
+        match &rt.config.target { Target::Http(u) => u.as_str(), Target::Stdout => "stdout" }
+    );
+    let mut failures = 0u32;
+    loop {
+        let wake_at = match service_step(rt, &mut state) {
+            Ok(()) => {
+                failures = 0;
+                next_pull(OffsetDateTime::now_utc(), rt.config.pull_hour)
+            }
+            Err(Failure::Stopped) => break,
+            Err(Failure::CostExplorer(e)) if e.kind == ErrorKind::Transient => {
+                failures += 1;
+                let wait = next_wait(failures.min(12), rt.max_backoff(), None);
+                error!("{}; trying again in {:.0}s", e.message, wait.as_secs_f32());
+                OffsetDateTime::now_utc() + wait
+            }
+            Err(e) => {
+                let next_hour = top_of_next_hour(OffsetDateTime::now_utc());
+                error!("{e}; trying again at {}", rfc3339(next_hour));
+                next_hour
+            }
+        };
+        if rt.signals.stopping() {
+            break;
+        }
+        debug!("sleeping until {}", rfc3339(wake_at));
+        match rt.signals.sleep_until(wake_at) {
+            Wake::Stop => break,
+            Wake::ClockChanged => info!("the system clock changed; working out what is due again"),
+            Wake::Due => {}
+        }
+    }
+    info!("stopped");
+    0
+}
+
+fn top_of_next_hour(now: OffsetDateTime) -> OffsetDateTime {
+    let hour = now.replace_minute(0).and_then(|t| t.replace_second(0)).and_then(|t| t.replace_nanosecond(0)).unwrap_or(now);
+    hour + time::Duration::hours(1)
+}
+
+/// One round of the service: empty the spool, then pull and deliver the due days.
+fn service_step(rt: &Runtime, state: &mut State) -> Result<(), Failure> {
+    if rt.target.is_some() {
+        rt.deliver_spool(state, None).map_err(Failure::State)?;
+    }
+    if rt.signals.stopping() {
+        return Err(Failure::Stopped);
+    }
+    let due = due_days(OffsetDateTime::now_utc(), rt.config.pull_hour, state.last_delivered(), rt.config.max_catchup_days);
+    if let Some((a, b)) = due.skipped {
+        warn!(
+            "{} are older than max_catchup_days {} and are not pulled; to fill the gap run: source-aws-billing once --from {} --to {}",
+            describe_range(a, b),
+            rt.config.max_catchup_days,
+            format_date(a),
+            format_date(b)
+        );
+    }
+    let Some((first, last)) = due.pull else { return Ok(()) };
+    if rt.target.is_none() {
+        let time = rfc3339(OffsetDateTime::now_utc());
+        let mut out = std::io::stdout().lock();
+        rt.pull(first, last, &mut |line| {
+            writeln!(out, "{}", Event::new(line, crate::event::new_id(), time.clone()).to_json()).map_err(|e| format!("stdout: {e}"))
+        })?;
+        state.mark_delivered(first, last).map_err(Failure::State)?;
+        return Ok(());
+    }
+    let batch = rt.pull_to_spool(state, first, last, false)?;
+    rt.deliver_batch(state, batch, None).map_err(Failure::State)?;
+    Ok(())
+}

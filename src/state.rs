@@ -1,0 +1,584 @@
+//! Delivered days and the spool of pulled-but-undelivered events, in crash-safe files.
+//!
+//! Layout of state_dir: `delivered.json` (the days whose events were all delivered,
+//! rewritten atomically), `spool/<first>_<last>.jsonl` (one structured event per line,
+//! renamed into place only once the whole pull is written), `spool/<first>_<last>.acked`
+//! (append-only line numbers of events the target accepted or rejected for good), and
+//! `dead-letter.jsonl` (events the target rejected, with status and reason).
+
+use crate::config::plain_io;
+use crate::event::Event;
+use crate::schedule::{format_date, parse_date};
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use time::{Date, Duration};
+
+/// Where state lives: a directory, or memory only (nothing survives a restart).
+pub struct State {
+    dir: Option<PathBuf>,
+    delivered: BTreeSet<Date>,
+    memory_spool: Vec<(Date, Date, Vec<String>)>,
+}
+
+/// A spooled pull: its day range and where its events are.
+pub struct Batch {
+    pub first: Date,
+    pub last: Date,
+    events: Option<PathBuf>,
+    memory: Vec<String>,
+    acked: Vec<bool>,
+    ack_log: Option<File>,
+}
+
+/// A pull being written to the spool, page by page.
+pub struct SpoolWriter {
+    first: Date,
+    last: Date,
+    tmp: Option<(PathBuf, File)>,
+    memory: Vec<String>,
+    pub count: usize,
+    pub bytes: u64,
+}
+
+impl State {
+    /// Opens state_dir. Unusable and `named` is an error; unusable default gives memory-only state.
+    pub fn open(dir: &Path, named: bool) -> Result<State, String> {
+        let usable = fs::create_dir_all(dir.join("spool")).and_then(|_| probe_writable(dir));
+        if let Err(e) = usable {
+            let why = plain_io(&e);
+            if named {
+                return Err(format!("state_dir {}: cannot be used: {why}", dir.display()));
+            }
+            crate::warn!(
+                "state_dir {}: {why}; running from memory: delivered days and undelivered events will not survive a restart (set state_dir or mount a volume there)",
+                dir.display()
+            );
+            return Ok(State::memory());
+        }
+        let mut state = State { dir: Some(dir.to_path_buf()), delivered: BTreeSet::new(), memory_spool: Vec::new() };
+        state.delivered = state.read_delivered()?;
+        state.sweep_spool();
+        Ok(state)
+    }
+
+    pub fn memory() -> State {
+        State { dir: None, delivered: BTreeSet::new(), memory_spool: Vec::new() }
+    }
+
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    pub fn is_delivered(&self, day: Date) -> bool {
+        self.delivered.contains(&day)
+    }
+
+    pub fn last_delivered(&self) -> Option<Date> {
+        self.delivered.last().copied()
+    }
+
+    fn read_delivered(&self) -> Result<BTreeSet<Date>, String> {
+        let Some(dir) = &self.dir else { return Ok(BTreeSet::new()) };
+        let path = dir.join("delivered.json");
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+            Err(e) => return Err(format!("{}: cannot read: {}", path.display(), plain_io(&e))),
+        };
+        #[derive(serde::Deserialize)]
+        struct Delivered {
+            delivered: Vec<String>,
+        }
+        let parsed = serde_json::from_slice::<Delivered>(&bytes).ok().and_then(|d| {
+            d.delivered.iter().map(|s| parse_date(s)).collect::<Option<BTreeSet<Date>>>()
+        });
+        match parsed {
+            Some(days) => Ok(days),
+            None => {
+                let aside = move_aside(&path)?;
+                crate::error!(
+                    "{} is not a valid state file; moved it to {}: days delivered before are no longer known, so the service catches up from yesterday only (use `once --from --to` for older days)",
+                    path.display(),
+                    aside.display()
+                );
+                Ok(BTreeSet::new())
+            }
+        }
+    }
+
+    /// Records days as delivered: written to a temporary file, fsynced and renamed.
+    pub fn mark_delivered(&mut self, first: Date, last: Date) -> Result<(), String> {
+        let mut days = self.delivered.clone();
+        let mut d = first;
+        while d <= last {
+            days.insert(d);
+            d += Duration::days(1);
+        }
+        if let Some(dir) = &self.dir {
+            let list: Vec<String> = days.iter().map(|d| format_date(*d)).collect();
+            let json = serde_json::json!({ "version": 1, "delivered": list }).to_string();
+            write_atomic(&dir.join("delivered.json"), format!("{json}\n").as_bytes())?;
+        }
+        self.delivered = days;
+        Ok(())
+    }
+
+    /// Removes leftovers of an interrupted pull and spools whose days are all delivered.
+    fn sweep_spool(&mut self) {
+        let Some(dir) = &self.dir else { return };
+        let spool = dir.join("spool");
+        let Ok(entries) = fs::read_dir(&spool) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".tmp") {
+                let _ = fs::remove_file(entry.path());
+                continue;
+            }
+            if let Some((first, last)) = batch_range(&name) {
+                if self.all_delivered(first, last) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+
+    fn all_delivered(&self, first: Date, last: Date) -> bool {
+        let mut d = first;
+        while d <= last {
+            if !self.delivered.contains(&d) {
+                return false;
+            }
+            d += Duration::days(1);
+        }
+        true
+    }
+
+    /// Spooled batches, oldest first.
+    pub fn batches(&mut self) -> Result<Vec<Batch>, String> {
+        let Some(dir) = &self.dir else {
+            return Ok(self
+                .memory_spool
+                .iter()
+                .map(|(first, last, lines)| Batch::in_memory(*first, *last, lines.clone()))
+                .collect());
+        };
+        let spool = dir.join("spool");
+        let mut names: Vec<String> = fs::read_dir(&spool)
+            .map_err(|e| format!("{}: cannot read: {}", spool.display(), plain_io(&e)))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".jsonl") && batch_range(n).is_some())
+            .collect();
+        names.sort();
+        names.into_iter().map(|n| Batch::open(&spool.join(n))).collect()
+    }
+
+    /// Bytes held by the spool (a disk-filling guard).
+    pub fn spool_bytes(&self) -> u64 {
+        match &self.dir {
+            Some(dir) => fs::read_dir(dir.join("spool"))
+                .map(|es| es.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+                .unwrap_or(0),
+            None => self.memory_spool.iter().flat_map(|(_, _, l)| l).map(|l| l.len() as u64).sum(),
+        }
+    }
+
+    pub fn spool_writer(&self, first: Date, last: Date) -> Result<SpoolWriter, String> {
+        let tmp = match &self.dir {
+            Some(dir) => {
+                let path = dir.join("spool").join(format!("{}.jsonl.tmp", batch_name(first, last)));
+                let file = File::create(&path).map_err(|e| write_error(&path, &e))?;
+                Some((path, file))
+            }
+            None => None,
+        };
+        Ok(SpoolWriter { first, last, tmp, memory: Vec::new(), count: 0, bytes: 0 })
+    }
+
+    /// Makes a fully written pull visible in the spool (fsync, rename, fsync the directory).
+    pub fn commit(&mut self, writer: SpoolWriter) -> Result<Batch, String> {
+        match writer.tmp {
+            Some((tmp, file)) => {
+                file.sync_all().map_err(|e| write_error(&tmp, &e))?;
+                drop(file);
+                let path = tmp.with_extension("");
+                fs::rename(&tmp, &path).map_err(|e| write_error(&path, &e))?;
+                sync_dir(path.parent().unwrap_or(Path::new(".")));
+                Batch::open(&path)
+            }
+            None => {
+                self.memory_spool.push((writer.first, writer.last, writer.memory.clone()));
+                Ok(Batch::in_memory(writer.first, writer.last, writer.memory))
+            }
+        }
+    }
+
+    /// All of a batch's events are delivered or dead-lettered: record its days, drop its files.
+    pub fn finish(&mut self, batch: Batch) -> Result<(), String> {
+        self.mark_delivered(batch.first, batch.last)?;
+        match &batch.events {
+            Some(path) => {
+                let _ = fs::remove_file(path.with_extension("acked"));
+                let _ = fs::remove_file(path);
+            }
+            None => self.memory_spool.retain(|(f, l, _)| (*f, *l) != (batch.first, batch.last)),
+        }
+        Ok(())
+    }
+
+    /// Appends a permanently rejected event to dead-letter.jsonl.
+    pub fn dead_letter(&self, status: u16, reason: &str, event_json: &str) -> Result<(), String> {
+        let Some(dir) = &self.dir else { return Ok(()) };
+        let path = dir.join("dead-letter.jsonl");
+        let event: serde_json::Value = serde_json::from_str(event_json).unwrap_or(serde_json::Value::Null);
+        let line = serde_json::json!({
+            "time": crate::schedule::rfc3339(time::OffsetDateTime::now_utc()),
+            "status": status,
+            "reason": reason,
+            "event": event,
+        });
+        let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| write_error(&path, &e))?;
+        file.write_all(format!("{line}\n").as_bytes())
+            .and_then(|_| file.sync_data())
+            .map_err(|e| write_error(&path, &e))
+    }
+}
+
+impl SpoolWriter {
+    pub fn push(&mut self, event: &Event) -> Result<(), String> {
+        let line = event.to_json();
+        self.count += 1;
+        self.bytes += line.len() as u64 + 1;
+        match &mut self.tmp {
+            Some((path, file)) => writeln!(file, "{line}").map_err(|e| write_error(path, &e)),
+            None => {
+                self.memory.push(line);
+                Ok(())
+            }
+        }
+    }
+
+    /// Drops a pull that could not be completed.
+    pub fn abandon(self) {
+        if let Some((path, _)) = self.tmp {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+impl Batch {
+    fn in_memory(first: Date, last: Date, lines: Vec<String>) -> Batch {
+        let acked = vec![false; lines.len()];
+        Batch { first, last, events: None, memory: lines, acked, ack_log: None }
+    }
+
+    /// Opens a spool file and its ack log; corrupt lines are moved aside, never dropped silently.
+    fn open(path: &Path) -> Result<Batch, String> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let (first, last) = batch_range(&name).ok_or_else(|| format!("{}: not a spool file", path.display()))?;
+        let file = File::open(path).map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
+        let mut total = 0;
+        let mut bad = Vec::new();
+        for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
+            let line = line.map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
+            total = i + 1;
+            if serde_json::from_slice::<Event>(&line).is_err() {
+                bad.push(i);
+            }
+        }
+        if !bad.is_empty() {
+            repair(path, &bad)?;
+            total -= bad.len();
+        }
+        let ack_path = path.with_extension("acked");
+        let mut acked = vec![false; total];
+        if let Ok(text) = fs::read(&ack_path) {
+            // A torn last line (no newline) is ignored: that event is sent again.
+            for line in text.split(|b| *b == b'\n').take(text.split(|b| *b == b'\n').count() - 1) {
+                if let Some(i) = std::str::from_utf8(line).ok().and_then(|s| s.parse::<usize>().ok()) {
+                    if i < total {
+                        acked[i] = true;
+                    }
+                }
+            }
+        }
+        let ack_log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&ack_path)
+            .map_err(|e| write_error(&ack_path, &e))?;
+        Ok(Batch { first, last, events: Some(path.to_path_buf()), memory: Vec::new(), acked, ack_log: Some(ack_log) })
+    }
+
+    pub fn name(&self) -> String {
+        batch_name(self.first, self.last)
+    }
+
+    pub fn len(&self) -> usize {
+        self.acked.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.acked.is_empty()
+    }
+
+    pub fn pending(&self) -> usize {
+        self.acked.iter().filter(|a| !**a).count()
+    }
+
+    /// Calls `f(event_json)` for each event not yet acknowledged, in order: `Ok(true)`
+    /// acknowledges it (written at once), `Ok(false)` stops, an error stops and is returned.
+    pub fn drain_pending(&mut self, mut f: impl FnMut(&str) -> Result<bool, String>) -> Result<(), String> {
+        let Some(path) = self.events.clone() else {
+            for i in 0..self.memory.len() {
+                if !self.acked[i] {
+                    let line = self.memory[i].clone();
+                    if !f(&line)? {
+                        break;
+                    }
+                    self.ack(i)?;
+                }
+            }
+            return Ok(());
+        };
+        let file = File::open(&path).map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
+        for (i, line) in BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
+            if i < self.acked.len() && !self.acked[i] {
+                if !f(&line)? {
+                    break;
+                }
+                self.ack(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that event `i` needs no more sending (written at once; fsynced by `sync`).
+    fn ack(&mut self, i: usize) -> Result<(), String> {
+        self.acked[i] = true;
+        if let (Some(log), Some(path)) = (&mut self.ack_log, &self.events) {
+            log.write_all(format!("{i}\n").as_bytes())
+                .map_err(|e| write_error(&path.with_extension("acked"), &e))?;
+        }
+        Ok(())
+    }
+
+    pub fn sync(&self) {
+        if let Some(log) = &self.ack_log {
+            let _ = log.sync_data();
+        }
+    }
+}
+
+/// Moves a spool file with bad lines aside and puts back one with only the good lines.
+fn repair(path: &Path, bad: &[usize]) -> Result<(), String> {
+    let text = fs::read(path).map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
+    let good: Vec<&[u8]> = text
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(i, l)| !bad.contains(i) && !l.is_empty())
+        .map(|(_, l)| l)
+        .collect();
+    let aside = move_aside(path)?;
+    let mut out = good.join(&b'\n');
+    if !out.is_empty() {
+        out.push(b'\n');
+    }
+    write_atomic(path, &out)?;
+    // Line numbers changed: acknowledgements no longer apply (at worst, some events are sent again).
+    let _ = fs::remove_file(path.with_extension("acked"));
+    crate::error!(
+        "{}: {} unreadable line(s) (line {}); moved the file to {} and kept the {} good event(s) in {}",
+        path.display(),
+        bad.len(),
+        bad.iter().map(|i| (i + 1).to_string()).collect::<Vec<_>>().join(", "),
+        aside.display(),
+        good.len(),
+        path.display()
+    );
+    Ok(())
+}
+
+pub fn batch_name(first: Date, last: Date) -> String {
+    format!("{}_{}", format_date(first), format_date(last))
+}
+
+/// `2022-06-11_2022-06-13.jsonl` → the range.
+fn batch_range(file_name: &str) -> Option<(Date, Date)> {
+    let stem = file_name.split('.').next()?;
+    let (a, b) = stem.split_once('_')?;
+    Some((parse_date(a)?, parse_date(b)?))
+}
+
+/// Renames a damaged file to `<name>.corrupt-<UTC timestamp>` beside it.
+fn move_aside(path: &Path) -> Result<PathBuf, String> {
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
+        .unwrap_or_default();
+    let aside = PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
+    fs::rename(path, &aside).map_err(|e| write_error(&aside, &e))?;
+    Ok(aside)
+}
+
+/// Temp file, fsync, rename, fsync the directory: a crash leaves the old or the new file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    let result = File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
+        .and_then(|_| fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(write_error(path, &e));
+    }
+    sync_dir(path.parent().unwrap_or(Path::new(".")));
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn probe_writable(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(".write-test");
+    File::create(&probe)?.write_all(b"ok")?;
+    fs::remove_file(probe)
+}
+
+fn write_error(path: &Path, e: &std::io::Error) -> String {
+    let why = match e.raw_os_error() {
+        Some(libc::EFBIG) => "file too large (file size limit reached)".to_string(),
+        _ => plain_io(e),
+    };
+    format!("cannot write {}: {why}; the previous state is intact", path.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, Line};
+    use time::macros::date;
+
+    fn tmpdir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("sab-state-{}-{}", std::process::id(), getrandom::u64().unwrap()));
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn event(service: &str) -> Event {
+        let line = Line { date: "2022-06-13".into(), service: service.into(), amount: "1".into(), unit: "USD".into() };
+        Event::new(line, crate::event::new_id(), "2022-06-14T00:00:00Z".into())
+    }
+
+    fn spool(state: &mut State, services: &[&str]) -> Batch {
+        let mut w = state.spool_writer(date!(2022 - 06 - 13), date!(2022 - 06 - 13)).unwrap();
+        for s in services {
+            w.push(&event(s)).unwrap();
+        }
+        state.commit(w).unwrap()
+    }
+
+    /// The services of the pending events; acknowledges the first `ack` of them.
+    fn take(batch: &mut Batch, ack: usize) -> Vec<Event> {
+        let mut out = Vec::new();
+        batch
+            .drain_pending(|l| {
+                out.push(serde_json::from_str::<Event>(l).unwrap());
+                Ok(out.len() <= ack)
+            })
+            .unwrap();
+        out
+    }
+
+    fn pending(batch: &mut Batch) -> Vec<String> {
+        take(batch, usize::MAX).into_iter().map(|e| e.data.service).collect()
+    }
+
+    #[test]
+    fn acked_events_are_not_pending_after_reopen_and_ids_are_kept() {
+        let dir = tmpdir();
+        let mut state = State::open(&dir, true).unwrap();
+        let mut batch = spool(&mut state, &["a", "b", "c"]);
+        let ids: Vec<String> = take(&mut batch, 1).into_iter().map(|e| e.id).collect();
+        assert_eq!(ids.len(), 2, "stopped after acknowledging one");
+        drop(batch);
+        let mut state = State::open(&dir, true).unwrap();
+        let mut batches = state.batches().unwrap();
+        assert_eq!(batches.len(), 1);
+        let again: Vec<String> = take(&mut batches[0], 0).into_iter().map(|e| e.id).collect();
+        assert_eq!(again, ids[1..]);
+        assert_eq!(pending(&mut batches[0]), ["b", "c"]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn finishing_records_days_and_removes_the_spool() {
+        let dir = tmpdir();
+        let mut state = State::open(&dir, true).unwrap();
+        let batch = spool(&mut state, &["a"]);
+        state.finish(batch).unwrap();
+        let mut state = State::open(&dir, true).unwrap();
+        assert!(state.is_delivered(date!(2022 - 06 - 13)));
+        assert_eq!(state.last_delivered(), Some(date!(2022 - 06 - 13)));
+        assert!(state.batches().unwrap().is_empty());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_torn_ack_line_means_send_again() {
+        let dir = tmpdir();
+        let mut state = State::open(&dir, true).unwrap();
+        let batch = spool(&mut state, &["a", "b"]);
+        fs::write(dir.join("spool").join(format!("{}.acked", batch.name())), "0\n1").unwrap();
+        drop(batch);
+        assert_eq!(pending(&mut State::open(&dir, true).unwrap().batches().unwrap()[0]), ["b"]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn corrupt_files_are_moved_aside_not_dropped() {
+        let dir = tmpdir();
+        fs::write(dir.join("delivered.json"), "{not json").unwrap();
+        let mut state = State::open(&dir, true).unwrap();
+        assert_eq!(state.last_delivered(), None);
+        let names: Vec<String> = fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        assert!(names.iter().any(|n| n.starts_with("delivered.json.corrupt-")), "{names:?}");
+        let batch = spool(&mut state, &["a", "b"]);
+        let path = dir.join("spool").join(format!("{}.jsonl", batch.name()));
+        drop(batch);
+        let text = fs::read_to_string(&path).unwrap();
+        let (first, rest) = text.split_once('\n').unwrap();
+        fs::write(&path, format!("{first}\n{{\"torn\n{rest}")).unwrap();
+        let mut batches = State::open(&dir, true).unwrap().batches().unwrap();
+        assert_eq!(pending(&mut batches[0]), ["a", "b"]);
+        let aside = fs::read_dir(dir.join("spool")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".corrupt-")).count();
+        assert_eq!(aside, 1);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn leftovers_of_an_interrupted_pull_are_removed() {
+        let dir = tmpdir();
+        let state = State::open(&dir, true).unwrap();
+        let mut w = state.spool_writer(date!(2022 - 06 - 13), date!(2022 - 06 - 13)).unwrap();
+        w.push(&event("a")).unwrap();
+        drop(w);
+        let mut state = State::open(&dir, true).unwrap();
+        assert!(state.batches().unwrap().is_empty());
+        assert_eq!(fs::read_dir(dir.join("spool")).unwrap().count(), 0);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_named_state_dir_that_cannot_be_used_is_an_error() {
+        let file = tmpdir().join("plain-file");
+        fs::write(&file, "x").unwrap();
+        let e = State::open(&file, true).err().unwrap();
+        assert!(e.starts_with(&format!("state_dir {}: cannot be used", file.display())), "{e}");
+        assert!(State::open(&file, false).unwrap().dir().is_none());
+    }
+}

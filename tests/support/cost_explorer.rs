@@ -1,0 +1,498 @@
+//! A fake AWS Cost Explorer: checks and records GetCostAndUsage calls, serves scripted errors, then generated paginated costs.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use time::Date;
+use time::macros::format_description;
+
+use super::http::{Request, Response, Server};
+
+pub const X_AMZ_TARGET: &str = "AWSInsightsIndexService.GetCostAndUsage";
+pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+
+/// Amount strings the generator cycles through: each must reach the receiver untouched.
+pub const TRICKY_AMOUNTS: &[&str] = &[
+    "12.294",
+    "0.0000001234",
+    "-12.5",
+    "3.1000000000",
+    "0",
+    "98765432109876543210.0123456789",
+    "0.01",
+    "-0.0000000001",
+];
+
+/// How the fake generates its default answers and what it expects of a caller.
+#[derive(Clone, Debug)]
+pub struct CeOptions {
+    pub groups_per_day: usize,
+    pub page_size: usize,
+    /// The access key id the Authorization header must carry; `None` accepts any.
+    pub key_id: Option<String>,
+    /// When set, X-Amz-Security-Token must equal it.
+    pub session_token: Option<String>,
+    /// Send `"NextPageToken": ""` on the last page instead of leaving it out.
+    pub empty_final_token: bool,
+    pub unit: String,
+}
+
+impl Default for CeOptions {
+    fn default() -> CeOptions {
+        CeOptions {
+            groups_per_day: 3,
+            page_size: 100,
+            key_id: Some(super::ACCESS_KEY_ID.to_string()),
+            session_token: None,
+            empty_final_token: false,
+            unit: "USD".to_string(),
+        }
+    }
+}
+
+/// One generated billing line, as the events must carry it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Line {
+    pub date: String,
+    pub service: String,
+    pub amount: String,
+    pub unit: String,
+}
+
+/// What the fake answered to one request.
+#[derive(Clone, Debug)]
+pub struct Served {
+    pub status: u16,
+    pub scripted: bool,
+    /// The NextPageToken handed out in this answer, if any.
+    pub next_token: Option<String>,
+    pub groups: usize,
+}
+
+#[derive(Default)]
+struct State {
+    requests: Vec<Request>,
+    served: Vec<Served>,
+    script: VecDeque<Response>,
+    always: Option<Response>,
+    violations: Vec<String>,
+    /// token -> (start, end, metric, offset)
+    tokens: HashMap<String, (String, String, String, usize)>,
+}
+
+struct Shared {
+    options: CeOptions,
+    state: Mutex<State>,
+}
+
+pub struct FakeCostExplorer {
+    shared: Arc<Shared>,
+    server: Server,
+}
+
+impl FakeCostExplorer {
+    pub fn start(options: CeOptions) -> FakeCostExplorer {
+        let shared = Arc::new(Shared {
+            options,
+            state: Mutex::new(State::default()),
+        });
+        let handler_shared = Arc::clone(&shared);
+        let server = Server::bind_loopback(Arc::new(move |request: &Request| {
+            handle(&handler_shared, request)
+        }))
+        .expect("bind fake Cost Explorer");
+        FakeCostExplorer { shared, server }
+    }
+
+    /// Defaults, with this many groups per day and groups per page.
+    pub fn with_groups(groups_per_day: usize, page_size: usize) -> FakeCostExplorer {
+        FakeCostExplorer::start(CeOptions {
+            groups_per_day,
+            page_size,
+            ..CeOptions::default()
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`, the value for the `endpoint` config key.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    pub fn options(&self) -> &CeOptions {
+        &self.shared.options
+    }
+
+    /// Serve this before any generated answer (queued in order).
+    pub fn push(&self, response: Response) {
+        self.state().script.push_back(response);
+    }
+
+    /// Once the script is used up, answer every request with this instead of generating.
+    pub fn always(&self, response: Response) {
+        self.state().always = Some(response);
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.state().requests.clone()
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.state().requests.len()
+    }
+
+    /// Every request body, parsed.
+    pub fn bodies(&self) -> Vec<Value> {
+        self.requests()
+            .iter()
+            .map(|r| r.json().unwrap_or(Value::Null))
+            .collect()
+    }
+
+    pub fn served(&self) -> Vec<Served> {
+        self.state().served.clone()
+    }
+
+    /// Requests that did not look like a signed GetCostAndUsage call.
+    pub fn violations(&self) -> Vec<String> {
+        self.state().violations.clone()
+    }
+
+    /// Panic (with the details) if any request had the wrong shape.
+    pub fn assert_no_violations(&self) {
+        let violations = self.violations();
+        assert!(
+            violations.is_empty(),
+            "fake Cost Explorer saw malformed requests:\n{}",
+            violations.join("\n")
+        );
+    }
+
+    /// The lines the default generator produces for days in [start, end).
+    pub fn expected_lines(&self, start: &str, end: &str) -> Vec<Line> {
+        expected_lines(&self.shared.options, start, end)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The lines the default generator produces for days in [start, end).
+pub fn expected_lines(options: &CeOptions, start: &str, end: &str) -> Vec<Line> {
+    let (Some(start), Some(end)) = (parse_date(start), parse_date(end)) else {
+        panic!("expected_lines: bad dates {start} {end}");
+    };
+    let mut lines = Vec::new();
+    let mut day = start;
+    while day < end {
+        for group in 1..=options.groups_per_day {
+            lines.push(line_for(options, day, group));
+        }
+        day = day.next_day().expect("date in range");
+    }
+    lines
+}
+
+pub fn service_name(group: usize) -> String {
+    format!("Service {group:04}")
+}
+
+pub fn amount_for(day: Date, group: usize) -> String {
+    let index = (group + usize::from(day.day())) % TRICKY_AMOUNTS.len();
+    TRICKY_AMOUNTS[index].to_string()
+}
+
+fn line_for(options: &CeOptions, day: Date, group: usize) -> Line {
+    Line {
+        date: format_date(day),
+        service: service_name(group),
+        amount: amount_for(day, group),
+        unit: options.unit.clone(),
+    }
+}
+
+pub fn parse_date(text: &str) -> Option<Date> {
+    Date::parse(text, format_description!("[year]-[month]-[day]")).ok()
+}
+
+pub fn format_date(date: Date) -> String {
+    date.format(format_description!("[year]-[month]-[day]"))
+        .expect("format date")
+}
+
+/// A fixture file from fixtures/ce.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "fixtures", "ce", name]
+        .iter()
+        .collect();
+    std::fs::read(&path).unwrap_or_else(|e| panic!("read fixture {}: {e}", path.display()))
+}
+
+/// A JSON 1.1 error answer.
+pub fn error_response(status: u16, body: impl Into<Vec<u8>>) -> Response {
+    Response::with_body(status, CONTENT_TYPE, body)
+}
+
+pub fn throttling() -> Response {
+    error_response(
+        400,
+        r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
+    )
+}
+
+pub fn limit_exceeded() -> Response {
+    error_response(400, fixture("error-limit-exceeded.json"))
+}
+
+pub fn internal_error() -> Response {
+    error_response(
+        500,
+        r#"{"__type":"InternalFailure","message":"We encountered an internal error. Please try again."}"#,
+    )
+}
+
+pub fn service_unavailable() -> Response {
+    error_response(
+        503,
+        r#"{"__type":"ServiceUnavailable","message":"Service is unavailable. Please try again."}"#,
+    )
+}
+
+/// An nginx 502 page, as a proxy in front of the endpoint would send it.
+pub fn html_502() -> Response {
+    Response::with_body(502, "text/html", fixture("error-proxy.html"))
+}
+
+pub fn unrecognized_client() -> Response {
+    error_response(403, fixture("error-unrecognized-client.json"))
+}
+
+pub fn access_denied() -> Response {
+    error_response(400, fixture("error-access-denied.json"))
+}
+
+pub fn invalid_signature() -> Response {
+    error_response(403, fixture("error-invalid-signature.json"))
+}
+
+fn handle(shared: &Shared, request: &Request) -> Response {
+    let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    state.requests.push(request.clone());
+
+    let problems = check_shape(&shared.options, request);
+    if !problems.is_empty() {
+        let message = format!("request #{}: {}", state.requests.len(), problems.join("; "));
+        state.violations.push(message.clone());
+        let body = json!({"__type": "ValidationException", "message": format!("fake Cost Explorer: {message}")});
+        state.served.push(Served {
+            status: 400,
+            scripted: false,
+            next_token: None,
+            groups: 0,
+        });
+        return error_response(400, body.to_string());
+    }
+
+    let scripted = state.script.pop_front().or_else(|| state.always.clone());
+    if let Some(response) = scripted {
+        state.served.push(Served {
+            status: response.status,
+            scripted: true,
+            next_token: None,
+            groups: 0,
+        });
+        return response;
+    }
+
+    match generate(&shared.options, &mut state, request) {
+        Ok((body, next_token, groups)) => {
+            state.served.push(Served {
+                status: 200,
+                scripted: false,
+                next_token,
+                groups,
+            });
+            Response::with_body(200, CONTENT_TYPE, body.to_string())
+                .header("x-amzn-RequestId", "00000000-0000-4000-8000-000000000000")
+        }
+        Err(message) => {
+            let message = format!("request #{}: {message}", state.requests.len());
+            state.violations.push(message.clone());
+            state.served.push(Served {
+                status: 400,
+                scripted: false,
+                next_token: None,
+                groups: 0,
+            });
+            error_response(
+                400,
+                json!({"__type": "ValidationException", "message": format!("fake Cost Explorer: {message}")})
+                    .to_string(),
+            )
+        }
+    }
+}
+
+/// Everything wrong with the request's method, path and headers.
+fn check_shape(options: &CeOptions, request: &Request) -> Vec<String> {
+    let mut problems = Vec::new();
+    if request.method != "POST" {
+        problems.push(format!("method {} (expected POST)", request.method));
+    }
+    if request.path() != "/" {
+        problems.push(format!("path {} (expected /)", request.target));
+    }
+    match request.header("x-amz-target") {
+        Some(X_AMZ_TARGET) => {}
+        other => problems.push(format!("X-Amz-Target {other:?} (expected {X_AMZ_TARGET})")),
+    }
+    match request.header("content-type") {
+        Some(ct) if ct.eq_ignore_ascii_case(CONTENT_TYPE) => {}
+        other => problems.push(format!("Content-Type {other:?} (expected {CONTENT_TYPE})")),
+    }
+    let prefix = match &options.key_id {
+        Some(key_id) => format!("AWS4-HMAC-SHA256 Credential={key_id}/"),
+        None => "AWS4-HMAC-SHA256 Credential=".to_string(),
+    };
+    match request.header("authorization") {
+        Some(auth) if auth.starts_with(&prefix) => {
+            if !auth.contains("/ce/aws4_request") {
+                problems.push(format!("Authorization scope is not for service ce: {auth}"));
+            }
+        }
+        other => problems.push(format!(
+            "Authorization {other:?} (expected it to start with {prefix})"
+        )),
+    }
+    if request.header("x-amz-date").is_none() {
+        problems.push("no X-Amz-Date header".to_string());
+    }
+    if let Some(token) = &options.session_token
+        && request.header("x-amz-security-token") != Some(token.as_str())
+    {
+        problems.push("X-Amz-Security-Token missing or wrong".to_string());
+    }
+    problems
+}
+
+/// The default answer: one page of generated groups. Returns (body, token handed out, group count).
+fn generate(
+    options: &CeOptions,
+    state: &mut State,
+    request: &Request,
+) -> Result<(Value, Option<String>, usize), String> {
+    let body = request.json()?;
+    let start_text = body["TimePeriod"]["Start"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let end_text = body["TimePeriod"]["End"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (Some(start), Some(end)) = (parse_date(&start_text), parse_date(&end_text)) else {
+        return Err(format!(
+            "TimePeriod is not two YYYY-MM-DD dates: {}",
+            body["TimePeriod"]
+        ));
+    };
+    if start >= end {
+        return Err(format!("Start {start_text} is not before End {end_text}"));
+    }
+    if body["Granularity"] != "DAILY" {
+        return Err(format!(
+            "Granularity {} (expected \"DAILY\")",
+            body["Granularity"]
+        ));
+    }
+    let metric = match body["Metrics"].as_array().map(Vec::as_slice) {
+        Some([Value::String(metric)]) => metric.clone(),
+        _ => {
+            return Err(format!(
+                "Metrics {} (expected one metric name)",
+                body["Metrics"]
+            ));
+        }
+    };
+    if body["GroupBy"] != json!([{"Type": "DIMENSION", "Key": "SERVICE"}]) {
+        return Err(format!("GroupBy {}", body["GroupBy"]));
+    }
+
+    let offset = match body.get("NextPageToken") {
+        None | Some(Value::Null) => 0,
+        Some(Value::String(token)) => match state.tokens.get(token) {
+            Some((s, e, m, offset)) if *s == start_text && *e == end_text && *m == metric => {
+                *offset
+            }
+            Some(_) => return Err(format!("NextPageToken {token} belongs to another query")),
+            None => return Err(format!("NextPageToken {token:?} was never handed out")),
+        },
+        Some(other) => return Err(format!("NextPageToken {other} is not a string")),
+    };
+
+    let lines = expected_lines(options, &start_text, &end_text);
+    let page_size = options.page_size.max(1);
+    let page_end = (offset + page_size).min(lines.len());
+    let page = &lines[offset.min(lines.len())..page_end];
+
+    let mut results: Vec<Value> = Vec::new();
+    if lines.is_empty() {
+        let mut day = start;
+        while day < end {
+            results.push(result_by_time(day, Vec::new()));
+            day = day.next_day().expect("date in range");
+        }
+    }
+    for line in page {
+        let group = json!({
+            "Keys": [line.service],
+            "Metrics": {metric.as_str(): {"Amount": line.amount, "Unit": line.unit}}
+        });
+        let same_day = results
+            .last()
+            .is_some_and(|r| r["TimePeriod"]["Start"] == line.date.as_str());
+        if same_day {
+            results
+                .last_mut()
+                .and_then(|r| r["Groups"].as_array_mut())
+                .expect("groups array")
+                .push(group);
+        } else {
+            let day = parse_date(&line.date).expect("generated date");
+            results.push(result_by_time(day, vec![group]));
+        }
+    }
+
+    let mut answer = json!({
+        "GroupDefinitions": [{"Type": "DIMENSION", "Key": "SERVICE"}],
+        "ResultsByTime": results,
+        "DimensionValueAttributes": [],
+    });
+    let next_token = if page_end < lines.len() {
+        // Opaque, with characters a client must not re-encode or trim.
+        let token = format!("AQICAH+{:04}/pg{}==", state.tokens.len() + 1, page_end);
+        state
+            .tokens
+            .insert(token.clone(), (start_text, end_text, metric, page_end));
+        answer["NextPageToken"] = Value::String(token.clone());
+        Some(token)
+    } else {
+        if options.empty_final_token {
+            answer["NextPageToken"] = Value::String(String::new());
+        }
+        None
+    };
+    Ok((answer, next_token, page.len()))
+}
+
+fn result_by_time(day: Date, groups: Vec<Value>) -> Value {
+    let next = day.next_day().expect("date in range");
+    json!({
+        "TimePeriod": {"Start": format_date(day), "End": format_date(next)},
+        "Total": {},
+        "Groups": groups,
+        "Estimated": true
+    })
+}
