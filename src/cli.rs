@@ -79,7 +79,11 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             _ if arg.starts_with('-') => {
                 return Err(format!("unknown option {arg:?}; see --help"));
             }
-            _ => return Err(format!("unknown command {arg:?}; expected run, once or check")),
+            _ => {
+                return Err(format!(
+                    "unknown command {arg:?}; expected run, once or check"
+                ));
+            }
         }
         i += 1;
     }
@@ -146,7 +150,15 @@ mod tests {
 
     #[test]
     fn once_with_date_range_and_flags() {
-        let cli = p(&["once", "--from", "2022-06-01", "--to=2022-06-03", "--target", "-"]).unwrap();
+        let cli = p(&[
+            "once",
+            "--from",
+            "2022-06-01",
+            "--to=2022-06-03",
+            "--target",
+            "-",
+        ])
+        .unwrap();
         assert_eq!(
             cli.action,
             Action::Once {
@@ -155,7 +167,15 @@ mod tests {
             }
         );
         assert_eq!(cli.target.as_deref(), Some("-"));
-        let cli = p(&["--config", "c.yml", "once", "--date", "2022-06-13", "--force"]).unwrap();
+        let cli = p(&[
+            "--config",
+            "c.yml",
+            "once",
+            "--date",
+            "2022-06-13",
+            "--force",
+        ])
+        .unwrap();
         assert_eq!(cli.config, Some(PathBuf::from("c.yml")));
         assert!(matches!(cli.action, Action::Once { force: true, .. }));
     }
@@ -164,7 +184,10 @@ mod tests {
     fn bad_usage_is_one_line() {
         for (args, want) in [
             (&["once", "--date", "2022-13-01"][..], "expected a date"),
-            (&["once", "--from", "2022-06-03", "--to", "2022-06-01"], "is after"),
+            (
+                &["once", "--from", "2022-06-03", "--to", "2022-06-01"],
+                "is after",
+            ),
             (&["once", "--from", "2022-06-03"], "go together"),
             (&["run", "--date", "2022-06-03"], "go with the once command"),
             (&["--bogus"], "unknown option"),

@@ -129,8 +129,10 @@ pub fn load(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Config, Vec<String>), ConfigError> {
     let mut warnings = Vec::new();
-    let (config_path, config_named) = choose(&overrides.config, env("CONNECTOR_CONFIG"), DEFAULT_CONFIG);
-    let (secret_path, secret_named) = choose(&overrides.secret, env("CONNECTOR_SECRET"), DEFAULT_SECRET);
+    let (config_path, config_named) =
+        choose(&overrides.config, env("CONNECTOR_CONFIG"), DEFAULT_CONFIG);
+    let (secret_path, secret_named) =
+        choose(&overrides.secret, env("CONNECTOR_SECRET"), DEFAULT_SECRET);
     let name = config_path.display().to_string();
     let map = match read_optional(&config_path, config_named)? {
         Some(text) => parse_document(&name, &text)?,
@@ -142,7 +144,10 @@ pub fn load(
             warnings.push(unknown_key(&name, &key, &CONFIG_KEYS));
         }
     }
-    let file = Doc { name: &name, map: &map };
+    let file = Doc {
+        name: &name,
+        map: &map,
+    };
 
     let target = match (&overrides.target, env("CONNECTOR_TARGET")) {
         (Some(t), _) => parse_target("--target", t)?,
@@ -171,10 +176,18 @@ pub fn load(
     let endpoint = endpoint.trim_end_matches('/').to_string();
     let region = match file.string("region")? {
         Some(r) if !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => r,
-        Some(r) => return err(format!("{name}: region: expected a region name like us-east-1, found {r:?}")),
-        None => region_from_endpoint(&endpoint).unwrap_or("us-east-1").to_string(),
+        Some(r) => {
+            return err(format!(
+                "{name}: region: expected a region name like us-east-1, found {r:?}"
+            ));
+        }
+        None => region_from_endpoint(&endpoint)
+            .unwrap_or("us-east-1")
+            .to_string(),
     };
-    let pull_hour = file.integer("pull_hour", 0, 23, "an hour 0-23 (UTC)")?.unwrap_or(2) as u8;
+    let pull_hour = file
+        .integer("pull_hour", 0, 23, "an hour 0-23 (UTC)")?
+        .unwrap_or(2) as u8;
     let metric = match file.string("metric")? {
         Some(m) if METRICS.contains(&m.as_str()) => m,
         Some(m) => {
@@ -196,30 +209,50 @@ pub fn load(
     };
     let (state_dir, state_dir_named) = match file.string("state_dir")? {
         Some(d) if !d.is_empty() => (PathBuf::from(d), true),
-        Some(_) => return err(format!("{name}: state_dir: expected a directory path, found \"\"")),
+        Some(_) => {
+            return err(format!(
+                "{name}: state_dir: expected a directory path, found \"\""
+            ));
+        }
         None => match env("CONNECTOR_STATE_DIR").filter(|d| !d.is_empty()) {
             Some(d) => (PathBuf::from(d), true),
             None => (PathBuf::from(DEFAULT_STATE_DIR), false),
         },
     };
-    let max_spool_mb = file.integer("max_spool_mb", 1, 1 << 20, "a size in MiB")?.unwrap_or(64);
-    let max_catchup_days = file.integer("max_catchup_days", 1, 3650, "a number of days 1-3650")?.unwrap_or(14) as u32;
-    let retry_max_backoff_s = file.integer("retry_max_backoff_s", 1, 86400, "seconds 1-86400")?.unwrap_or(300);
-    let send_timeout_s = file.integer("send_timeout_s", 1, 86400 * 7, "seconds")?.unwrap_or(600);
+    let max_spool_mb = file
+        .integer("max_spool_mb", 1, 1 << 20, "a size in MiB")?
+        .unwrap_or(64);
+    let max_catchup_days = file
+        .integer("max_catchup_days", 1, 3650, "a number of days 1-3650")?
+        .unwrap_or(14) as u32;
+    let retry_max_backoff_s = file
+        .integer("retry_max_backoff_s", 1, 86400, "seconds 1-86400")?
+        .unwrap_or(300);
+    let send_timeout_s = file
+        .integer("send_timeout_s", 1, 86400 * 7, "seconds")?
+        .unwrap_or(600);
     let ca_file = match file.string("ca_file")? {
         Some(f) => Some((PathBuf::from(f), format!("{name}: ca_file"))),
-        None => env("AWS_CA_BUNDLE").filter(|f| !f.is_empty()).map(|f| (PathBuf::from(f), "AWS_CA_BUNDLE".to_string())),
+        None => env("AWS_CA_BUNDLE")
+            .filter(|f| !f.is_empty())
+            .map(|f| (PathBuf::from(f), "AWS_CA_BUNDLE".to_string())),
     };
-    if let Some((path, from)) = &ca_file {
-        if !path.is_file() {
-            return err(format!("{from}: {}: no such file; expected a PEM file of CA certificates", path.display()));
-        }
+    if let Some((path, from)) = &ca_file
+        && !path.is_file()
+    {
+        return err(format!(
+            "{from}: {}: no such file; expected a PEM file of CA certificates",
+            path.display()
+        ));
     }
     let config_section = match map.get("secret") {
         None | Some(Value::Null) => None,
         Some(Value::Mapping(m)) => {
             let section = format!("{name}: secret");
-            let doc = Doc { name: &section, map: m };
+            let doc = Doc {
+                name: &section,
+                map: m,
+            };
             for key in m.keys() {
                 let key = key_name(key);
                 if !SECRET_KEYS.contains(&key.as_str()) {
@@ -228,7 +261,11 @@ pub fn load(
             }
             credentials_from(&doc)?.map(|c| (section, c))
         }
-        Some(_) => return err(format!("{name}: secret: expected a mapping with access_key_id and secret_access_key")),
+        Some(_) => {
+            return err(format!(
+                "{name}: secret: expected a mapping with access_key_id and secret_access_key"
+            ));
+        }
     };
     let env_credentials = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
         (Some(id), Some(key)) if !id.is_empty() && !key.is_empty() => Some(Credentials {
@@ -276,7 +313,10 @@ pub fn load_credentials(source: &SecretSource) -> Result<(Credentials, Vec<Strin
                 warnings.push(unknown_key(&name, &key, &SECRET_KEYS));
             }
         }
-        if let Some(c) = credentials_from(&Doc { name: &name, map: &map })? {
+        if let Some(c) = credentials_from(&Doc {
+            name: &name,
+            map: &map,
+        })? {
             return Ok((c, warnings));
         }
     }
@@ -298,7 +338,9 @@ fn credentials_from(doc: &Doc) -> Result<Option<Credentials>, ConfigError> {
         Some(k) => Some(k),
         None => doc.secret_string("secret_access_Key")?,
     };
-    let token = doc.secret_string("session_token")?.filter(|t| !t.is_empty());
+    let token = doc
+        .secret_string("session_token")?
+        .filter(|t| !t.is_empty());
     match (id, key) {
         (None, None) => Ok(None),
         (Some(id), Some(key)) if !id.is_empty() && !key.is_empty() => Ok(Some(Credentials {
@@ -306,9 +348,18 @@ fn credentials_from(doc: &Doc) -> Result<Option<Credentials>, ConfigError> {
             secret_access_key: key,
             session_token: token,
         })),
-        (Some(id), _) if id.is_empty() => err(format!("{}: access_key_id: expected a non-empty string", doc.name)),
-        (Some(_), _) => err(format!("{}: secret_access_key: missing or empty; expected the key that goes with access_key_id", doc.name)),
-        (None, Some(_)) => err(format!("{}: access_key_id: missing; expected the key id that goes with secret_access_key", doc.name)),
+        (Some(id), _) if id.is_empty() => err(format!(
+            "{}: access_key_id: expected a non-empty string",
+            doc.name
+        )),
+        (Some(_), _) => err(format!(
+            "{}: secret_access_key: missing or empty; expected the key that goes with access_key_id",
+            doc.name
+        )),
+        (None, Some(_)) => err(format!(
+            "{}: access_key_id: missing; expected the key id that goes with secret_access_key",
+            doc.name
+        )),
     }
 }
 
@@ -325,7 +376,10 @@ fn read_optional(path: &Path, named: bool) -> Result<Option<String>, ConfigError
     match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => Ok(Some(text)),
-            Err(_) => err(format!("{}: expected UTF-8 text (YAML or JSON)", path.display())),
+            Err(_) => err(format!(
+                "{}: expected UTF-8 text (YAML or JSON)",
+                path.display()
+            )),
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !named => Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -340,7 +394,9 @@ pub fn parse_document(name: &str, text: &str) -> Result<Mapping, ConfigError> {
     match serde_yaml::from_str::<Value>(text) {
         Ok(Value::Mapping(m)) => Ok(m),
         Ok(Value::Null) => Ok(Mapping::new()),
-        Ok(_) => err(format!("{name}: expected a mapping of keys to values (YAML or JSON)")),
+        Ok(_) => err(format!(
+            "{name}: expected a mapping of keys to values (YAML or JSON)"
+        )),
         Err(e) => {
             let at = e
                 .location()
@@ -364,7 +420,11 @@ impl Doc<'_> {
         match self.map.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
-            Some(other) => err(format!("{}: {key}: expected a string, found {}", self.name, show(other))),
+            Some(other) => err(format!(
+                "{}: {key}: expected a string, found {}",
+                self.name,
+                show(other)
+            )),
         }
     }
 
@@ -373,11 +433,20 @@ impl Doc<'_> {
         match self.map.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
-            Some(_) => err(format!("{}: {key}: expected a string (quote it)", self.name)),
+            Some(_) => err(format!(
+                "{}: {key}: expected a string (quote it)",
+                self.name
+            )),
         }
     }
 
-    fn integer(&self, key: &str, min: u64, max: u64, what: &str) -> Result<Option<u64>, ConfigError> {
+    fn integer(
+        &self,
+        key: &str,
+        min: u64,
+        max: u64,
+        what: &str,
+    ) -> Result<Option<u64>, ConfigError> {
         let value = match self.map.get(key) {
             None | Some(Value::Null) => return Ok(None),
             Some(v) => v,
@@ -421,7 +490,10 @@ fn unknown_key(file: &str, key: &str, known: &[&str]) -> String {
     let squash = |s: &str| s.to_ascii_lowercase().replace(['_', '-'], "");
     match known.iter().find(|k| squash(k) == squash(key)) {
         Some(k) => format!("{file}: unknown key {key:?} is ignored; did you mean {k:?}?"),
-        None => format!("{file}: unknown key {key:?} is ignored; known keys: {}", known.join(", ")),
+        None => format!(
+            "{file}: unknown key {key:?} is ignored; known keys: {}",
+            known.join(", ")
+        ),
     }
 }
 
@@ -439,8 +511,12 @@ fn check_http_url(from: &str, value: &str) -> Result<(), ConfigError> {
         .strip_prefix("http://")
         .or_else(|| value.strip_prefix("https://"));
     match rest {
-        Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace) => Ok(()),
-        _ => err(format!("{from}: expected an http:// or https:// URL, found {value:?}")),
+        Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace) => {
+            Ok(())
+        }
+        _ => err(format!(
+            "{from}: expected an http:// or https:// URL, found {value:?}"
+        )),
     }
 }
 
@@ -508,9 +584,16 @@ mod tests {
 
     const SECRET: &str = "access_key_id: AKIDEXAMPLE\nsecret_access_key: wJalrXUtnFEMI/K7MDENG\n";
 
-    fn load_with(config: &str, secret: Option<&str>, env: &[(&str, &str)]) -> Result<(Config, Vec<String>), ConfigError> {
+    fn load_with(
+        config: &str,
+        secret: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Result<(Config, Vec<String>), ConfigError> {
         let (_dir, o) = setup(config, secret);
-        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         load(&o, &|k| env.get(k).cloned())
     }
 
@@ -520,7 +603,8 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_seed() {
-        let (c, warnings) = load_with("\"target\": \"http://localhost:8080\"\n", Some(SECRET), &[]).unwrap();
+        let (c, warnings) =
+            load_with("\"target\": \"http://localhost:8080\"\n", Some(SECRET), &[]).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(c.target, Target::Http("http://localhost:8080".into()));
         assert_eq!(c.endpoint, DEFAULT_ENDPOINT);
@@ -536,12 +620,30 @@ mod tests {
     fn bad_values_name_file_key_and_value() {
         for (config, want) in [
             ("endpoint: http://x\n", "target: missing"),
-            ("target: http://x\npull_hour: 25\n", "pull_hour: expected an integer 0-23 (an hour 0-23 (UTC)), found 25"),
-            ("target: http://x\npull_hour: two\n", "pull_hour: expected an integer 0-23 (an hour 0-23 (UTC)), found \"two\""),
-            ("target: ftp://x\n", "target: expected an http:// or https:// URL, found \"ftp://x\""),
-            ("target: http://x\ncontent_mode: batch\n", "content_mode: expected binary or structured"),
-            ("target: http://x\nmetric: Cost\n", "metric: expected one of"),
-            ("target: http://x\nendpoint: ce.amazonaws.com\n", "endpoint: expected an http"),
+            (
+                "target: http://x\npull_hour: 25\n",
+                "pull_hour: expected an integer 0-23 (an hour 0-23 (UTC)), found 25",
+            ),
+            (
+                "target: http://x\npull_hour: two\n",
+                "pull_hour: expected an integer 0-23 (an hour 0-23 (UTC)), found \"two\"",
+            ),
+            (
+                "target: ftp://x\n",
+                "target: expected an http:// or https:// URL, found \"ftp://x\"",
+            ),
+            (
+                "target: http://x\ncontent_mode: batch\n",
+                "content_mode: expected binary or structured",
+            ),
+            (
+                "target: http://x\nmetric: Cost\n",
+                "metric: expected one of",
+            ),
+            (
+                "target: http://x\nendpoint: ce.amazonaws.com\n",
+                "endpoint: expected an http",
+            ),
             ("target: [http://x\n", "invalid YAML at line"),
             ("- a\n- b\n", "expected a mapping"),
         ] {
@@ -555,7 +657,10 @@ mod tests {
     fn unknown_keys_are_warned_by_name() {
         let (_, w) = load_with("target: http://x\npullhour: 3\n", Some(SECRET), &[]).unwrap();
         assert_eq!(w.len(), 1);
-        assert!(w[0].contains("\"pullhour\"") && w[0].contains("did you mean \"pull_hour\""), "{w:?}");
+        assert!(
+            w[0].contains("\"pullhour\"") && w[0].contains("did you mean \"pull_hour\""),
+            "{w:?}"
+        );
     }
 
     #[test]
@@ -563,7 +668,10 @@ mod tests {
         let (c, _) = load_with(
             "target: http://file\n",
             Some(SECRET),
-            &[("CONNECTOR_TARGET", "-"), ("AWS_ENDPOINT_URL", "https://ce.eu-west-1.amazonaws.com/")],
+            &[
+                ("CONNECTOR_TARGET", "-"),
+                ("AWS_ENDPOINT_URL", "https://ce.eu-west-1.amazonaws.com/"),
+            ],
         )
         .unwrap();
         assert_eq!(c.target, Target::Stdout);
@@ -571,13 +679,19 @@ mod tests {
         assert_eq!(c.region, "eu-west-1");
         let (_dir, mut o) = setup("target: http://file\n", Some(SECRET));
         o.target = Some("http://flag".into());
-        let (c, _) = load(&o, &|k| (k == "CONNECTOR_TARGET").then(|| "http://env".to_string())).unwrap();
+        let (c, _) = load(&o, &|k| {
+            (k == "CONNECTOR_TARGET").then(|| "http://env".to_string())
+        })
+        .unwrap();
         assert_eq!(c.target, Target::Http("http://flag".into()));
     }
 
     #[test]
     fn region_comes_from_the_endpoint_host() {
-        assert_eq!(region_from_endpoint("https://ce.cn-northwest-1.amazonaws.com.cn"), Some("cn-northwest-1"));
+        assert_eq!(
+            region_from_endpoint("https://ce.cn-northwest-1.amazonaws.com.cn"),
+            Some("cn-northwest-1")
+        );
         assert_eq!(region_from_endpoint("http://127.0.0.1:5000"), None);
         assert_eq!(url_host("http://user:pw@[::1]:80/x"), "::1");
     }
@@ -600,20 +714,37 @@ mod tests {
         assert_eq!(key_id(config, Some(seed_spelling)).access_key_id, "A1");
         assert_eq!(key_id(config, None).access_key_id, "A2");
         let creds = key_id("target: http://x\n", None);
-        assert_eq!((creds.access_key_id.as_str(), creds.session_token.as_deref()), ("A3", Some("T3")));
+        assert_eq!(
+            (creds.access_key_id.as_str(), creds.session_token.as_deref()),
+            ("A3", Some("T3"))
+        );
     }
 
     #[test]
     fn missing_or_partial_credentials_are_errors_that_hide_values() {
         let e = load_with("target: http://x\n", None, &[]).unwrap_err().0;
         assert!(e.starts_with("no AWS credentials"), "{e}");
-        let e = load_with("target: http://x\n", Some("access_key_id: AKID\n"), &[]).unwrap_err().0;
+        let e = load_with("target: http://x\n", Some("access_key_id: AKID\n"), &[])
+            .unwrap_err()
+            .0;
         assert!(e.contains("secret.yml: secret_access_key: missing"), "{e}");
-        let e = load_with("target: http://x\n", Some("access_key_id: A\nsecret_access_key: 12345\n"), &[]).unwrap_err().0;
-        assert!(e.contains("secret_access_key: expected a string") && !e.contains("12345"), "{e}");
+        let e = load_with(
+            "target: http://x\n",
+            Some("access_key_id: A\nsecret_access_key: 12345\n"),
+            &[],
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains("secret_access_key: expected a string") && !e.contains("12345"),
+            "{e}"
+        );
         let (_dir, mut o) = setup("target: http://x\n", None);
         o.secret = Some(PathBuf::from("/nonexistent/secret.yml"));
-        assert_eq!(load(&o, &|_| None).unwrap_err().0, "/nonexistent/secret.yml: no such file");
+        assert_eq!(
+            load(&o, &|_| None).unwrap_err().0,
+            "/nonexistent/secret.yml: no such file"
+        );
     }
 
     #[test]
@@ -624,22 +755,45 @@ mod tests {
             session_token: Some("token-secret".into()),
         };
         let shown = format!("{c:?}");
-        assert!(shown.contains("AKID") && !shown.contains("very-secret") && !shown.contains("token-secret"));
-        let (config, _) = load_with("target: http://x\nsecret:\n  access_key_id: A\n  secret_access_key: very-secret\n", None, &[]).unwrap();
+        assert!(
+            shown.contains("AKID")
+                && !shown.contains("very-secret")
+                && !shown.contains("token-secret")
+        );
+        let (config, _) = load_with(
+            "target: http://x\nsecret:\n  access_key_id: A\n  secret_access_key: very-secret\n",
+            None,
+            &[],
+        )
+        .unwrap();
         assert!(!format!("{config:?}").contains("very-secret"));
     }
 
     #[test]
     fn a_named_config_that_does_not_exist_is_an_error_but_the_default_is_not() {
-        let o = Overrides { config: Some("/nonexistent/c.yml".into()), ..Default::default() };
-        assert_eq!(load(&o, &|_| None).unwrap_err().0, "/nonexistent/c.yml: no such file");
+        let o = Overrides {
+            config: Some("/nonexistent/c.yml".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            load(&o, &|_| None).unwrap_err().0,
+            "/nonexistent/c.yml: no such file"
+        );
         let e = load(&Overrides::default(), &|_| None).unwrap_err().0;
         assert!(e.contains("target: missing"), "{e}");
     }
 
     #[test]
     fn json_files_are_accepted() {
-        let (c, _) = load_with("{\"target\": \"https://broker\", \"pull_hour\": 0}", Some(SECRET), &[]).unwrap();
-        assert_eq!((c.target, c.pull_hour), (Target::Http("https://broker".into()), 0));
+        let (c, _) = load_with(
+            "{\"target\": \"https://broker\", \"pull_hour\": 0}",
+            Some(SECRET),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.target, c.pull_hour),
+            (Target::Http("https://broker".into()), 0)
+        );
     }
 }

@@ -41,7 +41,10 @@ pub fn request_body(first: Date, last: Date, metric: &str, page_token: Option<&s
         },
         granularity: "DAILY",
         metrics: [metric],
-        group_by: [GroupBy { r#type: "DIMENSION", key: "SERVICE" }],
+        group_by: [GroupBy {
+            r#type: "DIMENSION",
+            key: "SERVICE",
+        }],
         next_page_token: page_token,
     };
     serde_json::to_string(&body).expect("plain structs always serialize")
@@ -144,32 +147,87 @@ struct ErrorBody {
 
 /// Interprets a non-2xx answer: a readable line and whether retrying can help.
 pub fn parse_error(status: u16, body: &[u8]) -> CeError {
-    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
-    let Some(ErrorBody { kind: Some(full), message }) = parsed else {
+    let parsed = serde_json::from_slice::<ErrorBody>(body)
+        .ok()
+        .or_else(|| xml_error(body));
+    let Some(ErrorBody {
+        kind: Some(full),
+        message,
+    }) = parsed
+    else {
         let kind = match status {
             429 | 500.. => ErrorKind::Transient,
             401 | 403 => ErrorKind::Credentials,
             _ => ErrorKind::Permanent,
         };
-        let what = if body.is_empty() { "an empty body".to_string() } else { format!("a non-JSON body: {}", snippet(body)) };
-        return CeError { kind, message: format!("Cost Explorer answered HTTP {status} with {what}") };
+        let what = if body.is_empty() {
+            "an empty body".to_string()
+        } else {
+            format!("a non-JSON body: {}", snippet(body))
+        };
+        return CeError {
+            kind,
+            message: format!("Cost Explorer answered HTTP {status} with {what}"),
+        };
     };
     // "com.amazon.coral.service#InvalidSignatureException" → "InvalidSignatureException"
-    let name = full.rsplit('#').next().unwrap_or(&full).split(':').next().unwrap_or("").to_string();
+    let name = full
+        .rsplit('#')
+        .next()
+        .unwrap_or(&full)
+        .split(':')
+        .next()
+        .unwrap_or("")
+        .to_string();
     let kind = match name.as_str() {
-        "ThrottlingException" | "LimitExceededException" | "TooManyRequestsException" | "RequestLimitExceeded"
-        | "ServiceUnavailableException" | "ServiceUnavailable" | "InternalFailure" | "InternalServerError"
+        "ThrottlingException"
+        | "LimitExceededException"
+        | "TooManyRequestsException"
+        | "RequestLimitExceeded"
+        | "ServiceUnavailableException"
+        | "ServiceUnavailable"
+        | "InternalFailure"
+        | "InternalServerError"
         | "InternalServerException" => ErrorKind::Transient,
-        "UnrecognizedClientException" | "InvalidSignatureException" | "SignatureDoesNotMatch"
-        | "InvalidClientTokenId" | "ExpiredTokenException" | "ExpiredToken" | "AccessDeniedException"
-        | "AccessDenied" | "MissingAuthenticationToken" | "IncompleteSignature" | "InvalidAccessKeyId"
-        | "NotAuthorized" | "AuthFailure" => ErrorKind::Credentials,
+        "UnrecognizedClientException"
+        | "InvalidSignatureException"
+        | "SignatureDoesNotMatch"
+        | "InvalidClientTokenId"
+        | "ExpiredTokenException"
+        | "ExpiredToken"
+        | "AccessDeniedException"
+        | "AccessDenied"
+        | "MissingAuthenticationToken"
+        | "IncompleteSignature"
+        | "InvalidAccessKeyId"
+        | "NotAuthorized"
+        | "AuthFailure" => ErrorKind::Credentials,
         _ if status == 429 || status >= 500 => ErrorKind::Transient,
         _ if status == 401 || status == 403 => ErrorKind::Credentials,
         _ => ErrorKind::Permanent,
     };
-    let message = message.map(|m| format!(": {}", one_line(&m, 300))).unwrap_or_default();
-    CeError { kind, message: format!("Cost Explorer refused the request (HTTP {status}): {name}{message}") }
+    let message = message
+        .map(|m| format!(": {}", one_line(&m, 300)))
+        .unwrap_or_default();
+    CeError {
+        kind,
+        message: format!("Cost Explorer refused the request (HTTP {status}): {name}{message}"),
+    }
+}
+
+/// An AWS query-style XML error (`<Error><Code>…</Code><Message>…</Message>`), as some
+/// front ends and emulators send even for JSON services.
+fn xml_error(body: &[u8]) -> Option<ErrorBody> {
+    let text = std::str::from_utf8(body).ok()?;
+    let element = |name: &str| {
+        let start = text.find(&format!("<{name}>"))? + name.len() + 2;
+        let end = start + text[start..].find(&format!("</{name}>"))?;
+        Some(text[start..end].trim().to_string())
+    };
+    Some(ErrorBody {
+        kind: Some(element("Code")?),
+        message: element("Message"),
+    })
 }
 
 /// The first bytes of a body as one printable line.
@@ -197,11 +255,24 @@ mod tests {
     #[test]
     fn body_is_the_documented_request_with_exclusive_end() {
         assert_eq!(
-            request_body(date!(2022 - 06 - 13), date!(2022 - 06 - 13), "BlendedCost", None),
+            request_body(
+                date!(2022 - 06 - 13),
+                date!(2022 - 06 - 13),
+                "BlendedCost",
+                None
+            ),
             r#"{"TimePeriod":{"Start":"2022-06-13","End":"2022-06-14"},"Granularity":"DAILY","Metrics":["BlendedCost"],"GroupBy":[{"Type":"DIMENSION","Key":"SERVICE"}]}"#
         );
-        let paged = request_body(date!(2022 - 12 - 30), date!(2022 - 12 - 31), "UnblendedCost", Some("tok"));
-        assert!(paged.contains(r#""Start":"2022-12-30","End":"2023-01-01""#), "{paged}");
+        let paged = request_body(
+            date!(2022 - 12 - 30),
+            date!(2022 - 12 - 31),
+            "UnblendedCost",
+            Some("tok"),
+        );
+        assert!(
+            paged.contains(r#""Start":"2022-12-30","End":"2023-01-01""#),
+            "{paged}"
+        );
         assert!(paged.ends_with(r#","NextPageToken":"tok"}"#), "{paged}");
     }
 
@@ -211,7 +282,10 @@ mod tests {
         assert_eq!(first.next_token.as_deref(), Some("AAMA-EXAMPLE-TOKEN-2"));
         let amounts: Vec<_> = first.lines.iter().map(|l| l.amount.as_str()).collect();
         assert_eq!(amounts, ["0.01", "12.294", "0.0000001234"]);
-        assert_eq!(first.lines[1].service, "Amazon Elastic Compute Cloud - Compute");
+        assert_eq!(
+            first.lines[1].service,
+            "Amazon Elastic Compute Cloud - Compute"
+        );
         assert_eq!(first.lines[1].date, "2022-06-13");
         let last = parse_page(&fixture("page-2-of-2.json"), "BlendedCost").unwrap();
         assert_eq!(last.next_token, None);
@@ -231,7 +305,11 @@ mod tests {
     fn a_missing_metric_is_an_error_not_a_zero() {
         let e = parse_page(&fixture("page-1-of-2.json"), "UnblendedCost").unwrap_err();
         assert_eq!(e.kind, ErrorKind::Permanent);
-        assert!(e.message.contains("no UnblendedCost metric"), "{}", e.message);
+        assert!(
+            e.message.contains("no UnblendedCost metric"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -241,11 +319,39 @@ mod tests {
         assert!(e.message.starts_with("Cost Explorer refused the request (HTTP 400): InvalidSignatureException: The request signature we calculated"), "{}", e.message);
         let e = parse_error(400, &fixture("error-access-denied.json"));
         assert_eq!(e.kind, ErrorKind::Credentials);
-        assert!(e.message.contains("AccessDeniedException: User: arn:aws:iam"), "{}", e.message);
-        assert_eq!(parse_error(400, &fixture("error-unrecognized-client.json")).kind, ErrorKind::Credentials);
-        assert_eq!(parse_error(400, &fixture("error-limit-exceeded.json")).kind, ErrorKind::Transient);
-        assert_eq!(parse_error(400, &fixture("error-validation.json")).kind, ErrorKind::Permanent);
-        assert_eq!(parse_error(500, br#"{"__type":"Whatever"}"#).kind, ErrorKind::Transient);
+        assert!(
+            e.message
+                .contains("AccessDeniedException: User: arn:aws:iam"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            parse_error(400, &fixture("error-unrecognized-client.json")).kind,
+            ErrorKind::Credentials
+        );
+        assert_eq!(
+            parse_error(400, &fixture("error-limit-exceeded.json")).kind,
+            ErrorKind::Transient
+        );
+        assert_eq!(
+            parse_error(400, &fixture("error-validation.json")).kind,
+            ErrorKind::Permanent
+        );
+        assert_eq!(
+            parse_error(500, br#"{"__type":"Whatever"}"#).kind,
+            ErrorKind::Transient
+        );
+    }
+
+    #[test]
+    fn xml_errors_are_read_like_json_ones() {
+        let body = br#"<?xml version="1.0" encoding="utf-8"?><ErrorResponse><Errors><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided.</Message><Type>Sender</Type></Error></Errors></ErrorResponse>"#;
+        let e = parse_error(403, body);
+        assert_eq!(e.kind, ErrorKind::Credentials);
+        assert_eq!(
+            e.message,
+            "Cost Explorer refused the request (HTTP 403): SignatureDoesNotMatch: The request signature we calculated does not match the signature you provided."
+        );
     }
 
     #[test]
@@ -256,6 +362,9 @@ mod tests {
         assert!(!e.message.contains('\n'));
         let e = parse_page(&fixture("error-proxy.html"), "BlendedCost").unwrap_err();
         assert!(e.message.contains("not a GetCostAndUsage result"));
-        assert_eq!(parse_error(403, b"").message, "Cost Explorer answered HTTP 403 with an empty body");
+        assert_eq!(
+            parse_error(403, b"").message,
+            "Cost Explorer answered HTTP 403 with an empty body"
+        );
     }
 }

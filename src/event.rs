@@ -92,7 +92,14 @@ pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 /// A fresh event id from the operating system's random source.
@@ -132,7 +139,12 @@ mod tests {
     #[test]
     fn binary_mode_puts_attributes_in_headers_and_data_in_the_body() {
         let (headers, body) = sample().http_parts(ContentMode::Binary);
-        let get = |n: &str| headers.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str());
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.as_str())
+        };
         assert_eq!(get("ce-specversion"), Some("1.0"));
         assert_eq!(get("ce-id"), Some("4395ffa3-f6de-443c-bf0e-bb9798d26a1d"));
         assert_eq!(get("ce-source"), Some("cloud.aws.billing"));
@@ -148,7 +160,10 @@ mod tests {
     #[test]
     fn structured_mode_sends_the_whole_event() {
         let (headers, body) = sample().http_parts(ContentMode::Structured);
-        assert_eq!(headers, vec![("content-type", "application/cloudevents+json".to_string())]);
+        assert_eq!(
+            headers,
+            vec![("content-type", "application/cloudevents+json".to_string())]
+        );
         assert_eq!(body, sample().to_json().into_bytes());
     }
 

@@ -77,10 +77,10 @@ impl Client {
 
     /// One attempt; the error is a readable line (never the request's secrets).
     pub fn send(&self, request: &Request) -> Result<Response, String> {
-        if self.use_extra.get() {
-            if let Some(extra) = &self.extra {
-                return self.send_with(extra, request);
-            }
+        if self.use_extra.get()
+            && let Some(extra) = &self.extra
+        {
+            return self.send_with(extra, request);
         }
         match self.send_with(&self.builtin, request) {
             Err(e) if e.contains("not trusted") && self.extra.is_some() => {
@@ -106,7 +106,12 @@ impl Client {
         let headers = response
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let mut body = Vec::new();
         response
@@ -116,13 +121,22 @@ impl Client {
             .reader()
             .read_to_end(&mut body)
             .map_err(|e| format!("{}: reading the answer failed: {e}", origin(&request.url)))?;
-        Ok(Response { status, headers, body })
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
 fn read_pem_roots(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
-    let pem = std::fs::read(path)
-        .map_err(|e| format!("ca_file {}: cannot read: {}", path.display(), crate::config::plain_io(&e)))?;
+    let pem = std::fs::read(path).map_err(|e| {
+        format!(
+            "ca_file {}: cannot read: {}",
+            path.display(),
+            crate::config::plain_io(&e)
+        )
+    })?;
     let certs: Vec<_> = ureq::tls::parse_pem(&pem)
         .filter_map(|item| match item {
             Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
@@ -130,7 +144,10 @@ fn read_pem_roots(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
         })
         .collect();
     if certs.is_empty() {
-        return Err(format!("ca_file {}: expected PEM CERTIFICATE blocks, found none", path.display()));
+        return Err(format!(
+            "ca_file {}: expected PEM CERTIFICATE blocks, found none",
+            path.display()
+        ));
     }
     Ok(certs)
 }
@@ -165,41 +182,59 @@ fn describe(url: &str, e: &ureq::Error, have_ca_file: bool) -> String {
 }
 
 /// The proxy for `url` from HTTPS_PROXY / HTTP_PROXY / ALL_PROXY (either case), unless NO_PROXY matches.
-pub fn proxy_for(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<ureq::Proxy>, String> {
+pub fn proxy_for(
+    url: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<ureq::Proxy>, String> {
     let get = |name: &str| {
         env(&name.to_ascii_lowercase())
             .or_else(|| env(name))
             .filter(|v| !v.trim().is_empty())
     };
-    let scheme_var = if url.starts_with("https://") { "HTTPS_PROXY" } else { "HTTP_PROXY" };
-    let Some((var, value)) = [scheme_var, "ALL_PROXY"].iter().find_map(|v| get(v).map(|x| (*v, x))) else {
+    let scheme_var = if url.starts_with("https://") {
+        "HTTPS_PROXY"
+    } else {
+        "HTTP_PROXY"
+    };
+    let Some((var, value)) = [scheme_var, "ALL_PROXY"]
+        .iter()
+        .find_map(|v| get(v).map(|x| (*v, x)))
+    else {
         return Ok(None);
     };
-    if let Some(list) = get("NO_PROXY") {
-        if no_proxy_matches(&list, crate::config::url_host(url)) {
-            return Ok(None);
-        }
+    if let Some(list) = get("NO_PROXY")
+        && no_proxy_matches(&list, crate::config::url_host(url))
+    {
+        return Ok(None);
     }
-    ureq::Proxy::new(value.trim())
-        .map(Some)
-        .map_err(|_| format!("{var}: expected a proxy URL like http://proxy:3128, found an invalid value"))
+    ureq::Proxy::new(value.trim()).map(Some).map_err(|_| {
+        format!("{var}: expected a proxy URL like http://proxy:3128, found an invalid value")
+    })
 }
 
 /// NO_PROXY: `*`, exact hosts, and domain suffixes (`example.com` and `.example.com` both match `a.example.com`).
 pub fn no_proxy_matches(list: &str, host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
-    list.split(',').map(str::trim).filter(|e| !e.is_empty()).any(|entry| {
-        if entry == "*" {
-            return true;
-        }
-        let entry = entry.trim_start_matches("*.").trim_start_matches('.');
-        let entry = match entry.rsplit_once(':') {
-            Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) && !h.contains(':') => h,
-            _ => entry,
-        };
-        let entry = entry.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-        host == entry || host.ends_with(&format!(".{entry}"))
-    })
+    list.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .any(|entry| {
+            if entry == "*" {
+                return true;
+            }
+            let entry = entry.trim_start_matches("*.").trim_start_matches('.');
+            let entry = match entry.rsplit_once(':') {
+                Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) && !h.contains(':') => {
+                    h
+                }
+                _ => entry,
+            };
+            let entry = entry
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_ascii_lowercase();
+            host == entry || host.ends_with(&format!(".{entry}"))
+        })
 }
 
 #[cfg(test)]
@@ -208,21 +243,42 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
     #[test]
     fn proxy_is_chosen_by_scheme_and_no_proxy() {
-        let e = env(&[("HTTPS_PROXY", "http://sproxy:3128"), ("http_proxy", "http://proxy:8080"), ("NO_PROXY", "localhost,.internal,10.0.0.1")]);
+        let e = env(&[
+            ("HTTPS_PROXY", "http://sproxy:3128"),
+            ("http_proxy", "http://proxy:8080"),
+            ("NO_PROXY", "localhost,.internal,10.0.0.1"),
+        ]);
         let host = |url| proxy_for(url, &e).unwrap().map(|p| p.host().to_string());
-        assert_eq!(host("https://ce.us-east-1.amazonaws.com").as_deref(), Some("sproxy"));
+        assert_eq!(
+            host("https://ce.us-east-1.amazonaws.com").as_deref(),
+            Some("sproxy")
+        );
         assert_eq!(host("http://broker:8080/x").as_deref(), Some("proxy"));
         assert_eq!(host("http://localhost:8080"), None);
         assert_eq!(host("http://gw.internal/"), None);
         assert_eq!(host("http://10.0.0.1:80"), None);
-        assert_eq!(proxy_for("http://x", &env(&[])).unwrap().map(|p| p.host().to_string()), None);
-        assert_eq!(proxy_for("http://x", &env(&[("ALL_PROXY", "http://all:1")])).unwrap().unwrap().host(), "all");
+        assert_eq!(
+            proxy_for("http://x", &env(&[]))
+                .unwrap()
+                .map(|p| p.host().to_string()),
+            None
+        );
+        assert_eq!(
+            proxy_for("http://x", &env(&[("ALL_PROXY", "http://all:1")]))
+                .unwrap()
+                .unwrap()
+                .host(),
+            "all"
+        );
     }
 
     #[test]

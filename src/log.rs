@@ -23,7 +23,9 @@ pub fn init(value: Option<&str>) {
         Some(other) => {
             write(
                 Level::Warn,
-                &format!("LOG_LEVEL: expected debug, info, warn or error, found {other:?}; using info"),
+                &format!(
+                    "LOG_LEVEL: expected debug, info, warn or error, found {other:?}; using info"
+                ),
             );
             Level::Info
         }

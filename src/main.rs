@@ -33,7 +33,11 @@ fn real_main() -> i32 {
     }
     // Before any thread starts, so that every thread inherits the blocked signals.
     let signals = signal::install();
-    let overrides = Overrides { config: cli.config, secret: cli.secret, target: cli.target };
+    let overrides = Overrides {
+        config: cli.config,
+        secret: cli.secret,
+        target: cli.target,
+    };
     let config = match config::load(&overrides, &env) {
         Ok((config, warnings)) => {
             for w in warnings {

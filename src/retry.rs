@@ -65,17 +65,25 @@ mod tests {
             let ceiling = BASE.saturating_mul(1 << attempt.min(20)).min(cap);
             for r in [0, 1, 12345, u64::MAX] {
                 let d = backoff(attempt, cap, r);
-                assert!(d >= BASE / 4 && d <= ceiling, "attempt {attempt} r {r}: {d:?}");
+                assert!(
+                    d >= BASE / 4 && d <= ceiling,
+                    "attempt {attempt} r {r}: {d:?}"
+                );
             }
         }
         assert_eq!(backoff(25, cap, 0), BASE / 4);
         assert!(backoff(25, cap, u64::MAX / 2 + 12) > Duration::from_secs(10));
-        assert_eq!(backoff(3, Duration::from_secs(1), 999), backoff(3, Duration::from_secs(1), 999));
+        assert_eq!(
+            backoff(3, Duration::from_secs(1), 999),
+            backoff(3, Duration::from_secs(1), 999)
+        );
     }
 
     #[test]
     fn jitter_spreads_the_waits() {
-        let waits: std::collections::HashSet<_> = (0..50).map(|_| backoff(10, Duration::from_secs(300), random())).collect();
+        let waits: std::collections::HashSet<_> = (0..50)
+            .map(|_| backoff(10, Duration::from_secs(300), random()))
+            .collect();
         assert!(waits.len() > 40);
     }
 
@@ -83,10 +91,19 @@ mod tests {
     fn retry_after_in_seconds_or_http_date() {
         let now = datetime!(2015-10-21 07:27:00 UTC);
         assert_eq!(retry_after("1", now), Some(Duration::from_secs(1)));
-        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now), Some(Duration::from_secs(60)));
-        assert_eq!(retry_after("Wed, 21 Oct 2015 07:26:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:26:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(retry_after("soon", now), None);
-        assert_eq!(next_wait(0, Duration::from_secs(5), Some(Duration::from_secs(60))), Duration::from_secs(5));
+        assert_eq!(
+            next_wait(0, Duration::from_secs(5), Some(Duration::from_secs(60))),
+            Duration::from_secs(5)
+        );
     }
 
     #[test]

@@ -15,8 +15,11 @@ pub fn format_date(d: Date) -> String {
 
 /// RFC 3339 in UTC with a `Z`, to the microsecond, as in the seed's example event.
 pub fn rfc3339(t: OffsetDateTime) -> String {
-    let t = t.replace_nanosecond(t.nanosecond() / 1000 * 1000).unwrap_or(t);
-    t.format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+    let t = t
+        .replace_nanosecond(t.nanosecond() / 1000 * 1000)
+        .unwrap_or(t);
+    t.format(&Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
 /// The pull instant on day `d`.
@@ -56,12 +59,27 @@ pub struct Due {
 
 /// Days after `last_delivered` up to the latest due day, at most `max_catchup` of them.
 /// With no record yet, only the latest due day, and only if it is yesterday.
-pub fn due_days(now: OffsetDateTime, pull_hour: u8, last_delivered: Option<Date>, max_catchup: u32) -> Due {
+pub fn due_days(
+    now: OffsetDateTime,
+    pull_hour: u8,
+    last_delivered: Option<Date>,
+    max_catchup: u32,
+) -> Due {
     let latest = latest_due_day(now, pull_hour);
     let first = match last_delivered {
         None if latest == now.date() - Duration::days(1) => latest,
-        None => return Due { pull: None, skipped: None },
-        Some(last) if last >= latest => return Due { pull: None, skipped: None },
+        None => {
+            return Due {
+                pull: None,
+                skipped: None,
+            };
+        }
+        Some(last) if last >= latest => {
+            return Due {
+                pull: None,
+                skipped: None,
+            };
+        }
         Some(last) => last + Duration::days(1),
     };
     let oldest_allowed = latest - Duration::days(i64::from(max_catchup.max(1)) - 1);
@@ -71,7 +89,10 @@ pub fn due_days(now: OffsetDateTime, pull_hour: u8, last_delivered: Option<Date>
             skipped: Some((first, oldest_allowed - Duration::days(1))),
         }
     } else {
-        Due { pull: Some((first, latest)), skipped: None }
+        Due {
+            pull: Some((first, latest)),
+            skipped: None,
+        }
     }
 }
 
@@ -84,55 +105,129 @@ mod tests {
     fn next_pull_is_today_before_the_hour_and_tomorrow_after() {
         let now = datetime!(2024-03-10 01:59:59 UTC);
         assert_eq!(next_pull(now, 2), datetime!(2024-03-10 02:00 UTC));
-        assert_eq!(next_pull(datetime!(2024-03-10 02:00 UTC), 2), datetime!(2024-03-11 02:00 UTC));
+        assert_eq!(
+            next_pull(datetime!(2024-03-10 02:00 UTC), 2),
+            datetime!(2024-03-11 02:00 UTC)
+        );
     }
 
     #[test]
     fn next_pull_at_hours_0_and_23_and_across_month_and_year_ends() {
-        assert_eq!(next_pull(datetime!(2023-12-31 23:30 UTC), 0), datetime!(2024-01-01 00:00 UTC));
-        assert_eq!(next_pull(datetime!(2023-12-31 22:59 UTC), 23), datetime!(2023-12-31 23:00 UTC));
-        assert_eq!(next_pull(datetime!(2023-12-31 23:00 UTC), 23), datetime!(2024-01-01 23:00 UTC));
-        assert_eq!(next_pull(datetime!(2024-02-28 05:00 UTC), 4), datetime!(2024-02-29 04:00 UTC));
-        assert_eq!(next_pull(datetime!(2023-02-28 05:00 UTC), 4), datetime!(2023-03-01 04:00 UTC));
-        assert_eq!(next_pull(datetime!(2024-04-30 00:00 UTC), 0), datetime!(2024-05-01 00:00 UTC));
+        assert_eq!(
+            next_pull(datetime!(2023-12-31 23:30 UTC), 0),
+            datetime!(2024-01-01 00:00 UTC)
+        );
+        assert_eq!(
+            next_pull(datetime!(2023-12-31 22:59 UTC), 23),
+            datetime!(2023-12-31 23:00 UTC)
+        );
+        assert_eq!(
+            next_pull(datetime!(2023-12-31 23:00 UTC), 23),
+            datetime!(2024-01-01 23:00 UTC)
+        );
+        assert_eq!(
+            next_pull(datetime!(2024-02-28 05:00 UTC), 4),
+            datetime!(2024-02-29 04:00 UTC)
+        );
+        assert_eq!(
+            next_pull(datetime!(2023-02-28 05:00 UTC), 4),
+            datetime!(2023-03-01 04:00 UTC)
+        );
+        assert_eq!(
+            next_pull(datetime!(2024-04-30 00:00 UTC), 0),
+            datetime!(2024-05-01 00:00 UTC)
+        );
     }
 
     #[test]
     fn yesterday_is_due_once_the_pull_hour_passed() {
-        assert_eq!(latest_due_day(datetime!(2024-01-01 02:00 UTC), 2), date!(2023-12-31));
-        assert_eq!(latest_due_day(datetime!(2024-01-01 01:59 UTC), 2), date!(2023-12-30));
-        assert_eq!(latest_due_day(datetime!(2024-03-01 00:00 UTC), 0), date!(2024-02-29));
+        assert_eq!(
+            latest_due_day(datetime!(2024-01-01 02:00 UTC), 2),
+            date!(2023 - 12 - 31)
+        );
+        assert_eq!(
+            latest_due_day(datetime!(2024-01-01 01:59 UTC), 2),
+            date!(2023 - 12 - 30)
+        );
+        assert_eq!(
+            latest_due_day(datetime!(2024-03-01 00:00 UTC), 0),
+            date!(2024 - 02 - 29)
+        );
     }
 
     #[test]
     fn first_start_pulls_yesterday_only_after_the_hour() {
         let after = due_days(datetime!(2024-01-05 03:00 UTC), 2, None, 14);
-        assert_eq!(after.pull, Some((date!(2024-01-04), date!(2024-01-04))));
-        assert_eq!(due_days(datetime!(2024-01-05 01:00 UTC), 2, None, 14).pull, None);
+        assert_eq!(
+            after.pull,
+            Some((date!(2024 - 01 - 04), date!(2024 - 01 - 04)))
+        );
+        assert_eq!(
+            due_days(datetime!(2024-01-05 01:00 UTC), 2, None, 14).pull,
+            None
+        );
     }
 
     #[test]
     fn catch_up_covers_the_gap_in_one_range() {
-        let due = due_days(datetime!(2024-01-05 03:00 UTC), 2, Some(date!(2024-01-01)), 14);
-        assert_eq!(due, Due { pull: Some((date!(2024-01-02), date!(2024-01-04))), skipped: None });
-        let none = due_days(datetime!(2024-01-05 03:00 UTC), 2, Some(date!(2024-01-04)), 14);
+        let due = due_days(
+            datetime!(2024-01-05 03:00 UTC),
+            2,
+            Some(date!(2024 - 01 - 01)),
+            14,
+        );
+        assert_eq!(
+            due,
+            Due {
+                pull: Some((date!(2024 - 01 - 02), date!(2024 - 01 - 04))),
+                skipped: None
+            }
+        );
+        let none = due_days(
+            datetime!(2024-01-05 03:00 UTC),
+            2,
+            Some(date!(2024 - 01 - 04)),
+            14,
+        );
         assert_eq!(none.pull, None);
         // The clock went back a day: nothing is pulled twice.
-        let back = due_days(datetime!(2024-01-04 03:00 UTC), 2, Some(date!(2024-01-04)), 14);
+        let back = due_days(
+            datetime!(2024-01-04 03:00 UTC),
+            2,
+            Some(date!(2024 - 01 - 04)),
+            14,
+        );
         assert_eq!(back.pull, None);
     }
 
     #[test]
     fn gaps_older_than_max_catchup_are_skipped_and_named() {
-        let due = due_days(datetime!(2024-01-31 03:00 UTC), 2, Some(date!(2024-01-01)), 14);
-        assert_eq!(due.pull, Some((date!(2024-01-17), date!(2024-01-30))));
-        assert_eq!(due.skipped, Some((date!(2024-01-02), date!(2024-01-16))));
+        let due = due_days(
+            datetime!(2024-01-31 03:00 UTC),
+            2,
+            Some(date!(2024 - 01 - 01)),
+            14,
+        );
+        assert_eq!(
+            due.pull,
+            Some((date!(2024 - 01 - 17), date!(2024 - 01 - 30)))
+        );
+        assert_eq!(
+            due.skipped,
+            Some((date!(2024 - 01 - 02), date!(2024 - 01 - 16)))
+        );
     }
 
     #[test]
     fn dates_round_trip_and_times_are_utc_rfc3339() {
-        assert_eq!(parse_date("2022-06-13").map(format_date).as_deref(), Some("2022-06-13"));
+        assert_eq!(
+            parse_date("2022-06-13").map(format_date).as_deref(),
+            Some("2022-06-13")
+        );
         assert_eq!(parse_date("2022-02-30"), None);
-        assert_eq!(rfc3339(datetime!(2022-06-14 07:05:55.777689123 UTC)), "2022-06-14T07:05:55.777689Z");
+        assert_eq!(
+            rfc3339(datetime!(2022-06-14 07:05:55.777689123 UTC)),
+            "2022-06-14T07:05:55.777689Z"
+        );
     }
 }

@@ -54,21 +54,38 @@ pub struct Delivery {
 }
 
 impl Runtime {
-    pub fn new(config: Config, signals: Signals, env: &dyn Fn(&str) -> Option<String>) -> Result<Runtime, String> {
+    pub fn new(
+        config: Config,
+        signals: Signals,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Runtime, String> {
         let ca = config.ca_file.as_deref();
         let ce = Client::new(&config.endpoint, ca, 512 * MIB, env)?;
         let target = match &config.target {
             Target::Http(url) => Some(Client::new(url, ca, 64 * 1024, env)?),
             Target::Stdout => None,
         };
-        Ok(Runtime { config, signals, ce, target })
+        Ok(Runtime {
+            config,
+            signals,
+            ce,
+            target,
+        })
     }
 
     /// Pulls `first..=last`, page by page, calling `sink` for each line.
     /// Returns (pages, lines). Throttling, 5xx and network errors are retried here.
-    pub fn pull(&self, first: Date, last: Date, sink: &mut dyn FnMut(Line) -> Result<(), String>) -> Result<(usize, usize), Failure> {
+    pub fn pull(
+        &self,
+        first: Date,
+        last: Date,
+        sink: &mut dyn FnMut(Line) -> Result<(), String>,
+    ) -> Result<(usize, usize), Failure> {
         let (credentials, warnings) = load_credentials(&self.config.secret).map_err(|e| {
-            Failure::CostExplorer(CeError { kind: ErrorKind::Credentials, message: e.0 })
+            Failure::CostExplorer(CeError {
+                kind: ErrorKind::Credentials,
+                message: e.0,
+            })
         })?;
         for w in warnings {
             warn!("{w}");
@@ -76,34 +93,53 @@ impl Runtime {
         let (mut pages, mut lines) = (0, 0);
         let mut token: Option<String> = None;
         loop {
-            let body = costexplorer::request_body(first, last, &self.config.metric, token.as_deref());
+            let body =
+                costexplorer::request_body(first, last, &self.config.metric, token.as_deref());
             let mut attempt = 0;
             let page = loop {
-                let mut headers = vec![
-                    ("content-type", costexplorer::CONTENT_TYPE),
-                    ("x-amz-target", costexplorer::TARGET),
-                ];
-                let url = format!("{}/", self.config.endpoint);
-                let signed = crate::sign::sigv4_headers(
-                    "POST", &url, &headers, body.as_bytes(), &credentials, &self.config.region, "ce",
-                    std::time::SystemTime::now(),
-                )
-                .map_err(|m| Failure::CostExplorer(CeError { kind: ErrorKind::Permanent, message: m }))?;
-                let mut all: Vec<(String, String)> = headers.drain(..).map(|(k, v)| (k.to_string(), v.to_string())).collect();
-                all.extend(signed);
-                let request = Request { method: "POST", url, headers: all, body: body.clone().into_bytes() };
+                let mut request = Request {
+                    method: "POST",
+                    url: format!("{}/", self.config.endpoint),
+                    headers: vec![
+                        ("content-type".into(), costexplorer::CONTENT_TYPE.into()),
+                        ("x-amz-target".into(), costexplorer::TARGET.into()),
+                    ],
+                    body: body.clone().into_bytes(),
+                };
+                let now = std::time::SystemTime::now();
+                crate::sign::sign(&mut request, &credentials, &self.config.region, "ce", now)
+                    .map_err(|m| {
+                        Failure::CostExplorer(CeError {
+                            kind: ErrorKind::Permanent,
+                            message: m,
+                        })
+                    })?;
                 let (result, hint) = match self.ce.send(&request) {
-                    Ok(r) if (200..300).contains(&r.status) => (costexplorer::parse_page(&r.body, &self.config.metric), None),
+                    Ok(r) if (200..300).contains(&r.status) => {
+                        (costexplorer::parse_page(&r.body, &self.config.metric), None)
+                    }
                     Ok(r) => {
-                        let hint = r.header("retry-after").and_then(|v| retry_after(v, OffsetDateTime::now_utc()));
+                        let hint = r
+                            .header("retry-after")
+                            .and_then(|v| retry_after(v, OffsetDateTime::now_utc()));
                         (Err(costexplorer::parse_error(r.status, &r.body)), hint)
                     }
-                    Err(m) => (Err(CeError { kind: ErrorKind::Transient, message: format!("Cost Explorer unreachable: {m}") }), None),
+                    Err(m) => (
+                        Err(CeError {
+                            kind: ErrorKind::Transient,
+                            message: format!("Cost Explorer unreachable: {m}"),
+                        }),
+                        None,
+                    ),
                 };
                 match result {
                     Ok(page) => break page,
                     Err(e) if e.kind == ErrorKind::Transient && attempt + 1 < PULL_ATTEMPTS => {
-                        let wait = next_wait(attempt, self.max_backoff().min(Duration::from_secs(60)), hint);
+                        let wait = next_wait(
+                            attempt,
+                            self.max_backoff().min(Duration::from_secs(60)),
+                            hint,
+                        );
                         warn!("{}; retrying in {:.1}s", e.message, wait.as_secs_f32());
                         if self.signals.sleep_for(wait) {
                             return Err(Failure::Stopped);
@@ -131,7 +167,13 @@ impl Runtime {
     }
 
     /// Pulls into the spool. Lines of days already delivered are left out unless `force`.
-    fn pull_to_spool(&self, state: &mut State, first: Date, last: Date, force: bool) -> Result<Batch, Failure> {
+    fn pull_to_spool(
+        &self,
+        state: &mut State,
+        first: Date,
+        last: Date,
+        force: bool,
+    ) -> Result<Batch, Failure> {
         let limit = self.config.max_spool_mb * MIB;
         let already = state.spool_bytes();
         if already >= limit {
@@ -160,8 +202,15 @@ impl Runtime {
         });
         match result {
             Ok((pages, groups)) => {
-                let note = if left_out > 0 { format!(" ({left_out} of days already delivered left out)") } else { String::new() };
-                info!("pulled {}: {groups} groups in {pages} page(s){note}", describe_range(first, last));
+                let note = if left_out > 0 {
+                    format!(" ({left_out} of days already delivered left out)")
+                } else {
+                    String::new()
+                };
+                info!(
+                    "pulled {}: {groups} groups in {pages} page(s){note}",
+                    describe_range(first, last)
+                );
                 state.commit(writer).map_err(Failure::State)
             }
             Err(e) => {
@@ -173,7 +222,12 @@ impl Runtime {
 
     /// Sends every pending event of `batch`. Transient failures are retried until `deadline`
     /// (forever without one); rejections go to the dead-letter file.
-    fn deliver(&self, state: &State, batch: &mut Batch, deadline: Option<Instant>) -> Result<Delivery, String> {
+    fn deliver(
+        &self,
+        state: &State,
+        batch: &mut Batch,
+        deadline: Option<Instant>,
+    ) -> Result<Delivery, String> {
         let mut outcome = Delivery::default();
         batch.drain_pending(|json| {
             let event: Event = serde_json::from_str(json).map_err(|e| format!("spool {}: {e}", batch_label(json)))?;
@@ -210,7 +264,10 @@ impl Runtime {
         let request = Request {
             method: "POST",
             url: url.clone(),
-            headers: headers.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
             body,
         };
         let mut attempt = 0;
@@ -223,15 +280,23 @@ impl Runtime {
                     Outcome::Delivered => return Sent::Delivered,
                     Outcome::Rejected => return Sent::Rejected(r.status, body_reason(&r.body)),
                     Outcome::Retry => (
-                        format!("the target answered HTTP {}: {}", r.status, body_reason(&r.body)),
-                        r.header("retry-after").and_then(|v| retry_after(v, OffsetDateTime::now_utc())),
+                        format!(
+                            "the target answered HTTP {}: {}",
+                            r.status,
+                            body_reason(&r.body)
+                        ),
+                        r.header("retry-after")
+                            .and_then(|v| retry_after(v, OffsetDateTime::now_utc())),
                     ),
                 },
                 Err(m) => (format!("the target is unreachable: {m}"), None),
             };
             let wait = next_wait(attempt, self.max_backoff(), hint);
             if deadline.is_some_and(|d| Instant::now() + wait >= d) {
-                error!("{problem}; giving up after send_timeout_s {}s (the rest stays in the spool)", self.config.send_timeout_s);
+                error!(
+                    "{problem}; giving up after send_timeout_s {}s (the rest stays in the spool)",
+                    self.config.send_timeout_s
+                );
                 return Sent::Stopped;
             }
             warn!("{problem}; retrying in {:.1}s", wait.as_secs_f32());
@@ -243,7 +308,12 @@ impl Runtime {
     }
 
     /// Delivers one batch and, when nothing is left, records its days. Logs the summary.
-    fn deliver_batch(&self, state: &mut State, mut batch: Batch, deadline: Option<Instant>) -> Result<Delivery, String> {
+    fn deliver_batch(
+        &self,
+        state: &mut State,
+        mut batch: Batch,
+        deadline: Option<Instant>,
+    ) -> Result<Delivery, String> {
         let range = describe_range(batch.first, batch.last);
         let pending = batch.pending();
         let outcome = self.deliver(state, &mut batch, deadline)?;
@@ -255,13 +325,21 @@ impl Runtime {
             pending,
             outcome.delivered,
             outcome.rejected,
-            if outcome.left > 0 { format!(", {} still in the spool", outcome.left) } else { String::new() }
+            if outcome.left > 0 {
+                format!(", {} still in the spool", outcome.left)
+            } else {
+                String::new()
+            }
         );
         Ok(outcome)
     }
 
     /// Delivers everything in the spool; returns the totals.
-    fn deliver_spool(&self, state: &mut State, deadline: Option<Instant>) -> Result<Delivery, String> {
+    fn deliver_spool(
+        &self,
+        state: &mut State,
+        deadline: Option<Instant>,
+    ) -> Result<Delivery, String> {
         let mut total = Delivery::default();
         for batch in state.batches()? {
             if self.signals.stopping() {
@@ -285,7 +363,11 @@ enum Sent {
 }
 
 fn body_reason(body: &[u8]) -> String {
-    if body.is_empty() { "(empty body)".to_string() } else { costexplorer::snippet(body) }
+    if body.is_empty() {
+        "(empty body)".to_string()
+    } else {
+        costexplorer::snippet(body)
+    }
 }
 
 fn batch_label(json: &str) -> String {
@@ -293,7 +375,11 @@ fn batch_label(json: &str) -> String {
 }
 
 fn describe_range(first: Date, last: Date) -> String {
-    if first == last { format_date(first) } else { format!("{} to {}", format_date(first), format_date(last)) }
+    if first == last {
+        format_date(first)
+    } else {
+        format!("{} to {}", format_date(first), format_date(last))
+    }
 }
 
 fn yesterday() -> Date {
@@ -324,10 +410,16 @@ pub fn once(rt: &Runtime, days: Option<(Date, Date)>, force: bool) -> i32 {
     if total.left > 0 || rt.signals.stopping() {
         return finish_once(rt, total);
     }
-    let undelivered: Vec<Date> = day_list(first, last).into_iter().filter(|d| force || !state.is_delivered(*d)).collect();
+    let undelivered: Vec<Date> = day_list(first, last)
+        .into_iter()
+        .filter(|d| force || !state.is_delivered(*d))
+        .collect();
     let (Some(from), Some(to)) = (undelivered.first().copied(), undelivered.last().copied()) else {
         if total.delivered + total.rejected == 0 {
-            info!("{} already delivered; nothing to do (use --force to pull and send it again)", describe_range(first, last));
+            info!(
+                "{} already delivered; nothing to do (use --force to pull and send it again)",
+                describe_range(first, last)
+            );
         }
         return 0;
     };
@@ -358,11 +450,17 @@ fn finish_once(rt: &Runtime, total: Delivery) -> i32 {
         return 0;
     }
     if total.left > 0 {
-        error!("{} event(s) not delivered; they stay in the spool and go out on the next run", total.left);
+        error!(
+            "{} event(s) not delivered; they stay in the spool and go out on the next run",
+            total.left
+        );
         return 1;
     }
     if total.rejected > 0 {
-        error!("{} event(s) rejected by the target; see dead-letter.jsonl in state_dir", total.rejected);
+        error!(
+            "{} event(s) rejected by the target; see dead-letter.jsonl in state_dir",
+            total.rejected
+        );
         return 1;
     }
     0
@@ -390,7 +488,10 @@ fn preview(rt: &Runtime, first: Date, last: Date) -> i32 {
     let _ = out.flush();
     match result {
         Ok((pages, groups)) => {
-            info!("pulled {}: {groups} groups in {pages} page(s), printed to stdout", describe_range(first, last));
+            info!(
+                "pulled {}: {groups} groups in {pages} page(s), printed to stdout",
+                describe_range(first, last)
+            );
             0
         }
         Err(Failure::Stopped) => 0,
@@ -403,11 +504,11 @@ fn preview(rt: &Runtime, first: Date, last: Date) -> i32 {
 
 /// `check`: config, secret and state_dir are usable and Cost Explorer accepts a signed call.
 pub fn check(rt: &Runtime) -> i32 {
-    if rt.target.is_some() {
-        if let Err(e) = State::open(&rt.config.state_dir, rt.config.state_dir_named) {
-            error!("{e}");
-            return 2;
-        }
+    if rt.target.is_some()
+        && let Err(e) = State::open(&rt.config.state_dir, rt.config.state_dir_named)
+    {
+        error!("{e}");
+        return 2;
     }
     let day = yesterday();
     let mut groups = 0;
@@ -421,7 +522,10 @@ pub fn check(rt: &Runtime) -> i32 {
                 "check passed: Cost Explorer at {} accepted the signed request ({n} groups for {} in {pages} page(s)); target {}",
                 rt.config.endpoint,
                 format_date(day),
-                match &rt.config.target { Target::Http(u) => u.as_str(), Target::Stdout => "stdout" }
+                match &rt.config.target {
+                    Target::Http(u) => u.as_str(),
+                    Target::Stdout => "stdout",
+                }
             );
             0
         }
@@ -450,7 +554,10 @@ pub fn run(rt: &Runtime) -> i32 {
         rt.config.metric,
         rt.config.pull_hour,
         rt.config.endpoint,
-        match &rt.config.target { Target::Http(u) => u.as_str(), Target::Stdout => "stdout" }
+        match &rt.config.target {
+            Target::Http(u) => u.as_str(),
+            Target::Stdout => "stdout",
+        }
     );
     let mut failures = 0u32;
     loop {
@@ -487,7 +594,11 @@ pub fn run(rt: &Runtime) -> i32 {
 }
 
 fn top_of_next_hour(now: OffsetDateTime) -> OffsetDateTime {
-    let hour = now.replace_minute(0).and_then(|t| t.replace_second(0)).and_then(|t| t.replace_nanosecond(0)).unwrap_or(now);
+    let hour = now
+        .replace_minute(0)
+        .and_then(|t| t.replace_second(0))
+        .and_then(|t| t.replace_nanosecond(0))
+        .unwrap_or(now);
     hour + time::Duration::hours(1)
 }
 
@@ -499,7 +610,12 @@ fn service_step(rt: &Runtime, state: &mut State) -> Result<(), Failure> {
     if rt.signals.stopping() {
         return Err(Failure::Stopped);
     }
-    let due = due_days(OffsetDateTime::now_utc(), rt.config.pull_hour, state.last_delivered(), rt.config.max_catchup_days);
+    let due = due_days(
+        OffsetDateTime::now_utc(),
+        rt.config.pull_hour,
+        state.last_delivered(),
+        rt.config.max_catchup_days,
+    );
     if let Some((a, b)) = due.skipped {
         warn!(
             "{} are older than max_catchup_days {} and are not pulled; to fill the gap run: source-aws-billing once --from {} --to {}",
@@ -509,17 +625,25 @@ fn service_step(rt: &Runtime, state: &mut State) -> Result<(), Failure> {
             format_date(b)
         );
     }
-    let Some((first, last)) = due.pull else { return Ok(()) };
+    let Some((first, last)) = due.pull else {
+        return Ok(());
+    };
     if rt.target.is_none() {
         let time = rfc3339(OffsetDateTime::now_utc());
         let mut out = std::io::stdout().lock();
         rt.pull(first, last, &mut |line| {
-            writeln!(out, "{}", Event::new(line, crate::event::new_id(), time.clone()).to_json()).map_err(|e| format!("stdout: {e}"))
+            writeln!(
+                out,
+                "{}",
+                Event::new(line, crate::event::new_id(), time.clone()).to_json()
+            )
+            .map_err(|e| format!("stdout: {e}"))
         })?;
         state.mark_delivered(first, last).map_err(Failure::State)?;
         return Ok(());
     }
     let batch = rt.pull_to_spool(state, first, last, false)?;
-    rt.deliver_batch(state, batch, None).map_err(Failure::State)?;
+    rt.deliver_batch(state, batch, None)
+        .map_err(Failure::State)?;
     Ok(())
 }

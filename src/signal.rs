@@ -56,7 +56,11 @@ pub fn install() -> Signals {
             if !received {
                 continue;
             }
-            let name = if signal == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
+            let name = if signal == libc::SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
             if !first {
                 crate::warn!("second {name}: exiting now");
                 std::process::exit(128 + signal);
@@ -68,18 +72,26 @@ pub fn install() -> Signals {
             unsafe { libc::write(wake_write, [1u8].as_ptr().cast(), 1) };
             std::thread::spawn(|| {
                 std::thread::sleep(GRACE);
-                crate::info!("stopped (the request in flight was abandoned; it will be sent again)");
+                crate::info!(
+                    "stopped (the request in flight was abandoned; it will be sent again)"
+                );
                 std::process::exit(0);
             });
         }
     });
-    Signals { stop, wake_read: fds[0] }
+    Signals {
+        stop,
+        wake_read: fds[0],
+    }
 }
 
 impl Signals {
     /// Signals that are never raised: for tests and embedding.
     pub fn none() -> Signals {
-        Signals { stop: Arc::new(AtomicBool::new(false)), wake_read: -1 }
+        Signals {
+            stop: Arc::new(AtomicBool::new(false)),
+            wake_read: -1,
+        }
     }
 
     pub fn stopping(&self) -> bool {
@@ -92,7 +104,11 @@ impl Signals {
             return true;
         }
         let ms = d.as_millis().min(i32::MAX as u128) as libc::c_int;
-        let mut fds = [libc::pollfd { fd: self.wake_read, events: libc::POLLIN, revents: 0 }];
+        let mut fds = [libc::pollfd {
+            fd: self.wake_read,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
         // SAFETY: one valid pollfd; a negative fd is ignored by poll.
         unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) };
         self.stopping()
@@ -109,13 +125,20 @@ impl Signals {
             let tfd = libc::timerfd_create(libc::CLOCK_REALTIME, libc::TFD_CLOEXEC);
             if tfd < 0 {
                 let left = (when - OffsetDateTime::now_utc()).max(time::Duration::ZERO);
-                return if self.sleep_for(left.try_into().unwrap_or_default()) { Wake::Stop } else { Wake::Due };
+                return if self.sleep_for(left.try_into().unwrap_or_default()) {
+                    Wake::Stop
+                } else {
+                    Wake::Due
+                };
             }
             let nanos = when.unix_timestamp_nanos();
             let spec = libc::itimerspec {
-                it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+                it_interval: libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                },
                 it_value: libc::timespec {
-                    tv_sec: (nanos / 1_000_000_000).max(0) as libc::time_t,
+                    tv_sec: (nanos / 1_000_000_000).max(0) as _,
                     tv_nsec: (nanos % 1_000_000_000).max(1) as libc::c_long,
                 },
             };
@@ -126,8 +149,16 @@ impl Signals {
                 std::ptr::null_mut(),
             );
             let mut fds = [
-                libc::pollfd { fd: tfd, events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: self.wake_read, events: libc::POLLIN, revents: 0 },
+                libc::pollfd {
+                    fd: tfd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: self.wake_read,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
             ];
             let wake = loop {
                 if libc::poll(fds.as_mut_ptr(), 2, -1) < 0 {

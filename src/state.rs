@@ -49,7 +49,10 @@ impl State {
         if let Err(e) = usable {
             let why = plain_io(&e);
             if named {
-                return Err(format!("state_dir {}: cannot be used: {why}", dir.display()));
+                return Err(format!(
+                    "state_dir {}: cannot be used: {why}",
+                    dir.display()
+                ));
             }
             crate::warn!(
                 "state_dir {}: {why}; running from memory: delivered days and undelivered events will not survive a restart (set state_dir or mount a volume there)",
@@ -57,14 +60,22 @@ impl State {
             );
             return Ok(State::memory());
         }
-        let mut state = State { dir: Some(dir.to_path_buf()), delivered: BTreeSet::new(), memory_spool: Vec::new() };
+        let mut state = State {
+            dir: Some(dir.to_path_buf()),
+            delivered: BTreeSet::new(),
+            memory_spool: Vec::new(),
+        };
         state.delivered = state.read_delivered()?;
         state.sweep_spool();
         Ok(state)
     }
 
     pub fn memory() -> State {
-        State { dir: None, delivered: BTreeSet::new(), memory_spool: Vec::new() }
+        State {
+            dir: None,
+            delivered: BTreeSet::new(),
+            memory_spool: Vec::new(),
+        }
     }
 
     pub fn dir(&self) -> Option<&Path> {
@@ -80,7 +91,9 @@ impl State {
     }
 
     fn read_delivered(&self) -> Result<BTreeSet<Date>, String> {
-        let Some(dir) = &self.dir else { return Ok(BTreeSet::new()) };
+        let Some(dir) = &self.dir else {
+            return Ok(BTreeSet::new());
+        };
         let path = dir.join("delivered.json");
         let bytes = match fs::read(&path) {
             Ok(b) => b,
@@ -91,9 +104,14 @@ impl State {
         struct Delivered {
             delivered: Vec<String>,
         }
-        let parsed = serde_json::from_slice::<Delivered>(&bytes).ok().and_then(|d| {
-            d.delivered.iter().map(|s| parse_date(s)).collect::<Option<BTreeSet<Date>>>()
-        });
+        let parsed = serde_json::from_slice::<Delivered>(&bytes)
+            .ok()
+            .and_then(|d| {
+                d.delivered
+                    .iter()
+                    .map(|s| parse_date(s))
+                    .collect::<Option<BTreeSet<Date>>>()
+            });
         match parsed {
             Some(days) => Ok(days),
             None => {
@@ -129,17 +147,19 @@ impl State {
     fn sweep_spool(&mut self) {
         let Some(dir) = &self.dir else { return };
         let spool = dir.join("spool");
-        let Ok(entries) = fs::read_dir(&spool) else { return };
+        let Ok(entries) = fs::read_dir(&spool) else {
+            return;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".tmp") {
                 let _ = fs::remove_file(entry.path());
                 continue;
             }
-            if let Some((first, last)) = batch_range(&name) {
-                if self.all_delivered(first, last) {
-                    let _ = fs::remove_file(entry.path());
-                }
+            if let Some((first, last)) = batch_range(&name)
+                && self.all_delivered(first, last)
+            {
+                let _ = fs::remove_file(entry.path());
             }
         }
     }
@@ -172,29 +192,51 @@ impl State {
             .filter(|n| n.ends_with(".jsonl") && batch_range(n).is_some())
             .collect();
         names.sort();
-        names.into_iter().map(|n| Batch::open(&spool.join(n))).collect()
+        names
+            .into_iter()
+            .map(|n| Batch::open(&spool.join(n)))
+            .collect()
     }
 
     /// Bytes held by the spool (a disk-filling guard).
     pub fn spool_bytes(&self) -> u64 {
         match &self.dir {
             Some(dir) => fs::read_dir(dir.join("spool"))
-                .map(|es| es.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+                .map(|es| {
+                    es.flatten()
+                        .filter_map(|e| e.metadata().ok())
+                        .map(|m| m.len())
+                        .sum()
+                })
                 .unwrap_or(0),
-            None => self.memory_spool.iter().flat_map(|(_, _, l)| l).map(|l| l.len() as u64).sum(),
+            None => self
+                .memory_spool
+                .iter()
+                .flat_map(|(_, _, l)| l)
+                .map(|l| l.len() as u64)
+                .sum(),
         }
     }
 
     pub fn spool_writer(&self, first: Date, last: Date) -> Result<SpoolWriter, String> {
         let tmp = match &self.dir {
             Some(dir) => {
-                let path = dir.join("spool").join(format!("{}.jsonl.tmp", batch_name(first, last)));
+                let path = dir
+                    .join("spool")
+                    .join(format!("{}.jsonl.tmp", batch_name(first, last)));
                 let file = File::create(&path).map_err(|e| write_error(&path, &e))?;
                 Some((path, file))
             }
             None => None,
         };
-        Ok(SpoolWriter { first, last, tmp, memory: Vec::new(), count: 0, bytes: 0 })
+        Ok(SpoolWriter {
+            first,
+            last,
+            tmp,
+            memory: Vec::new(),
+            count: 0,
+            bytes: 0,
+        })
     }
 
     /// Makes a fully written pull visible in the spool (fsync, rename, fsync the directory).
@@ -209,7 +251,8 @@ impl State {
                 Batch::open(&path)
             }
             None => {
-                self.memory_spool.push((writer.first, writer.last, writer.memory.clone()));
+                self.memory_spool
+                    .push((writer.first, writer.last, writer.memory.clone()));
                 Ok(Batch::in_memory(writer.first, writer.last, writer.memory))
             }
         }
@@ -223,7 +266,9 @@ impl State {
                 let _ = fs::remove_file(path.with_extension("acked"));
                 let _ = fs::remove_file(path);
             }
-            None => self.memory_spool.retain(|(f, l, _)| (*f, *l) != (batch.first, batch.last)),
+            None => self
+                .memory_spool
+                .retain(|(f, l, _)| (*f, *l) != (batch.first, batch.last)),
         }
         Ok(())
     }
@@ -232,14 +277,19 @@ impl State {
     pub fn dead_letter(&self, status: u16, reason: &str, event_json: &str) -> Result<(), String> {
         let Some(dir) = &self.dir else { return Ok(()) };
         let path = dir.join("dead-letter.jsonl");
-        let event: serde_json::Value = serde_json::from_str(event_json).unwrap_or(serde_json::Value::Null);
+        let event: serde_json::Value =
+            serde_json::from_str(event_json).unwrap_or(serde_json::Value::Null);
         let line = serde_json::json!({
             "time": crate::schedule::rfc3339(time::OffsetDateTime::now_utc()),
             "status": status,
             "reason": reason,
             "event": event,
         });
-        let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| write_error(&path, &e))?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| write_error(&path, &e))?;
         file.write_all(format!("{line}\n").as_bytes())
             .and_then(|_| file.sync_data())
             .map_err(|e| write_error(&path, &e))
@@ -271,18 +321,31 @@ impl SpoolWriter {
 impl Batch {
     fn in_memory(first: Date, last: Date, lines: Vec<String>) -> Batch {
         let acked = vec![false; lines.len()];
-        Batch { first, last, events: None, memory: lines, acked, ack_log: None }
+        Batch {
+            first,
+            last,
+            events: None,
+            memory: lines,
+            acked,
+            ack_log: None,
+        }
     }
 
     /// Opens a spool file and its ack log; corrupt lines are moved aside, never dropped silently.
     fn open(path: &Path) -> Result<Batch, String> {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let (first, last) = batch_range(&name).ok_or_else(|| format!("{}: not a spool file", path.display()))?;
-        let file = File::open(path).map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (first, last) =
+            batch_range(&name).ok_or_else(|| format!("{}: not a spool file", path.display()))?;
+        let file = File::open(path)
+            .map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
         let mut total = 0;
         let mut bad = Vec::new();
         for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
-            let line = line.map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
+            let line =
+                line.map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
             total = i + 1;
             if serde_json::from_slice::<Event>(&line).is_err() {
                 bad.push(i);
@@ -296,11 +359,14 @@ impl Batch {
         let mut acked = vec![false; total];
         if let Ok(text) = fs::read(&ack_path) {
             // A torn last line (no newline) is ignored: that event is sent again.
-            for line in text.split(|b| *b == b'\n').take(text.split(|b| *b == b'\n').count() - 1) {
-                if let Some(i) = std::str::from_utf8(line).ok().and_then(|s| s.parse::<usize>().ok()) {
-                    if i < total {
-                        acked[i] = true;
-                    }
+            let complete = &text[..text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)];
+            for line in complete.split(|b| *b == b'\n') {
+                if let Some(i) = std::str::from_utf8(line)
+                    .ok()
+                    .and_then(|s| s.parse::<usize>().ok())
+                    && i < total
+                {
+                    acked[i] = true;
                 }
             }
         }
@@ -309,7 +375,14 @@ impl Batch {
             .append(true)
             .open(&ack_path)
             .map_err(|e| write_error(&ack_path, &e))?;
-        Ok(Batch { first, last, events: Some(path.to_path_buf()), memory: Vec::new(), acked, ack_log: Some(ack_log) })
+        Ok(Batch {
+            first,
+            last,
+            events: Some(path.to_path_buf()),
+            memory: Vec::new(),
+            acked,
+            ack_log: Some(ack_log),
+        })
     }
 
     pub fn name(&self) -> String {
@@ -330,7 +403,10 @@ impl Batch {
 
     /// Calls `f(event_json)` for each event not yet acknowledged, in order: `Ok(true)`
     /// acknowledges it (written at once), `Ok(false)` stops, an error stops and is returned.
-    pub fn drain_pending(&mut self, mut f: impl FnMut(&str) -> Result<bool, String>) -> Result<(), String> {
+    pub fn drain_pending(
+        &mut self,
+        mut f: impl FnMut(&str) -> Result<bool, String>,
+    ) -> Result<(), String> {
         let Some(path) = self.events.clone() else {
             for i in 0..self.memory.len() {
                 if !self.acked[i] {
@@ -343,9 +419,11 @@ impl Batch {
             }
             return Ok(());
         };
-        let file = File::open(&path).map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
+        let file = File::open(&path)
+            .map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
         for (i, line) in BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
+            let line =
+                line.map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
             if i < self.acked.len() && !self.acked[i] {
                 if !f(&line)? {
                     break;
@@ -375,7 +453,8 @@ impl Batch {
 
 /// Moves a spool file with bad lines aside and puts back one with only the good lines.
 fn repair(path: &Path, bad: &[usize]) -> Result<(), String> {
-    let text = fs::read(path).map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
+    let text =
+        fs::read(path).map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
     let good: Vec<&[u8]> = text
         .split(|b| *b == b'\n')
         .enumerate()
@@ -394,7 +473,10 @@ fn repair(path: &Path, bad: &[usize]) -> Result<(), String> {
         "{}: {} unreadable line(s) (line {}); moved the file to {} and kept the {} good event(s) in {}",
         path.display(),
         bad.len(),
-        bad.iter().map(|i| (i + 1).to_string()).collect::<Vec<_>>().join(", "),
+        bad.iter()
+            .map(|i| (i + 1).to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         aside.display(),
         good.len(),
         path.display()
@@ -416,7 +498,9 @@ fn batch_range(file_name: &str) -> Option<(Date, Date)> {
 /// Renames a damaged file to `<name>.corrupt-<UTC timestamp>` beside it.
 fn move_aside(path: &Path) -> Result<PathBuf, String> {
     let stamp = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
         .unwrap_or_default();
     let aside = PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
     fs::rename(path, &aside).map_err(|e| write_error(&aside, &e))?;
@@ -454,7 +538,10 @@ fn write_error(path: &Path, e: &std::io::Error) -> String {
         Some(libc::EFBIG) => "file too large (file size limit reached)".to_string(),
         _ => plain_io(e),
     };
-    format!("cannot write {}: {why}; the previous state is intact", path.display())
+    format!(
+        "cannot write {}: {why}; the previous state is intact",
+        path.display()
+    )
 }
 
 #[cfg(test)]
@@ -464,18 +551,29 @@ mod tests {
     use time::macros::date;
 
     fn tmpdir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("sab-state-{}-{}", std::process::id(), getrandom::u64().unwrap()));
+        let d = std::env::temp_dir().join(format!(
+            "sab-state-{}-{}",
+            std::process::id(),
+            getrandom::u64().unwrap()
+        ));
         fs::create_dir_all(&d).unwrap();
         d
     }
 
     fn event(service: &str) -> Event {
-        let line = Line { date: "2022-06-13".into(), service: service.into(), amount: "1".into(), unit: "USD".into() };
+        let line = Line {
+            date: "2022-06-13".into(),
+            service: service.into(),
+            amount: "1".into(),
+            unit: "USD".into(),
+        };
         Event::new(line, crate::event::new_id(), "2022-06-14T00:00:00Z".into())
     }
 
     fn spool(state: &mut State, services: &[&str]) -> Batch {
-        let mut w = state.spool_writer(date!(2022 - 06 - 13), date!(2022 - 06 - 13)).unwrap();
+        let mut w = state
+            .spool_writer(date!(2022 - 06 - 13), date!(2022 - 06 - 13))
+            .unwrap();
         for s in services {
             w.push(&event(s)).unwrap();
         }
@@ -495,7 +593,10 @@ mod tests {
     }
 
     fn pending(batch: &mut Batch) -> Vec<String> {
-        take(batch, usize::MAX).into_iter().map(|e| e.data.service).collect()
+        take(batch, usize::MAX)
+            .into_iter()
+            .map(|e| e.data.service)
+            .collect()
     }
 
     #[test]
@@ -533,9 +634,16 @@ mod tests {
         let dir = tmpdir();
         let mut state = State::open(&dir, true).unwrap();
         let batch = spool(&mut state, &["a", "b"]);
-        fs::write(dir.join("spool").join(format!("{}.acked", batch.name())), "0\n1").unwrap();
+        fs::write(
+            dir.join("spool").join(format!("{}.acked", batch.name())),
+            "0\n1",
+        )
+        .unwrap();
         drop(batch);
-        assert_eq!(pending(&mut State::open(&dir, true).unwrap().batches().unwrap()[0]), ["b"]);
+        assert_eq!(
+            pending(&mut State::open(&dir, true).unwrap().batches().unwrap()[0]),
+            ["b"]
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -545,8 +653,17 @@ mod tests {
         fs::write(dir.join("delivered.json"), "{not json").unwrap();
         let mut state = State::open(&dir, true).unwrap();
         assert_eq!(state.last_delivered(), None);
-        let names: Vec<String> = fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-        assert!(names.iter().any(|n| n.starts_with("delivered.json.corrupt-")), "{names:?}");
+        let names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .any(|n| n.starts_with("delivered.json.corrupt-")),
+            "{names:?}"
+        );
         let batch = spool(&mut state, &["a", "b"]);
         let path = dir.join("spool").join(format!("{}.jsonl", batch.name()));
         drop(batch);
@@ -555,7 +672,11 @@ mod tests {
         fs::write(&path, format!("{first}\n{{\"torn\n{rest}")).unwrap();
         let mut batches = State::open(&dir, true).unwrap().batches().unwrap();
         assert_eq!(pending(&mut batches[0]), ["a", "b"]);
-        let aside = fs::read_dir(dir.join("spool")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".corrupt-")).count();
+        let aside = fs::read_dir(dir.join("spool"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
+            .count();
         assert_eq!(aside, 1);
         fs::remove_dir_all(dir).unwrap();
     }
@@ -564,7 +685,9 @@ mod tests {
     fn leftovers_of_an_interrupted_pull_are_removed() {
         let dir = tmpdir();
         let state = State::open(&dir, true).unwrap();
-        let mut w = state.spool_writer(date!(2022 - 06 - 13), date!(2022 - 06 - 13)).unwrap();
+        let mut w = state
+            .spool_writer(date!(2022 - 06 - 13), date!(2022 - 06 - 13))
+            .unwrap();
         w.push(&event("a")).unwrap();
         drop(w);
         let mut state = State::open(&dir, true).unwrap();
@@ -578,7 +701,10 @@ mod tests {
         let file = tmpdir().join("plain-file");
         fs::write(&file, "x").unwrap();
         let e = State::open(&file, true).err().unwrap();
-        assert!(e.starts_with(&format!("state_dir {}: cannot be used", file.display())), "{e}");
+        assert!(
+            e.starts_with(&format!("state_dir {}: cannot be used", file.display())),
+            "{e}"
+        );
         assert!(State::open(&file, false).unwrap().dir().is_none());
     }
 }

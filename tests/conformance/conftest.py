@@ -25,6 +25,9 @@ from moto.server import ThreadedMotoServer
 from receiver import Receiver
 
 REPO = Path(__file__).resolve().parents[2]
+# Everything here talks to loopback only: never through a proxy named in the environment.
+for _var in ("NO_PROXY", "no_proxy"):
+    os.environ[_var] = ",".join(filter(None, [os.environ.get(_var), "127.0.0.1", "localhost"]))
 ACCOUNT = "123456789012"  # moto's default account
 CE_POLICY = json.dumps(
     {

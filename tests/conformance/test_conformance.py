@@ -51,6 +51,7 @@ PAGE_1 = [
 PAGE_2 = [
     ("Tax", "-12.5", "USD"),
     ("Amazon Relational Database Service", "1234567.8912345678901", "USD"),
+    ('Marketplace: "Acme" Analytics \u2013 \u00dcn\u00efcode', "0.50", "USD"),
 ]
 # Queued after the last page: delivered only by a binary that asks for a page too many.
 DECOY = result(DAY, NEXT_DAY, [("DECOY: a request no one should have made", "999", "USD")])
@@ -185,17 +186,15 @@ def test_once_structured_mode(aws, receiver, run_binary):
 
 
 def test_once_range_is_one_request_and_dates_come_from_each_result(aws, receiver, run_binary):
-    days = [("2022-06-13", "2022-06-14"), ("2022-06-14", "2022-06-15"), ("2022-06-15", "2022-06-16")]
     groups = {
         "2022-06-13": [("AWS Lambda", "0.0000000001", "USD"), ("Amazon DynamoDB", "3", "USD")],
         "2022-06-14": [("AWS Lambda", "0", "USD")],
         "2022-06-15": [("Amazon DynamoDB", "-0.75", "USD")],
     }
-    answer = result(*days[0], [], metric="UnblendedCost")
-    answer["ResultsByTime"] = [
-        result(start, end, groups[start], metric="UnblendedCost")["ResultsByTime"][0]
-        for start, end in days
-    ]
+    answer = result("2022-06-13", "2022-06-14", groups["2022-06-13"], metric="UnblendedCost")
+    for start, end in (("2022-06-14", "2022-06-15"), ("2022-06-15", "2022-06-16")):
+        day = result(start, end, groups[start], metric="UnblendedCost")
+        answer["ResultsByTime"] += day["ResultsByTime"]
     aws.seed(answer, DECOY)
     cfg = config(aws, receiver, metric="UnblendedCost")
     run = run_binary(["once", "--from", "2022-06-13", "--to", "2022-06-15"], cfg, aws.billing.secret_file())

@@ -32,3 +32,31 @@ pub fn wait_until(within: Duration, mut condition: impl FnMut() -> bool) -> bool
         thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Today's date in UTC, as the binary sees it.
+pub fn today_utc() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
+/// `YYYY-MM-DD` of `n` days before today (UTC).
+pub fn days_ago(n: i64) -> String {
+    cost_explorer::format_date(today_utc() - time::Duration::days(n))
+}
+
+/// The day after `date` (`YYYY-MM-DD`).
+pub fn next_day(date: &str) -> String {
+    let day = cost_explorer::parse_date(date).expect("YYYY-MM-DD");
+    cost_explorer::format_date(day.next_day().expect("date in range"))
+}
+
+/// True for a lower-case hex UUID version 4 (RFC 4122 variant).
+pub fn is_uuid_v4(id: &str) -> bool {
+    let parts: Vec<&str> = id.split('-').collect();
+    let lengths: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+    lengths == [8, 4, 4, 4, 12]
+        && id
+            .chars()
+            .all(|c| c == '-' || c.is_ascii_digit() || ('a'..='f').contains(&c))
+        && parts[2].starts_with('4')
+        && parts[3].starts_with(['8', '9', 'a', 'b'])
+}
