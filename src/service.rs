@@ -478,15 +478,7 @@ fn day_list(first: Date, last: Date) -> Vec<Date> {
 
 /// `--target -`: print structured events on stdout; no state is read or written.
 fn preview(rt: &Runtime, first: Date, last: Date) -> i32 {
-    let time = rfc3339(OffsetDateTime::now_utc());
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let result = rt.pull(first, last, &mut |line| {
-        let event = Event::new(line, crate::event::new_id(), time.clone());
-        writeln!(out, "{}", event.to_json()).map_err(|e| format!("stdout: {e}"))
-    });
-    let _ = out.flush();
-    match result {
+    match print_events(rt, first, last) {
         Ok((pages, groups)) => {
             info!(
                 "pulled {}: {groups} groups in {pages} page(s), printed to stdout",
@@ -499,6 +491,28 @@ fn preview(rt: &Runtime, first: Date, last: Date) -> i32 {
             error!("{e}");
             1
         }
+    }
+}
+
+/// Pulls and prints structured events on stdout. A reader that went away (`| head`) stops it quietly.
+fn print_events(rt: &Runtime, first: Date, last: Date) -> Result<(usize, usize), Failure> {
+    let time = rfc3339(OffsetDateTime::now_utc());
+    let mut out = std::io::stdout().lock();
+    let mut closed = false;
+    let result = rt.pull(first, last, &mut |line| {
+        let event = Event::new(line, crate::event::new_id(), time.clone());
+        writeln!(out, "{}", event.to_json()).map_err(|e| {
+            closed = e.kind() == std::io::ErrorKind::BrokenPipe;
+            format!("stdout: {e}")
+        })
+    });
+    let _ = out.flush();
+    match result {
+        Err(Failure::State(_)) if closed => {
+            info!("stdout was closed; stopping");
+            Err(Failure::Stopped)
+        }
+        other => other,
     }
 }
 
@@ -629,16 +643,7 @@ fn service_step(rt: &Runtime, state: &mut State) -> Result<(), Failure> {
         return Ok(());
     };
     if rt.target.is_none() {
-        let time = rfc3339(OffsetDateTime::now_utc());
-        let mut out = std::io::stdout().lock();
-        rt.pull(first, last, &mut |line| {
-            writeln!(
-                out,
-                "{}",
-                Event::new(line, crate::event::new_id(), time.clone()).to_json()
-            )
-            .map_err(|e| format!("stdout: {e}"))
-        })?;
+        print_events(rt, first, last)?;
         state.mark_delivered(first, last).map_err(Failure::State)?;
         return Ok(());
     }

@@ -36,6 +36,9 @@ pub fn install() -> Signals {
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        // Past a file-size limit, a write should fail with EFBIG (reported, state intact)
+        // rather than kill the process.
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
         if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) != 0 {
             fds = [-1, -1];
         }

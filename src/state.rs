@@ -11,7 +11,7 @@ use crate::event::Event;
 use crate::schedule::{format_date, parse_date};
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use time::{Date, Duration};
 
@@ -36,7 +36,7 @@ pub struct Batch {
 pub struct SpoolWriter {
     first: Date,
     last: Date,
-    tmp: Option<(PathBuf, File)>,
+    tmp: Option<(PathBuf, BufWriter<File>)>,
     memory: Vec<String>,
     pub count: usize,
     pub bytes: u64,
@@ -225,7 +225,7 @@ impl State {
                     .join("spool")
                     .join(format!("{}.jsonl.tmp", batch_name(first, last)));
                 let file = File::create(&path).map_err(|e| write_error(&path, &e))?;
-                Some((path, file))
+                Some((path, BufWriter::new(file)))
             }
             None => None,
         };
@@ -243,10 +243,16 @@ impl State {
     pub fn commit(&mut self, writer: SpoolWriter) -> Result<Batch, String> {
         match writer.tmp {
             Some((tmp, file)) => {
-                file.sync_all().map_err(|e| write_error(&tmp, &e))?;
-                drop(file);
                 let path = tmp.with_extension("");
-                fs::rename(&tmp, &path).map_err(|e| write_error(&path, &e))?;
+                let written = file
+                    .into_inner()
+                    .map_err(|e| e.into_error())
+                    .and_then(|f| f.sync_all())
+                    .and_then(|_| fs::rename(&tmp, &path));
+                if let Err(e) = written {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(write_error(&tmp, &e));
+                }
                 sync_dir(path.parent().unwrap_or(Path::new(".")));
                 Batch::open(&path)
             }
@@ -706,5 +712,6 @@ mod tests {
             "{e}"
         );
         assert!(State::open(&file, false).unwrap().dir().is_none());
+        fs::remove_dir_all(file.parent().unwrap()).unwrap();
     }
 }

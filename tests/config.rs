@@ -89,11 +89,11 @@ fn pull_hour_two() {
 
 #[test]
 fn unparsable_yaml_names_line_and_column() {
-    // Line 3 starts with a tab, which YAML does not allow there.
+    // Line 4 (after endpoint, state_dir, target) starts with a tab, which YAML does not allow there.
     refused(
         "bad-yaml",
         |ce, s| format!("{}target: \"-\"\n\tpull_hour: 3\n", base(ce, s)),
-        &["config.yml", "line 3", "column"],
+        &["config.yml", "line 4", "column"],
     );
 }
 

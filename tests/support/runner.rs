@@ -28,6 +28,7 @@ pub fn binary() -> PathBuf {
 }
 
 /// A fresh directory under the system temp dir, removed on drop (kept if KEEP_TEST_DIRS is set).
+/// (Set SHOW_RUNS to print every run's command, status and output.)
 pub struct Sandbox {
     root: PathBuf,
 }
@@ -120,10 +121,15 @@ impl Drop for Sandbox {
     }
 }
 
-/// The standard test config; `extra` is appended as more YAML lines.
+/// The standard test config (backoff capped at 1 s unless `extra` sets it); `extra` is appended as more YAML lines.
 pub fn config_yaml(endpoint: &str, target: &str, state_dir: &Path, extra: &str) -> String {
+    let backoff = if extra.contains("retry_max_backoff_s") {
+        ""
+    } else {
+        "retry_max_backoff_s: 1\n"
+    };
     format!(
-        "target: \"{target}\"\nendpoint: \"{endpoint}\"\nregion: us-east-1\nstate_dir: \"{}\"\nretry_max_backoff_s: 1\n{extra}",
+        "target: \"{target}\"\nendpoint: \"{endpoint}\"\nregion: us-east-1\nstate_dir: \"{}\"\n{backoff}{extra}",
         state_dir.display()
     )
 }
@@ -412,6 +418,9 @@ impl Running {
             elapsed: self.started.elapsed(),
             description: self.description.clone(),
         };
+        if std::env::var_os("SHOW_RUNS").is_some() {
+            eprintln!("{}", finished.describe());
+        }
         finished.assert_no_secrets();
         finished.assert_no_panic();
         finished
