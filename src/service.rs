@@ -392,6 +392,15 @@ pub fn once(rt: &Runtime, days: Option<(Date, Date)>, force: bool) -> i32 {
     if rt.target.is_none() {
         return preview(rt, first, last);
     }
+    if last > yesterday() {
+        // Recording a day that is not over would make the service skip its complete data.
+        error!(
+            "{}: that day is not over yet (UTC), so it cannot be delivered; the latest complete day is {} (preview it with --target -)",
+            format_date(last),
+            format_date(yesterday())
+        );
+        return 2;
+    }
     let deadline = Some(Instant::now() + Duration::from_secs(rt.config.send_timeout_s));
     let mut state = match State::open(&rt.config.state_dir, rt.config.state_dir_named) {
         Ok(s) => s,

@@ -335,3 +335,23 @@ fn the_target_flag_overrides_the_config() {
     run.assert_code(0);
     assert_eq!(run.stdout_lines().len(), 2);
 }
+
+#[test]
+fn a_day_that_is_not_over_is_refused_before_any_pull() {
+    // Recording today as delivered would make the service skip its complete data tomorrow.
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    let sandbox = Sandbox::new("today");
+    let config = sandbox.write(
+        "config.yml",
+        &format!("{}target: \"http://127.0.0.1:9/\"\n", base(&ce, &sandbox)),
+    );
+    let today = support::days_ago(0);
+    let run = Cmd::new()
+        .config(&config)
+        .secret(&sandbox.write_secret())
+        .args(["once", "--date", &today])
+        .run(WITHIN);
+    assert_one_clear_line(&run, &[&today, "not over yet"]);
+    assert_eq!(ce.request_count(), 0, "{}", run.describe());
+    assert!(!sandbox.state_dir().join("delivered.json").exists());
+}
