@@ -31,6 +31,20 @@ impl Response {
     }
 }
 
+/// A failed attempt: a readable line (never the request's secrets) and whether waiting can help.
+#[derive(Debug)]
+pub struct SendError {
+    pub message: String,
+    /// Retrying cannot help (an untrusted certificate): fix the setup.
+    pub permanent: bool,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// Sends requests to one destination over kept-alive connections.
 pub struct Client {
     builtin: ureq::Agent,
@@ -75,15 +89,15 @@ impl Client {
         })
     }
 
-    /// One attempt; the error is a readable line (never the request's secrets).
-    pub fn send(&self, request: &Request) -> Result<Response, String> {
+    /// One attempt.
+    pub fn send(&self, request: &Request) -> Result<Response, SendError> {
         if self.use_extra.get()
             && let Some(extra) = &self.extra
         {
             return self.send_with(extra, request);
         }
         match self.send_with(&self.builtin, request) {
-            Err(e) if e.contains("not trusted") && self.extra.is_some() => {
+            Err(e) if e.permanent && self.extra.is_some() => {
                 self.use_extra.set(true);
                 self.send(request)
             }
@@ -91,7 +105,7 @@ impl Client {
         }
     }
 
-    fn send_with(&self, agent: &ureq::Agent, request: &Request) -> Result<Response, String> {
+    fn send_with(&self, agent: &ureq::Agent, request: &Request) -> Result<Response, SendError> {
         let mut builder = agent.post(&request.url);
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
@@ -99,7 +113,10 @@ impl Client {
         let result = if request.method == "POST" {
             builder.send(&request.body[..])
         } else {
-            return Err(format!("unsupported method {}", request.method));
+            return Err(SendError {
+                message: format!("unsupported method {}", request.method),
+                permanent: true,
+            });
         };
         let mut response = result.map_err(|e| describe(&request.url, &e, self.extra.is_some()))?;
         let status = response.status().as_u16();
@@ -120,7 +137,10 @@ impl Client {
             .limit(self.max_body)
             .reader()
             .read_to_end(&mut body)
-            .map_err(|e| format!("{}: reading the answer failed: {e}", origin(&request.url)))?;
+            .map_err(|e| SendError {
+                message: format!("{}: reading the answer failed: {e}", origin(&request.url)),
+                permanent: false,
+            })?;
         Ok(Response {
             status,
             headers,
@@ -161,7 +181,7 @@ pub fn origin(url: &str) -> &str {
     }
 }
 
-fn describe(url: &str, e: &ureq::Error, have_ca_file: bool) -> String {
+fn describe(url: &str, e: &ureq::Error, have_ca_file: bool) -> SendError {
     let text = e.to_string();
     let place = origin(url);
     if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
@@ -170,14 +190,23 @@ fn describe(url: &str, e: &ureq::Error, have_ca_file: bool) -> String {
         } else {
             "if a private CA or a TLS-inspecting proxy signs it, set ca_file (or AWS_CA_BUNDLE) to that CA's PEM file"
         };
-        return format!("{place}: the server's TLS certificate is not trusted ({text}); {hint}");
+        return SendError {
+            message: format!(
+                "{place}: the server's TLS certificate is not trusted ({text}); {hint}"
+            ),
+            permanent: true,
+        };
     }
-    match e {
+    let message = match e {
         ureq::Error::Timeout(_) => format!("{place}: timed out ({text})"),
         ureq::Error::HostNotFound => format!("{place}: host not found"),
         ureq::Error::ConnectionFailed => format!("{place}: connection failed"),
         ureq::Error::Io(io) => format!("{place}: {}", crate::config::plain_io(io)),
         _ => format!("{place}: {text}"),
+    };
+    SendError {
+        message,
+        permanent: false,
     }
 }
 

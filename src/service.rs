@@ -124,10 +124,17 @@ impl Runtime {
                             .and_then(|v| retry_after(v, OffsetDateTime::now_utc()));
                         (Err(costexplorer::parse_error(r.status, &r.body)), hint)
                     }
-                    Err(m) => (
+                    Err(e) if e.permanent => (
+                        Err(CeError {
+                            kind: ErrorKind::Permanent,
+                            message: format!("Cost Explorer: {e}"),
+                        }),
+                        None,
+                    ),
+                    Err(e) => (
                         Err(CeError {
                             kind: ErrorKind::Transient,
-                            message: format!("Cost Explorer unreachable: {m}"),
+                            message: format!("Cost Explorer unreachable: {e}"),
                         }),
                         None,
                     ),
@@ -289,7 +296,11 @@ impl Runtime {
                             .and_then(|v| retry_after(v, OffsetDateTime::now_utc())),
                     ),
                 },
-                Err(m) => (format!("the target is unreachable: {m}"), None),
+                Err(e) if e.permanent => {
+                    error!("the target cannot be used: {e} (the rest stays in the spool)");
+                    return Sent::Stopped;
+                }
+                Err(e) => (format!("the target is unreachable: {e}"), None),
             };
             let wait = next_wait(attempt, self.max_backoff(), hint);
             if deadline.is_some_and(|d| Instant::now() + wait >= d) {

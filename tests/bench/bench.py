@@ -495,6 +495,7 @@ def main():
     parser.add_argument("--reference-range-runs", type=int, help="reference runs of the range (default 3, smoke 1)")
     parser.add_argument("--idle-seconds", type=float)
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--only", help="comma-separated parts to run: day,range,restart,interrupted,idle,footprint")
     args = parser.parse_args()
     smoke = args.smoke
     args.runs = args.runs or (1 if smoke else 5)
@@ -504,6 +505,7 @@ def main():
     args.reference_range_runs = args.reference_range_runs if args.reference_range_runs is not None else (1 if smoke else 3)
     args.idle_seconds = args.idle_seconds or (3 if smoke else 60)
 
+    args.bin = os.path.abspath(args.bin)
     if not os.access(args.bin, os.X_OK):
         print(f"bench: no binary at {args.bin} (run make static)", file=sys.stderr)
         return 1
@@ -516,7 +518,12 @@ def main():
     with tempfile.TemporaryDirectory(prefix="sab-bench-") as workdir:
         bench = Bench(args, servers, workdir)
 
+        only = set(args.only.split(",")) if args.only else None
+
         def attempt(name, fn):
+            if only is not None and name.split("_")[0] not in only:
+                results[name] = None
+                return
             try:
                 results[name] = fn()
             except (Problem, OSError, subprocess.SubprocessError, KeyError, ValueError) as e:
