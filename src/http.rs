@@ -91,17 +91,21 @@ impl Client {
 
     /// One attempt.
     pub fn send(&self, request: &Request) -> Result<Response, SendError> {
-        if self.use_extra.get()
-            && let Some(extra) = &self.extra
-        {
-            return self.send_with(extra, request);
-        }
-        match self.send_with(&self.builtin, request) {
-            Err(e) if e.permanent && self.extra.is_some() => {
-                self.use_extra.set(true);
-                self.send(request)
+        let Some(extra) = &self.extra else {
+            return self.send_with(&self.builtin, request);
+        };
+        // Trust is the built-in roots or ca_file: try the set that worked last, then the other.
+        let pick = |use_extra: bool| if use_extra { extra } else { &self.builtin };
+        let last = self.use_extra.get();
+        match self.send_with(pick(last), request) {
+            Err(e) if e.permanent => {
+                let other = self.send_with(pick(!last), request);
+                if other.is_ok() {
+                    self.use_extra.set(!last);
+                }
+                other
             }
-            other => other,
+            result => result,
         }
     }
 
