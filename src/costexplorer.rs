@@ -2,7 +2,7 @@
 
 use crate::event::Line;
 use serde::{Deserialize, Serialize};
-use time::{Date, Duration};
+use time::Date;
 
 pub const TARGET: &str = "AWSInsightsIndexService.GetCostAndUsage";
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
@@ -37,7 +37,7 @@ pub fn request_body(first: Date, last: Date, metric: &str, page_token: Option<&s
     let body = Body {
         time_period: Period {
             start: crate::schedule::format_date(first),
-            end: crate::schedule::format_date(last + Duration::days(1)),
+            end: crate::schedule::format_date(last.next_day().unwrap_or(last)),
         },
         granularity: "DAILY",
         metrics: [metric],
@@ -206,7 +206,14 @@ pub fn parse_error(status: u16, body: &[u8]) -> CeError {
         _ if status == 401 || status == 403 => ErrorKind::Credentials,
         _ => ErrorKind::Permanent,
     };
+    // An InvalidSignatureException may quote the canonical request, signed headers and all.
     let message = message
+        .map(|m| {
+            m.split("The Canonical String")
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
         .map(|m| format!(": {}", one_line(&m, 300)))
         .unwrap_or_default();
     CeError {

@@ -134,12 +134,14 @@ impl Client {
                 )
             })
             .collect();
+        // Only the first max_body bytes are kept: the status decides, the body only explains.
         let mut body = Vec::new();
         response
             .body_mut()
             .with_config()
-            .limit(self.max_body)
+            .limit(u64::MAX)
             .reader()
+            .take(self.max_body)
             .read_to_end(&mut body)
             .map_err(|e| SendError {
                 message: format!("{}: reading the answer failed: {e}", origin(&request.url)),
@@ -177,11 +179,23 @@ fn read_pem_roots(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
 }
 
 /// Scheme, host and port of a URL, for messages.
-pub fn origin(url: &str) -> &str {
-    let after = url.find("://").map(|i| i + 3).unwrap_or(0);
-    match url[after..].find('/') {
-        Some(i) => &url[..after + i],
-        None => url,
+pub fn origin(url: &str) -> String {
+    let shown = redact(url);
+    let after = shown.find("://").map_or(0, |i| i + 3);
+    match shown[after..].find('/') {
+        Some(i) => shown[..after + i].to_string(),
+        None => shown,
+    }
+}
+
+/// A URL fit for a log line: no `user:password@` and no query string (either may hold a token).
+pub fn redact(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or(url);
+    let after = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[after..].find('/').map_or(url.len(), |i| after + i);
+    match url[after..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..after], &url[after + at + 1..]),
+        None => url.to_string(),
     }
 }
 
@@ -329,5 +343,16 @@ mod tests {
     fn origin_drops_the_path() {
         assert_eq!(origin("http://127.0.0.1:9/a/b"), "http://127.0.0.1:9");
         assert_eq!(origin("https://h"), "https://h");
+        assert_eq!(origin("https://user:s3cret@h:8/x?token=t"), "https://h:8");
+    }
+
+    #[test]
+    fn redact_hides_user_info_and_query() {
+        assert_eq!(
+            redact("https://user:s3cret@broker:8443/hook?token=t0p#f"),
+            "https://broker:8443/hook"
+        );
+        assert_eq!(redact("http://broker/a@b"), "http://broker/a@b");
+        assert_eq!(redact("http://127.0.0.1:9/"), "http://127.0.0.1:9/");
     }
 }

@@ -35,20 +35,24 @@ pub enum Outcome {
     Delivered,
     Retry,
     Rejected,
+    /// 3xx: the target URL is not the final one; a setup problem, not the event's.
+    Redirect,
 }
 
 pub fn delivery_outcome(status: u16) -> Outcome {
     match status {
         200..=299 => Outcome::Delivered,
+        300..=399 => Outcome::Redirect,
         408 | 429 | 500.. => Outcome::Retry,
         _ => Outcome::Rejected,
     }
 }
 
-/// The wait before attempt `attempt + 1`: Retry-After when given, else backoff; never above `cap`.
+/// The wait before attempt `attempt + 1`: Retry-After when given (at least BASE, so
+/// `Retry-After: 0` is no busy loop), else backoff; never above `cap`.
 pub fn next_wait(attempt: u32, cap: Duration, retry_after: Option<Duration>) -> Duration {
     match retry_after {
-        Some(d) => d.min(cap),
+        Some(d) => d.max(BASE).min(cap),
         None => backoff(attempt, cap, random()),
     }
 }
@@ -104,6 +108,10 @@ mod tests {
             next_wait(0, Duration::from_secs(5), Some(Duration::from_secs(60))),
             Duration::from_secs(5)
         );
+        assert_eq!(
+            next_wait(0, Duration::from_secs(5), Some(Duration::ZERO)),
+            BASE
+        );
     }
 
     #[test]
@@ -112,6 +120,9 @@ mod tests {
         assert_eq!(delivery_outcome(204), Outcome::Delivered);
         for s in [408, 429, 500, 502, 503, 504] {
             assert_eq!(delivery_outcome(s), Outcome::Retry, "{s}");
+        }
+        for s in [301, 302, 307, 308] {
+            assert_eq!(delivery_outcome(s), Outcome::Redirect, "{s}");
         }
         for s in [400, 401, 403, 404, 413, 415] {
             assert_eq!(delivery_outcome(s), Outcome::Rejected, "{s}");

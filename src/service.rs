@@ -30,6 +30,8 @@ pub enum Failure {
     CostExplorer(CeError),
     /// Writing state failed (disk full, permissions).
     State(String),
+    /// Events wait in the spool for a target that cannot take them now.
+    Undelivered(usize),
     /// A stop was requested.
     Stopped,
 }
@@ -39,6 +41,10 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::CostExplorer(e) => f.write_str(&e.message),
             Failure::State(e) => f.write_str(e),
+            Failure::Undelivered(n) => write!(
+                f,
+                "{n} event(s) wait in the spool for the target; no new days are pulled until they are delivered"
+            ),
             Failure::Stopped => f.write_str("stopped"),
         }
     }
@@ -73,12 +79,13 @@ impl Runtime {
         })
     }
 
-    /// Pulls `first..=last`, page by page, calling `sink` for each line.
+    /// Pulls `first..=last`, page by page (at most `max_pages`), calling `sink` for each line.
     /// Returns (pages, lines). Throttling, 5xx and network errors are retried here.
     pub fn pull(
         &self,
         first: Date,
         last: Date,
+        max_pages: usize,
         sink: &mut dyn FnMut(Line) -> Result<(), String>,
     ) -> Result<(usize, usize), Failure> {
         let (credentials, warnings) = load_credentials(&self.config.secret).map_err(|e| {
@@ -153,7 +160,19 @@ impl Runtime {
                         }
                         attempt += 1;
                     }
-                    Err(e) => return Err(Failure::CostExplorer(e)),
+                    Err(mut e) => {
+                        // Belt and braces: an error text never carries the keys it was signed with.
+                        for secret in [
+                            Some(&credentials.secret_access_key),
+                            credentials.session_token.as_ref(),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        {
+                            e.message = e.message.replace(secret.as_str(), "***");
+                        }
+                        return Err(Failure::CostExplorer(e));
+                    }
                 }
             };
             pages += 1;
@@ -163,8 +182,8 @@ impl Runtime {
                 sink(line).map_err(Failure::State)?;
             }
             match page.next_token {
-                Some(t) => token = Some(t),
-                None => return Ok((pages, lines)),
+                Some(t) if pages < max_pages => token = Some(t),
+                _ => return Ok((pages, lines)),
             }
         }
     }
@@ -193,7 +212,7 @@ impl Runtime {
         let mut writer = state.spool_writer(first, last).map_err(Failure::State)?;
         let time = rfc3339(OffsetDateTime::now_utc());
         let mut left_out = 0;
-        let result = self.pull(first, last, &mut |line: Line| {
+        let result = self.pull(first, last, usize::MAX, &mut |line: Line| {
             if !force && crate::schedule::parse_date(&line.date).is_some_and(|d| state.is_delivered(d)) {
                 left_out += 1;
                 return Ok(());
@@ -286,6 +305,16 @@ impl Runtime {
                 Ok(r) => match delivery_outcome(r.status) {
                     Outcome::Delivered => return Sent::Delivered,
                     Outcome::Rejected => return Sent::Rejected(r.status, body_reason(&r.body)),
+                    Outcome::Redirect => {
+                        error!(
+                            "the target answered HTTP {} redirecting to {}: set target to the final URL (the events stay in the spool)",
+                            r.status,
+                            r.header("location")
+                                .map(crate::http::redact)
+                                .unwrap_or_else(|| "nowhere".into())
+                        );
+                        return Sent::Stopped;
+                    }
                     Outcome::Retry => (
                         format!(
                             "the target answered HTTP {}: {}",
@@ -330,6 +359,8 @@ impl Runtime {
         let outcome = self.deliver(state, &mut batch, deadline)?;
         if outcome.left == 0 {
             state.finish(batch)?;
+        } else {
+            state.keep(batch);
         }
         info!(
             "{range}: {} events, delivered {}, rejected {}{}",
@@ -355,6 +386,7 @@ impl Runtime {
         for batch in state.batches()? {
             if self.signals.stopping() {
                 total.left += batch.pending();
+                state.keep(batch);
                 continue;
             }
             let d = self.deliver_batch(state, batch, deadline)?;
@@ -400,10 +432,15 @@ fn yesterday() -> Date {
 /// `once`: pull a day or range (default yesterday) and deliver it; exit status.
 pub fn once(rt: &Runtime, days: Option<(Date, Date)>, force: bool) -> i32 {
     let (first, last) = days.unwrap_or_else(|| (yesterday(), yesterday()));
+    let today = OffsetDateTime::now_utc().date();
+    if last > today {
+        error!("{}: that day has not begun (UTC)", format_date(last));
+        return 2;
+    }
     if rt.target.is_none() {
         return preview(rt, first, last);
     }
-    if last > yesterday() {
+    if last >= today {
         // Recording a day that is not over would make the service skip its complete data.
         error!(
             "{}: that day is not over yet (UTC), so it cannot be delivered; the latest complete day is {} (preview it with --target -)",
@@ -420,6 +457,10 @@ pub fn once(rt: &Runtime, days: Option<(Date, Date)>, force: bool) -> i32 {
             return 2;
         }
     };
+    if let Err(e) = state.acquire(false) {
+        error!("{e}");
+        return 1;
+    }
     let mut total = match rt.deliver_spool(&mut state, deadline) {
         Ok(t) => t,
         Err(e) => {
@@ -519,7 +560,7 @@ fn print_events(rt: &Runtime, first: Date, last: Date) -> Result<(usize, usize),
     let time = rfc3339(OffsetDateTime::now_utc());
     let mut out = std::io::stdout().lock();
     let mut closed = false;
-    let result = rt.pull(first, last, &mut |line| {
+    let result = rt.pull(first, last, usize::MAX, &mut |line| {
         let event = Event::new(line, crate::event::new_id(), time.clone());
         writeln!(out, "{}", event.to_json()).map_err(|e| {
             closed = e.kind() == std::io::ErrorKind::BrokenPipe;
@@ -539,27 +580,21 @@ fn print_events(rt: &Runtime, first: Date, last: Date) -> Result<(usize, usize),
 /// `check`: config, secret and state_dir are usable and Cost Explorer accepts a signed call.
 pub fn check(rt: &Runtime) -> i32 {
     if rt.target.is_some()
-        && let Err(e) = State::open(&rt.config.state_dir, rt.config.state_dir_named)
+        && let Err(e) = crate::state::usable(&rt.config.state_dir)
+        && rt.config.state_dir_named
     {
         error!("{e}");
         return 2;
     }
     let day = yesterday();
-    let mut groups = 0;
-    // One page is enough to prove keys, signature and permission.
-    match rt.pull(day, day, &mut |_| {
-        groups += 1;
-        Ok(())
-    }) {
-        Ok((pages, n)) => {
+    // One page (one paid request) proves keys, signature and permission.
+    match rt.pull(day, day, 1, &mut |_| Ok(())) {
+        Ok((_, n)) => {
             info!(
-                "check passed: Cost Explorer at {} accepted the signed request ({n} groups for {} in {pages} page(s)); target {}",
-                rt.config.endpoint,
+                "check passed: Cost Explorer at {} accepted the signed request ({n} groups on the first page for {}); target {}",
+                crate::http::redact(&rt.config.endpoint),
                 format_date(day),
-                match &rt.config.target {
-                    Target::Http(u) => u.as_str(),
-                    Target::Stdout => "stdout",
-                }
+                target_name(&rt.config.target)
             );
             0
         }
@@ -587,24 +622,46 @@ pub fn run(rt: &Runtime) -> i32 {
         "running: pulling {} every day at {:02}:00 UTC from {} to {}",
         rt.config.metric,
         rt.config.pull_hour,
-        rt.config.endpoint,
-        match &rt.config.target {
-            Target::Http(u) => u.as_str(),
-            Target::Stdout => "stdout",
-        }
+        crate::http::redact(&rt.config.endpoint),
+        target_name(&rt.config.target)
     );
     let mut failures = 0u32;
     loop {
-        let wake_at = match service_step(rt, &mut state) {
+        // The lock is held while working and released while asleep, so `once` can run then;
+        // taking it again re-reads what such a run delivered.
+        let step = state
+            .acquire(true)
+            .map_err(Failure::State)
+            .and_then(|_| service_step(rt, &mut state));
+        state.release();
+        let wake_at = match step {
             Ok(()) => {
                 failures = 0;
-                next_pull(OffsetDateTime::now_utc(), rt.config.pull_hour)
+                let now = OffsetDateTime::now_utc();
+                let due = due_days(
+                    now,
+                    rt.config.pull_hour,
+                    state.last_delivered(),
+                    rt.config.max_catchup_days,
+                );
+                // Days that fell due while a long delivery ran are pulled at once.
+                if due.pull.is_some() {
+                    now
+                } else {
+                    next_pull(now, rt.config.pull_hour)
+                }
             }
             Err(Failure::Stopped) => break,
-            Err(Failure::CostExplorer(e)) if e.kind == ErrorKind::Transient => {
+            Err(
+                e @ (Failure::Undelivered(_)
+                | Failure::CostExplorer(CeError {
+                    kind: ErrorKind::Transient,
+                    ..
+                })),
+            ) => {
                 failures += 1;
                 let wait = next_wait(failures.min(12), rt.max_backoff(), None);
-                error!("{}; trying again in {:.0}s", e.message, wait.as_secs_f32());
+                error!("{e}; trying again in {:.0}s", wait.as_secs_f32());
                 OffsetDateTime::now_utc() + wait
             }
             Err(e) => {
@@ -639,10 +696,13 @@ fn top_of_next_hour(now: OffsetDateTime) -> OffsetDateTime {
 /// One round of the service: empty the spool, then pull and deliver the due days.
 fn service_step(rt: &Runtime, state: &mut State) -> Result<(), Failure> {
     if rt.target.is_some() {
-        rt.deliver_spool(state, None).map_err(Failure::State)?;
-    }
-    if rt.signals.stopping() {
-        return Err(Failure::Stopped);
+        let spooled = rt.deliver_spool(state, None).map_err(Failure::State)?;
+        if rt.signals.stopping() {
+            return Err(Failure::Stopped);
+        }
+        if spooled.left > 0 {
+            return Err(Failure::Undelivered(spooled.left));
+        }
     }
     let due = due_days(
         OffsetDateTime::now_utc(),
@@ -668,7 +728,22 @@ fn service_step(rt: &Runtime, state: &mut State) -> Result<(), Failure> {
         return Ok(());
     }
     let batch = rt.pull_to_spool(state, first, last, false)?;
-    rt.deliver_batch(state, batch, None)
+    let delivery = rt
+        .deliver_batch(state, batch, None)
         .map_err(Failure::State)?;
+    if rt.signals.stopping() {
+        return Err(Failure::Stopped);
+    }
+    if delivery.left > 0 {
+        return Err(Failure::Undelivered(delivery.left));
+    }
     Ok(())
+}
+
+/// The target for a log line, without credentials.
+fn target_name(target: &Target) -> String {
+    match target {
+        Target::Http(url) => crate::http::redact(url),
+        Target::Stdout => "stdout".into(),
+    }
 }

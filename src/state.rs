@@ -13,13 +13,16 @@ use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use time::{Date, Duration};
+use time::Date;
 
 /// Where state lives: a directory, or memory only (nothing survives a restart).
 pub struct State {
     dir: Option<PathBuf>,
+    /// An exclusive flock on `state_dir/lock` while this process works on the state.
+    lock: Option<File>,
     delivered: BTreeSet<Date>,
-    memory_spool: Vec<(Date, Date, Vec<String>)>,
+    /// Memory-only mode: batches not finished yet, acknowledgements included.
+    memory_spool: Vec<Batch>,
 }
 
 /// A spooled pull: its day range and where its events are.
@@ -42,40 +45,88 @@ pub struct SpoolWriter {
     pub bytes: u64,
 }
 
+/// Creates state_dir if needed and checks that it can be written.
+pub fn usable(dir: &Path) -> Result<(), String> {
+    fs::create_dir_all(dir.join("spool"))
+        .and_then(|_| probe_writable(dir))
+        .map_err(|e| {
+            format!(
+                "state_dir {}: cannot be used: {}",
+                dir.display(),
+                plain_io(&e)
+            )
+        })
+}
+
 impl State {
-    /// Opens state_dir. Unusable and `named` is an error; unusable default gives memory-only state.
+    /// Opens state_dir, not yet locked or read (see `acquire`). Unusable and `named` is an
+    /// error; an unusable default gives memory-only state, with one warning.
     pub fn open(dir: &Path, named: bool) -> Result<State, String> {
-        let usable = fs::create_dir_all(dir.join("spool")).and_then(|_| probe_writable(dir));
-        if let Err(e) = usable {
-            let why = plain_io(&e);
+        if let Err(e) = usable(dir) {
             if named {
-                return Err(format!(
-                    "state_dir {}: cannot be used: {why}",
-                    dir.display()
-                ));
+                return Err(e);
             }
             crate::warn!(
-                "state_dir {}: {why}; running from memory: delivered days and undelivered events will not survive a restart (set state_dir or mount a volume there)",
-                dir.display()
+                "{e}; running from memory: delivered days and undelivered events will not survive a restart (set state_dir or mount a volume there)"
             );
             return Ok(State::memory());
         }
-        let mut state = State {
+        Ok(State {
             dir: Some(dir.to_path_buf()),
+            lock: None,
             delivered: BTreeSet::new(),
             memory_spool: Vec::new(),
-        };
-        state.delivered = state.read_delivered()?;
-        state.sweep_spool();
-        Ok(state)
+        })
     }
 
     pub fn memory() -> State {
         State {
             dir: None,
+            lock: None,
             delivered: BTreeSet::new(),
             memory_spool: Vec::new(),
         }
+    }
+
+    /// Takes the state_dir lock (waiting for it, or failing at once when `wait` is false)
+    /// and reads the state again: another process may have delivered days meanwhile.
+    pub fn acquire(&mut self, wait: bool) -> Result<(), String> {
+        let Some(dir) = self.dir.clone() else {
+            return Ok(());
+        };
+        if self.lock.is_none() {
+            let path = dir.join("lock");
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| write_error(&path, &e))?;
+            let mode = if wait {
+                libc::LOCK_EX
+            } else {
+                libc::LOCK_EX | libc::LOCK_NB
+            };
+            // SAFETY: flock on a descriptor we own.
+            if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), mode) } != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    return Err(format!(
+                        "state_dir {} is in use by another source-aws-billing (a service delivering, or another once); try again when it is done",
+                        dir.display()
+                    ));
+                }
+                return Err(format!("{}: cannot lock: {}", path.display(), plain_io(&e)));
+            }
+            self.lock = Some(file);
+        }
+        self.delivered = self.read_delivered()?;
+        self.sweep_spool()
+    }
+
+    /// Lets other processes use state_dir (the service does this while it sleeps).
+    pub fn release(&mut self) {
+        self.lock = None;
     }
 
     pub fn dir(&self) -> Option<&Path> {
@@ -92,7 +143,7 @@ impl State {
 
     fn read_delivered(&self) -> Result<BTreeSet<Date>, String> {
         let Some(dir) = &self.dir else {
-            return Ok(BTreeSet::new());
+            return Ok(self.delivered.clone());
         };
         let path = dir.join("delivered.json");
         let bytes = match fs::read(&path) {
@@ -132,7 +183,10 @@ impl State {
         let mut d = first;
         while d <= last {
             days.insert(d);
-            d += Duration::days(1);
+            match d.next_day() {
+                Some(next) => d = next,
+                None => break,
+            }
         }
         if let Some(dir) = &self.dir {
             let list: Vec<String> = days.iter().map(|d| format_date(*d)).collect();
@@ -143,53 +197,44 @@ impl State {
         Ok(())
     }
 
-    /// Removes leftovers of an interrupted pull and spools whose days are all delivered.
-    fn sweep_spool(&mut self) {
-        let Some(dir) = &self.dir else { return };
-        let spool = dir.join("spool");
-        let Ok(entries) = fs::read_dir(&spool) else {
-            return;
+    /// Removes what an interrupted pull left behind and finishes batches with nothing pending
+    /// (a crash between the last acknowledgement and `finish`). Other files are left alone.
+    fn sweep_spool(&mut self) -> Result<(), String> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
         };
+        let spool = dir.join("spool");
+        let entries = fs::read_dir(&spool)
+            .map_err(|e| format!("{}: cannot read: {}", spool.display(), plain_io(&e)))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".tmp") {
-                let _ = fs::remove_file(entry.path());
-                continue;
-            }
-            if let Some((first, last)) = batch_range(&name)
-                && self.all_delivered(first, last)
-            {
+            let orphan_ack = name
+                .strip_suffix(".acked")
+                .is_some_and(|stem| !spool.join(format!("{stem}.jsonl")).exists());
+            if name.ends_with(".jsonl.tmp") || orphan_ack {
                 let _ = fs::remove_file(entry.path());
             }
         }
-    }
-
-    fn all_delivered(&self, first: Date, last: Date) -> bool {
-        let mut d = first;
-        while d <= last {
-            if !self.delivered.contains(&d) {
-                return false;
+        for batch in self.batches()? {
+            if batch.pending() == 0 {
+                self.finish(batch)?;
             }
-            d += Duration::days(1);
         }
-        true
+        Ok(())
     }
 
-    /// Spooled batches, oldest first.
+    /// Spooled batches, oldest first. In memory-only mode they are handed over: give back
+    /// an unfinished one with `keep`.
     pub fn batches(&mut self) -> Result<Vec<Batch>, String> {
         let Some(dir) = &self.dir else {
-            return Ok(self
-                .memory_spool
-                .iter()
-                .map(|(first, last, lines)| Batch::in_memory(*first, *last, lines.clone()))
-                .collect());
+            return Ok(std::mem::take(&mut self.memory_spool));
         };
         let spool = dir.join("spool");
         let mut names: Vec<String> = fs::read_dir(&spool)
             .map_err(|e| format!("{}: cannot read: {}", spool.display(), plain_io(&e)))?
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".jsonl") && batch_range(n).is_some())
+            .filter(|n| batch_range(n).is_some())
             .collect();
         names.sort();
         names
@@ -212,8 +257,8 @@ impl State {
             None => self
                 .memory_spool
                 .iter()
-                .flat_map(|(_, _, l)| l)
-                .map(|l| l.len() as u64)
+                .flat_map(|b| &b.memory)
+                .map(|l| l.len() as u64 + 1)
                 .sum(),
         }
     }
@@ -240,48 +285,58 @@ impl State {
     }
 
     /// Makes a fully written pull visible in the spool (fsync, rename, fsync the directory).
+    /// A spooled batch for the same days is never replaced: its events go out first.
     pub fn commit(&mut self, writer: SpoolWriter) -> Result<Batch, String> {
-        match writer.tmp {
-            Some((tmp, file)) => {
-                let path = tmp.with_extension("");
-                let written = file
-                    .into_inner()
-                    .map_err(|e| e.into_error())
-                    .and_then(|f| f.sync_all())
-                    .and_then(|_| fs::rename(&tmp, &path));
-                if let Err(e) = written {
-                    let _ = fs::remove_file(&tmp);
-                    return Err(write_error(&tmp, &e));
-                }
-                sync_dir(path.parent().unwrap_or(Path::new(".")));
-                Batch::open(&path)
-            }
-            None => {
-                self.memory_spool
-                    .push((writer.first, writer.last, writer.memory.clone()));
-                Ok(Batch::in_memory(writer.first, writer.last, writer.memory))
-            }
+        let Some((tmp, file)) = writer.tmp else {
+            return Ok(Batch::in_memory(writer.first, writer.last, writer.memory));
+        };
+        let path = tmp.with_extension("");
+        if path.exists() {
+            let _ = fs::remove_file(&tmp);
+            return Err(format!(
+                "{} already holds events for these days that are not delivered yet; not replacing it",
+                path.display()
+            ));
         }
+        let written = file
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all())
+            .and_then(|_| fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(write_error(&tmp, &e));
+        }
+        sync_dir(path.parent().unwrap_or(Path::new(".")));
+        Batch::open(&path)
     }
 
     /// All of a batch's events are delivered or dead-lettered: record its days, drop its files.
     pub fn finish(&mut self, batch: Batch) -> Result<(), String> {
         self.mark_delivered(batch.first, batch.last)?;
-        match &batch.events {
-            Some(path) => {
-                let _ = fs::remove_file(path.with_extension("acked"));
-                let _ = fs::remove_file(path);
-            }
-            None => self
-                .memory_spool
-                .retain(|(f, l, _)| (*f, *l) != (batch.first, batch.last)),
+        if let Some(path) = &batch.events {
+            let _ = fs::remove_file(path.with_extension("acked"));
+            let _ = fs::remove_file(path);
         }
         Ok(())
     }
 
+    /// Takes back a batch that still has pending events (memory-only mode keeps it here;
+    /// on disk it is already in the spool).
+    pub fn keep(&mut self, batch: Batch) {
+        if batch.events.is_none() {
+            self.memory_spool.push(batch);
+        }
+    }
+
     /// Appends a permanently rejected event to dead-letter.jsonl.
     pub fn dead_letter(&self, status: u16, reason: &str, event_json: &str) -> Result<(), String> {
-        let Some(dir) = &self.dir else { return Ok(()) };
+        let Some(dir) = &self.dir else {
+            crate::error!(
+                "no state_dir, so the rejected event is kept only in this log: {event_json}"
+            );
+            return Ok(());
+        };
         let path = dir.join("dead-letter.jsonl");
         let event: serde_json::Value =
             serde_json::from_str(event_json).unwrap_or(serde_json::Value::Null);
@@ -494,9 +549,9 @@ pub fn batch_name(first: Date, last: Date) -> String {
     format!("{}_{}", format_date(first), format_date(last))
 }
 
-/// `2022-06-11_2022-06-13.jsonl` → the range.
+/// `2022-06-11_2022-06-13.jsonl` → the range; any other name → None.
 fn batch_range(file_name: &str) -> Option<(Date, Date)> {
-    let stem = file_name.split('.').next()?;
+    let stem = file_name.strip_suffix(".jsonl")?;
     let (a, b) = stem.split_once('_')?;
     Some((parse_date(a)?, parse_date(b)?))
 }
@@ -566,6 +621,13 @@ mod tests {
         d
     }
 
+    /// What a new process sees: state_dir opened, locked and read.
+    fn locked(dir: &Path) -> State {
+        let mut state = State::open(dir, true).unwrap();
+        state.acquire(false).unwrap();
+        state
+    }
+
     fn event(service: &str) -> Event {
         let line = Line {
             date: "2022-06-13".into(),
@@ -608,12 +670,13 @@ mod tests {
     #[test]
     fn acked_events_are_not_pending_after_reopen_and_ids_are_kept() {
         let dir = tmpdir();
-        let mut state = State::open(&dir, true).unwrap();
+        let mut state = locked(&dir);
         let mut batch = spool(&mut state, &["a", "b", "c"]);
         let ids: Vec<String> = take(&mut batch, 1).into_iter().map(|e| e.id).collect();
         assert_eq!(ids.len(), 2, "stopped after acknowledging one");
         drop(batch);
-        let mut state = State::open(&dir, true).unwrap();
+        drop(state);
+        let mut state = locked(&dir);
         let mut batches = state.batches().unwrap();
         assert_eq!(batches.len(), 1);
         let again: Vec<String> = take(&mut batches[0], 0).into_iter().map(|e| e.id).collect();
@@ -625,10 +688,11 @@ mod tests {
     #[test]
     fn finishing_records_days_and_removes_the_spool() {
         let dir = tmpdir();
-        let mut state = State::open(&dir, true).unwrap();
+        let mut state = locked(&dir);
         let batch = spool(&mut state, &["a"]);
         state.finish(batch).unwrap();
-        let mut state = State::open(&dir, true).unwrap();
+        drop(state);
+        let mut state = locked(&dir);
         assert!(state.is_delivered(date!(2022 - 06 - 13)));
         assert_eq!(state.last_delivered(), Some(date!(2022 - 06 - 13)));
         assert!(state.batches().unwrap().is_empty());
@@ -638,7 +702,7 @@ mod tests {
     #[test]
     fn a_torn_ack_line_means_send_again() {
         let dir = tmpdir();
-        let mut state = State::open(&dir, true).unwrap();
+        let mut state = locked(&dir);
         let batch = spool(&mut state, &["a", "b"]);
         fs::write(
             dir.join("spool").join(format!("{}.acked", batch.name())),
@@ -646,10 +710,8 @@ mod tests {
         )
         .unwrap();
         drop(batch);
-        assert_eq!(
-            pending(&mut State::open(&dir, true).unwrap().batches().unwrap()[0]),
-            ["b"]
-        );
+        drop(state);
+        assert_eq!(pending(&mut locked(&dir).batches().unwrap()[0]), ["b"]);
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -657,7 +719,7 @@ mod tests {
     fn corrupt_files_are_moved_aside_not_dropped() {
         let dir = tmpdir();
         fs::write(dir.join("delivered.json"), "{not json").unwrap();
-        let mut state = State::open(&dir, true).unwrap();
+        let mut state = locked(&dir);
         assert_eq!(state.last_delivered(), None);
         let names: Vec<String> = fs::read_dir(&dir)
             .unwrap()
@@ -676,7 +738,8 @@ mod tests {
         let text = fs::read_to_string(&path).unwrap();
         let (first, rest) = text.split_once('\n').unwrap();
         fs::write(&path, format!("{first}\n{{\"torn\n{rest}")).unwrap();
-        let mut batches = State::open(&dir, true).unwrap().batches().unwrap();
+        drop(state);
+        let mut batches = locked(&dir).batches().unwrap();
         assert_eq!(pending(&mut batches[0]), ["a", "b"]);
         let aside = fs::read_dir(dir.join("spool"))
             .unwrap()
@@ -684,22 +747,96 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
             .count();
         assert_eq!(aside, 1);
+        drop(batches);
+        let mut state = locked(&dir);
+        drop(state.batches().unwrap());
+        let still = fs::read_dir(dir.join("spool")).unwrap().flatten();
+        assert_eq!(
+            still
+                .filter(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
+                .count(),
+            1
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn leftovers_of_an_interrupted_pull_are_removed() {
         let dir = tmpdir();
-        let state = State::open(&dir, true).unwrap();
+        let state = locked(&dir);
         let mut w = state
             .spool_writer(date!(2022 - 06 - 13), date!(2022 - 06 - 13))
             .unwrap();
         w.push(&event("a")).unwrap();
         drop(w);
-        let mut state = State::open(&dir, true).unwrap();
+        drop(state);
+        let mut state = locked(&dir);
         assert!(state.batches().unwrap().is_empty());
         assert_eq!(fs::read_dir(dir.join("spool")).unwrap().count(), 0);
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn one_process_at_a_time_and_a_release_lets_the_next_in() {
+        let dir = tmpdir();
+        let mut first = locked(&dir);
+        let mut second = State::open(&dir, true).unwrap();
+        let e = second.acquire(false).unwrap_err();
+        assert!(e.contains("is in use by another source-aws-billing"), "{e}");
+        first
+            .mark_delivered(date!(2022 - 06 - 13), date!(2022 - 06 - 13))
+            .unwrap();
+        first.release();
+        second.acquire(false).unwrap();
+        assert!(
+            second.is_delivered(date!(2022 - 06 - 13)),
+            "re-read after the lock"
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_fully_acknowledged_batch_is_finished_and_a_pending_one_kept_on_reopen() {
+        let dir = tmpdir();
+        let mut state = locked(&dir);
+        let mut done = spool(&mut state, &["a"]);
+        take(&mut done, usize::MAX);
+        drop(done); // crashed before finish
+        drop(state);
+        let mut state = locked(&dir);
+        assert!(state.is_delivered(date!(2022 - 06 - 13)));
+        assert!(state.batches().unwrap().is_empty());
+        // A --force re-send of a delivered day stays until its events are out.
+        let forced = spool(&mut state, &["b"]);
+        drop(forced);
+        drop(state);
+        let mut state = locked(&dir);
+        assert_eq!(pending(&mut state.batches().unwrap()[0]), ["b"]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_spooled_batch_is_never_replaced() {
+        let dir = tmpdir();
+        let mut state = locked(&dir);
+        drop(spool(&mut state, &["a"]));
+        let mut w = state
+            .spool_writer(date!(2022 - 06 - 13), date!(2022 - 06 - 13))
+            .unwrap();
+        w.push(&event("again")).unwrap();
+        let e = state.commit(w).err().unwrap();
+        assert!(e.contains("not delivered yet; not replacing it"), "{e}");
+        assert_eq!(pending(&mut state.batches().unwrap()[0]), ["a"]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn memory_only_batches_keep_their_acknowledgements() {
+        let mut state = State::memory();
+        let mut batch = spool(&mut state, &["a", "b"]);
+        take(&mut batch, 1);
+        state.keep(batch);
+        assert_eq!(pending(&mut state.batches().unwrap()[0]), ["b"]);
     }
 
     #[test]

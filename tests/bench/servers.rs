@@ -146,8 +146,11 @@ fn stats(receiver: &Receiver, ce: Option<&FakeCostExplorer>) -> Value {
                 .collect::<HashSet<_>>()
                 .len()
         );
-        answer["ce_first_mono_ns"] =
-            json!(requests.first().map(|r| instant_ns(r.received_at).to_string()));
+        answer["ce_first_mono_ns"] = json!(
+            requests
+                .first()
+                .map(|r| instant_ns(r.received_at).to_string())
+        );
     }
     answer
 }
@@ -265,8 +268,7 @@ fn check_event<'a>(
     if !header("content-type").is_some_and(|v| v.starts_with("application/json")) {
         return Err(format!("content-type: {:?}", header("content-type")));
     }
-    let data: Value =
-        serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    let data: Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
     for field in ["date", "service", "amount", "unit"] {
         if !data[field].is_string() {
             return Err(format!("data.{field} is not a string: {data}"));
