@@ -220,7 +220,7 @@ pub fn load(
         },
     };
     let max_spool_mb = file
-        .integer("max_spool_mb", 1, 1 << 20, "a size in MiB")?
+        .integer("max_spool_mb", 1, 1 << 20, "a size in MiB, 1-1048576")?
         .unwrap_or(64);
     let max_catchup_days = file
         .integer("max_catchup_days", 1, 3650, "a number of days 1-3650")?
@@ -229,7 +229,7 @@ pub fn load(
         .integer("retry_max_backoff_s", 1, 86400, "seconds 1-86400")?
         .unwrap_or(300);
     let send_timeout_s = file
-        .integer("send_timeout_s", 1, 86400 * 7, "seconds")?
+        .integer("send_timeout_s", 1, 86400 * 7, "seconds 1-604800")?
         .unwrap_or(600);
     let ca_file = match file.string("ca_file")? {
         Some(f) => Some((PathBuf::from(f), format!("{name}: ca_file"))),
@@ -459,7 +459,7 @@ impl Doc<'_> {
         match n {
             Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
             _ => err(format!(
-                "{}: {key}: expected an integer {min}-{max} ({what}), found {}",
+                "{}: {key}: expected {what}, found {}",
                 self.name,
                 show(value)
             )),
@@ -622,11 +622,11 @@ mod tests {
             ("endpoint: http://x\n", "target: missing"),
             (
                 "target: http://x\npull_hour: 25\n",
-                "pull_hour: expected an integer 0-23 (an hour 0-23 (UTC)), found 25",
+                "pull_hour: expected an hour 0-23 (UTC), found 25",
             ),
             (
                 "target: http://x\npull_hour: two\n",
-                "pull_hour: expected an integer 0-23 (an hour 0-23 (UTC)), found \"two\"",
+                "pull_hour: expected an hour 0-23 (UTC), found \"two\"",
             ),
             (
                 "target: ftp://x\n",
