@@ -33,6 +33,7 @@ ACCESS_KEY_ID = "AKIDBENCHEXAMPLE0001"
 SECRET_ACCESS_KEY = "benchSecret/DoNotPrint+wJalrXUtnFEMIK7MDENG"
 MB = 1_000_000  # targets are read as decimal megabytes, the stricter reading
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+USABLE_CPUS = len(os.sched_getaffinity(0))  # before any pinning
 
 
 class Problem(Exception):
@@ -108,8 +109,8 @@ class Child:
         """The launcher's next JSON line; None at EOF or when `timeout` seconds pass first."""
         deadline = time.monotonic() + timeout
         while b"\n" not in self.pending:
-            left = deadline - time.monotonic()
-            if left < 0 or not select.select([self.fd], [], [], max(left, 0))[0]:
+            left = max(deadline - time.monotonic(), 0)
+            if not select.select([self.fd], [], [], left)[0]:
                 return None
             chunk = os.read(self.fd, 4096)
             if not chunk:
@@ -128,7 +129,10 @@ class Child:
         if self.result is None:
             self.result = self._line(timeout)
             if self.result is None:
-                os.kill(self.pid, signal.SIGKILL)
+                try:
+                    os.kill(self.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
                 self.result = self._line(10) or {}
                 self.proc.wait()
                 raise Problem(f"{self.describe()} did not finish within {timeout}s; log: {self.log_tail()}")
@@ -147,7 +151,10 @@ class Child:
     def stop(self, timeout=10):
         """SIGTERM, then wait for the exit."""
         if self.running():
-            os.kill(self.pid, signal.SIGTERM)
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass  # it exited since; the launcher reports how
         return self.wait(timeout)
 
     def log(self):
@@ -201,7 +208,7 @@ class Bench:
         return path
 
     def binary_setup(self, tag, ce, pull_hour=2):
-        """A sandbox with config, secret and an empty state_dir; returns (dir, env)."""
+        """A directory with config.yml, secret.yml and an empty state_dir; returns its path."""
         path = self.fresh_dir(tag)
         with open(os.path.join(path, "config.yml"), "w") as f:
             f.write(
@@ -309,6 +316,7 @@ class Bench:
             "voluntary": after["voluntary"] - before["voluntary"],
             "involuntary": after["involuntary"] - before["involuntary"],
             "cpu_ticks": after["ticks"] - before["ticks"],
+            "oncpu_ns": after["oncpu_ns"] - before["oncpu_ns"],
             "threads": len(after["threads"]),
             "new_threads": new_tids,
             "rss_bytes": after["rss_bytes"],
@@ -378,7 +386,7 @@ class Bench:
 
 def proc_sample(pid):
     """Context switches summed over every thread, utime+stime ticks of the process, RSS."""
-    voluntary = involuntary = 0
+    voluntary = involuntary = oncpu_ns = 0
     tids = []
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
@@ -389,12 +397,24 @@ def proc_sample(pid):
         tids.append(int(tid))
         voluntary += int(re.search(r"^voluntary_ctxt_switches:\s+(\d+)", text, re.M).group(1))
         involuntary += int(re.search(r"^nonvoluntary_ctxt_switches:\s+(\d+)", text, re.M).group(1))
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                oncpu_ns += int(f.read().split()[0])  # nanoseconds run on a CPU
+        except (FileNotFoundError, IndexError, ValueError):
+            pass
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
     with open(f"/proc/{pid}/status") as f:
         rss_kb = int(re.search(r"^VmRSS:\s+(\d+)", f.read(), re.M).group(1))
-    return {"voluntary": voluntary, "involuntary": involuntary, "ticks": ticks, "threads": tids, "rss_bytes": rss_kb * 1024}
+    return {
+        "voluntary": voluntary,
+        "involuntary": involuntary,
+        "ticks": ticks,
+        "oncpu_ns": oncpu_ns,
+        "threads": tids,
+        "rss_bytes": rss_kb * 1024,
+    }
 
 
 # --------------------------------------------------------------------------- sizes and machine
@@ -446,14 +466,13 @@ def machine():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    cpus = len(os.sched_getaffinity(0))
     try:
         commit = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
     except OSError:
         commit = "?"
     with open("/proc/loadavg") as f:
         load = " ".join(f.read().split()[:3])
-    return f"{cpus} CPU(s) ({os.cpu_count()} online), {model}; Linux {platform.release()}; load {load}; Python {platform.python_version()}; commit {commit or '?'}"
+    return f"nproc {USABLE_CPUS} ({os.cpu_count()} online), {model}; Linux {platform.release()}; load {load}; Python {platform.python_version()}; commit {commit or '?'}"
 
 
 def is_static(path):
@@ -521,6 +540,12 @@ def main():
     parser.add_argument("--reference-range-runs", type=int, help="reference runs of the range (default 3, smoke 1)")
     parser.add_argument("--idle-seconds", type=float)
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument(
+        "--cpus",
+        choices=["one", "all"],
+        default="one",
+        help="one (default): the driver, the servers and the measured process share one CPU; all: no pinning",
+    )
     parser.add_argument("--only", help="comma-separated parts to run: day,range,restart,interrupted,idle,footprint")
     args = parser.parse_args()
     smoke = args.smoke
@@ -537,6 +562,11 @@ def main():
         return 1
 
     Child.launcher = args.launch
+    if args.cpus == "one":
+        # Everything inherits this. On a VM, waking an idle second vCPU costs tens of µs per
+        # round trip and would swamp what the clients themselves cost; on one CPU each
+        # request hands over directly to the receiver and back.
+        os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
     started = time.monotonic()
     servers = Servers(args.servers)
     failures = []
@@ -628,8 +658,10 @@ def main():
     idle = results.get("idle")
     if idle:
         secs_ = idle["seconds"]
-        rows.append(["5a", f"idle wake-ups over {secs_:g} s (voluntary ctx switches, all threads)", f"{idle['voluntary']} ({idle['involuntary']} involuntary, {idle['threads']} threads)", "n/a (a cron job: no process)", "0", verdict(idle["voluntary"] == 0 and not idle["new_threads"])])
-        rows.append(["5b", f"idle CPU over {secs_:g} s (utime+stime)", f"{idle['cpu_ticks'] * 1000 // CLK_TCK} ms ({idle['cpu_ticks']} ticks), RSS {mb(idle['rss_bytes'])}", "n/a", "0", verdict(idle["cpu_ticks"] == 0)])
+        quiet = idle["voluntary"] == 0 and not idle["new_threads"] and idle["ce_requests"] == 0 and idle["events"] == 0
+        wake = f", next wake {idle['wake_at'][0]}" if idle["wake_at"] else ""
+        rows.append(["5a", f"idle wake-ups over {secs_:g} s (voluntary ctx switches, all threads)", f"{idle['voluntary']} ({idle['involuntary']} involuntary, {idle['threads']} threads{wake})", "n/a (a cron job: no process)", "0", verdict(quiet)])
+        rows.append(["5b", f"idle CPU over {secs_:g} s (utime+stime; schedstat)", f"{idle['cpu_ticks'] * 1000 // CLK_TCK} ms; {idle['oncpu_ns'] / 1000:.0f} µs on CPU; RSS {mb(idle['rss_bytes'])}", "n/a", "0", verdict(idle["cpu_ticks"] == 0 and idle["oncpu_ns"] == 0)])
     else:
         rows.append(["5", "idle cost", "n/a", "n/a", "0", "n/a"])
 
@@ -652,6 +684,11 @@ def main():
     print(f"machine: {machine()}")
     print(f"binary: {os.path.relpath(args.bin, ROOT)}; reference: tests/bench/reference.py (boto3 {module_version('boto3')}, requests {module_version('requests')})")
     print(f"servers: tests/bench/servers.rs — fake Cost Explorer (tests/support, {args.page_size} groups/page) and a Rust std receiver (keep-alive, 204, counts and checks every event), one process, loopback")
+    pinning = f"all processes pinned to CPU {max(os.sched_getaffinity(0))}" if args.cpus == "one" else "no CPU pinning"
+    print(f"cpus: {pinning} (--cpus all to let the scheduler spread them)")
+    hwm = [r["launcher_hwm_bytes"] for r in day_bin + day_ref]
+    if hwm:
+        print(f"peak RSS: wait4() of a child forked by launch.c, whose own VmHWM is {max(hwm) // 1024} KiB (figures above that are exact)")
     print(f"sizes: {g:,} groups/day; range {args.range_days} days = {n:,} groups; reference range runs: {args.reference_range_runs}; idle window {args.idle_seconds:g} s; MB = 10^6 bytes")
     print()
     print_table(rows)
