@@ -69,7 +69,10 @@ impl Client {
             ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .timeout_connect(Some(Duration::from_secs(10)))
-                .timeout_global(Some(Duration::from_secs(60)))
+                // Per read and write, not global: a global timeout makes ureq resolve the host
+                // in a new thread for every request.
+                .timeout_per_read(Some(Duration::from_secs(60)))
+                .timeout_per_write(Some(Duration::from_secs(60)))
                 .user_agent(USER_AGENT)
                 .max_redirects(0)
                 .proxy(proxy.clone())
