@@ -302,6 +302,9 @@ class Bench:
         child = self.binary(path, ["run"], log_level="debug")
         try:
             wait_for(lambda: "sleeping until" in child.log(), 10, "the service to go to sleep")
+            # The log line comes just before the sleep: start the window only once every
+            # thread is blocked in its wait, or the block itself counts as a wake-up.
+            wait_for(lambda: all_blocked(child.pid), 10, "every thread of the service to block")
             before = proc_sample(child.pid)
             time.sleep(self.args.idle_seconds)  # the measurement window itself
             after = proc_sample(child.pid)
@@ -382,6 +385,23 @@ class Bench:
             "delivered_before_stop": stopped["events"],
             "duplicates": final["events"] - groups,
         }
+
+
+# x86_64 syscall numbers of the service's waits: poll (timer + stop pipe), rt_sigtimedwait
+# (sigwait in the signal thread).
+WAIT_SYSCALLS = {"7", "128"}
+
+
+def all_blocked(pid):
+    """True when every thread of `pid` sleeps in one of WAIT_SYSCALLS."""
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+                if f.read().split(" ", 1)[0] not in WAIT_SYSCALLS:
+                    return False
+    except (FileNotFoundError, PermissionError):
+        return False
+    return True
 
 
 def proc_sample(pid):
