@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::cost_explorer;
-use support::runner::{children_of, signal_pid};
+use support::runner::{children_of, signal_pid, stop};
 use support::{
     Cmd, Event, FakeCostExplorer, FakeReceiver, Line, Reply, Running, Sandbox, days_ago, wait_until,
 };
@@ -63,20 +63,6 @@ fn service(sandbox: &Sandbox, ce: &FakeCostExplorer, receiver: &FakeReceiver, ex
         )
         .env("LOG_LEVEL", "debug")
         .arg("run")
-}
-
-/// SIGTERM, then expect exit 0 within 2 s.
-fn stop(mut running: Running) -> support::Finished {
-    running.signal(libc::SIGTERM);
-    let status = running.wait_for_exit(Duration::from_secs(2));
-    let finished = running.finish();
-    assert!(
-        status.is_some(),
-        "did not exit within 2 s of SIGTERM\n{}",
-        finished.describe()
-    );
-    finished.assert_code(0);
-    finished
 }
 
 // 1

@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use support::runner::config_yaml;
+use support::runner::{config_yaml, stop};
 use support::{
-    Cmd, Event, FakeCostExplorer, FakeReceiver, Finished, Line, Reply, Running, Sandbox, days_ago,
-    next_day, wait_until,
+    Cmd, Event, FakeCostExplorer, FakeReceiver, Finished, Line, Reply, Sandbox, days_ago, next_day,
+    wait_until,
 };
 
 const DAY: &str = "2022-06-13";
@@ -58,20 +58,6 @@ fn service(sandbox: &Sandbox, ce: &FakeCostExplorer, target: &str) -> Cmd {
 /// The service's log line once nothing is due before tomorrow's pull (pull_hour 0).
 fn idle_until_tomorrow() -> String {
     format!("{IDLE} {}T00:00:00Z", next_day(&days_ago(0)))
-}
-
-/// SIGTERM, then expect exit 0 within 2 s.
-fn stop(mut running: Running) -> Finished {
-    running.signal(libc::SIGTERM);
-    let status = running.wait_for_exit(Duration::from_secs(2));
-    let finished = running.finish();
-    assert!(
-        status.is_some(),
-        "did not exit within 2 s of SIGTERM\n{}",
-        finished.describe()
-    );
-    finished.assert_code(0);
-    finished
 }
 
 fn dead_letters(sandbox: &Sandbox) -> String {

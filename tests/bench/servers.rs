@@ -203,7 +203,7 @@ fn serve(stream: TcpStream, receiver: &Receiver) -> io::Result<()> {
                 .map(|(_, v)| v.as_str())
         };
         let body = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-            read_chunked(&mut reader)?
+            support::http::read_chunked(&mut reader)?
         } else {
             let length = header("content-length")
                 .and_then(|v| v.parse().ok())
@@ -277,29 +277,4 @@ fn check_event<'a>(
     header("ce-id")
         .map(str::to_string)
         .ok_or_else(|| "no ce-id".to_string())
-}
-
-fn read_chunked(reader: &mut BufReader<TcpStream>) -> io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        reader.read_line(&mut line)?;
-        let size = line.trim().split(';').next().unwrap_or("");
-        let size = usize::from_str_radix(size, 16)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
-        if size == 0 {
-            loop {
-                line.clear();
-                if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
-                    return Ok(body);
-                }
-            }
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        reader.read_exact(&mut body[start..])?;
-        let mut crlf = [0; 2];
-        reader.read_exact(&mut crlf)?;
-    }
 }

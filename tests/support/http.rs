@@ -268,7 +268,8 @@ fn read_request(
     }))
 }
 
-fn read_chunked(reader: &mut BufReader<TcpStream>) -> io::Result<Vec<u8>> {
+/// A chunked body, trailers skipped.
+pub fn read_chunked(reader: &mut BufReader<TcpStream>) -> io::Result<Vec<u8>> {
     let mut body = Vec::new();
     let mut line = String::new();
     loop {

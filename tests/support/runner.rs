@@ -436,6 +436,20 @@ impl Drop for Running {
     }
 }
 
+/// SIGTERM, then expect exit 0 within 2 s.
+pub fn stop(mut running: Running) -> Finished {
+    running.signal(libc::SIGTERM);
+    let status = running.wait_for_exit(Duration::from_secs(2));
+    let finished = running.finish();
+    assert!(
+        status.is_some(),
+        "did not exit within 2 s of SIGTERM\n{}",
+        finished.describe()
+    );
+    finished.assert_code(0);
+    finished
+}
+
 pub fn signal_pid(pid: u32, signal: i32) {
     let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
     // SAFETY: kill(2) with a pid we spawned (or its child) and a valid signal number.
