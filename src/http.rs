@@ -193,19 +193,29 @@ pub fn origin(url: &str) -> String {
 
 /// A URL fit for a log line: no `user:password@` and no query string (either may hold a token).
 pub fn redact(url: &str) -> String {
-    let url = url.split(['?', '#']).next().unwrap_or(url);
-    let after = url.find("://").map_or(0, |i| i + 3);
-    let authority_end = url[after..].find('/').map_or(url.len(), |i| after + i);
-    match url[after..authority_end].rfind('@') {
-        Some(at) => format!("{}{}", &url[..after], &url[after + at + 1..]),
-        None => url.to_string(),
-    }
+    let after = url.find("//").map_or(0, |i| i + 2);
+    let (scheme, rest) = url.split_at(after);
+    // Up to the first '/', whatever '?' or '#' a password may hold.
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let rest = match rest[..authority_end].rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or(rest);
+    format!("{scheme}{rest}")
 }
 
 fn describe(url: &str, e: &ureq::Error, have_ca_file: bool) -> SendError {
     let text = e.to_string();
     let place = origin(url);
-    if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
+    if text.contains("invalid peer certificate") && !text.contains("UnknownIssuer") {
+        // Expired, or for another name: no root set can fix that.
+        return SendError {
+            message: format!("{place}: the server's TLS certificate is not valid ({text})"),
+            permanent: true,
+        };
+    }
+    if text.contains("UnknownIssuer") {
         let hint = if have_ca_file {
             "neither the built-in roots nor ca_file trust it"
         } else {
@@ -357,5 +367,7 @@ mod tests {
         );
         assert_eq!(redact("http://broker/a@b"), "http://broker/a@b");
         assert_eq!(redact("http://127.0.0.1:9/"), "http://127.0.0.1:9/");
+        assert_eq!(redact("https://u:p#ss@h/x"), "https://h/x");
+        assert_eq!(redact("//u:pw@h/x"), "//h/x");
     }
 }

@@ -146,6 +146,17 @@ impl Runtime {
                         None,
                     ),
                 };
+                // Belt and braces: an error text never carries the keys it was signed with.
+                let result = result.map_err(|mut e| {
+                    let secrets = [
+                        Some(&credentials.secret_access_key),
+                        credentials.session_token.as_ref(),
+                    ];
+                    for secret in secrets.into_iter().flatten() {
+                        e.message = e.message.replace(secret.as_str(), "***");
+                    }
+                    e
+                });
                 match result {
                     Ok(page) => break page,
                     Err(e) if e.kind == ErrorKind::Transient && attempt + 1 < PULL_ATTEMPTS => {
@@ -160,19 +171,7 @@ impl Runtime {
                         }
                         attempt += 1;
                     }
-                    Err(mut e) => {
-                        // Belt and braces: an error text never carries the keys it was signed with.
-                        for secret in [
-                            Some(&credentials.secret_access_key),
-                            credentials.session_token.as_ref(),
-                        ]
-                        .into_iter()
-                        .flatten()
-                        {
-                            e.message = e.message.replace(secret.as_str(), "***");
-                        }
-                        return Err(Failure::CostExplorer(e));
-                    }
+                    Err(e) => return Err(Failure::CostExplorer(e)),
                 }
             };
             pages += 1;
@@ -356,7 +355,13 @@ impl Runtime {
     ) -> Result<Delivery, String> {
         let range = describe_range(batch.first, batch.last);
         let pending = batch.pending();
-        let outcome = self.deliver(state, &mut batch, deadline)?;
+        let outcome = match self.deliver(state, &mut batch, deadline) {
+            Ok(o) => o,
+            Err(e) => {
+                state.keep(batch);
+                return Err(e);
+            }
+        };
         if outcome.left == 0 {
             state.finish(batch)?;
         } else {
@@ -383,16 +388,24 @@ impl Runtime {
         deadline: Option<Instant>,
     ) -> Result<Delivery, String> {
         let mut total = Delivery::default();
-        for batch in state.batches()? {
+        let mut batches = state.batches()?.into_iter();
+        while let Some(batch) = batches.next() {
             if self.signals.stopping() {
                 total.left += batch.pending();
                 state.keep(batch);
                 continue;
             }
-            let d = self.deliver_batch(state, batch, deadline)?;
-            total.delivered += d.delivered;
-            total.rejected += d.rejected;
-            total.left += d.left;
+            match self.deliver_batch(state, batch, deadline) {
+                Ok(d) => {
+                    total.delivered += d.delivered;
+                    total.rejected += d.rejected;
+                    total.left += d.left;
+                }
+                Err(e) => {
+                    batches.for_each(|rest| state.keep(rest));
+                    return Err(e);
+                }
+            }
         }
         Ok(total)
     }

@@ -145,12 +145,20 @@ impl Signals {
                     tv_nsec: (nanos % 1_000_000_000).max(1) as libc::c_long,
                 },
             };
-            libc::timerfd_settime(
-                tfd,
-                libc::TFD_TIMER_ABSTIME | libc::TFD_TIMER_CANCEL_ON_SET,
-                &spec,
-                std::ptr::null_mut(),
-            );
+            let armed = |flags| libc::timerfd_settime(tfd, flags, &spec, std::ptr::null_mut()) == 0;
+            // Without CANCEL_ON_SET (some sandboxed kernels), a clock step is noticed at the
+            // due time instead; with no timer at all, fall back to a plain timed sleep.
+            if !armed(libc::TFD_TIMER_ABSTIME | libc::TFD_TIMER_CANCEL_ON_SET)
+                && !armed(libc::TFD_TIMER_ABSTIME)
+            {
+                libc::close(tfd);
+                let left = (when - OffsetDateTime::now_utc()).max(time::Duration::ZERO);
+                return if self.sleep_for(left.try_into().unwrap_or_default()) {
+                    Wake::Stop
+                } else {
+                    Wake::Due
+                };
+            }
             let mut fds = [
                 libc::pollfd {
                     fd: tfd,

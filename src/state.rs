@@ -95,12 +95,18 @@ impl State {
             return Ok(());
         };
         if self.lock.is_none() {
+            // Again each time: state_dir may have been emptied while the service slept.
+            fs::create_dir_all(dir.join("spool"))
+                .map_err(|e| write_error(&dir.join("spool"), &e))?;
             let path = dir.join("lock");
-            let file = OpenOptions::new()
+            let mut options = OpenOptions::new();
+            let file = options
                 .create(true)
                 .truncate(false)
                 .write(true)
                 .open(&path)
+                // flock needs no write access: a lock file made by another user is fine.
+                .or_else(|_| File::open(&path))
                 .map_err(|e| write_error(&path, &e))?;
             let mode = if wait {
                 libc::LOCK_EX
@@ -110,13 +116,20 @@ impl State {
             // SAFETY: flock on a descriptor we own.
             if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), mode) } != 0 {
                 let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::WouldBlock {
-                    return Err(format!(
-                        "state_dir {} is in use by another source-aws-billing (a service delivering, or another once); try again when it is done",
-                        dir.display()
-                    ));
+                match e.raw_os_error() {
+                    Some(libc::EWOULDBLOCK) => {
+                        return Err(format!(
+                            "state_dir {} is in use by another source-aws-billing (a service delivering, or another once); try again when it is done",
+                            dir.display()
+                        ));
+                    }
+                    Some(libc::ENOLCK | libc::EOPNOTSUPP) => crate::warn!(
+                        "{}: this filesystem cannot lock ({}); run only one source-aws-billing on this state_dir",
+                        path.display(),
+                        plain_io(&e)
+                    ),
+                    _ => return Err(format!("{}: cannot lock: {}", path.display(), plain_io(&e))),
                 }
-                return Err(format!("{}: cannot lock: {}", path.display(), plain_io(&e)));
             }
             self.lock = Some(file);
         }
@@ -237,10 +250,11 @@ impl State {
             .filter(|n| batch_range(n).is_some())
             .collect();
         names.sort();
-        names
-            .into_iter()
-            .map(|n| Batch::open(&spool.join(n)))
-            .collect()
+        let mut batches = Vec::new();
+        for name in names {
+            batches.extend(Batch::open(&spool.join(name))?);
+        }
+        Ok(batches)
     }
 
     /// Bytes held by the spool (a disk-filling guard).
@@ -248,7 +262,15 @@ impl State {
         match &self.dir {
             Some(dir) => fs::read_dir(dir.join("spool"))
                 .map(|es| {
+                    // Files moved aside (`.corrupt-…`) are the user's to keep, not spool.
                     es.flatten()
+                        .filter(|e| {
+                            let name = e.file_name();
+                            let name = name.to_string_lossy();
+                            name.ends_with(".jsonl")
+                                || name.ends_with(".acked")
+                                || name.ends_with(".tmp")
+                        })
                         .filter_map(|e| e.metadata().ok())
                         .map(|m| m.len())
                         .sum()
@@ -291,6 +313,7 @@ impl State {
             return Ok(Batch::in_memory(writer.first, writer.last, writer.memory));
         };
         let path = tmp.with_extension("");
+        let ack = path.with_extension("acked");
         if path.exists() {
             let _ = fs::remove_file(&tmp);
             return Err(format!(
@@ -302,21 +325,28 @@ impl State {
             .into_inner()
             .map_err(|e| e.into_error())
             .and_then(|f| f.sync_all())
+            // Acknowledgements left by an older batch of these days must not apply to this one.
+            .and_then(|_| match fs::remove_file(&ack) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            })
             .and_then(|_| fs::rename(&tmp, &path));
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
             return Err(write_error(&tmp, &e));
         }
         sync_dir(path.parent().unwrap_or(Path::new(".")));
-        Batch::open(&path)
+        Batch::open(&path)?
+            .ok_or_else(|| format!("{}: vanished after it was written", path.display()))
     }
 
     /// All of a batch's events are delivered or dead-lettered: record its days, drop its files.
     pub fn finish(&mut self, batch: Batch) -> Result<(), String> {
         self.mark_delivered(batch.first, batch.last)?;
+        // Events first: a crash in between leaves an ack log with no events, swept later.
         if let Some(path) = &batch.events {
-            let _ = fs::remove_file(path.with_extension("acked"));
             let _ = fs::remove_file(path);
+            let _ = fs::remove_file(path.with_extension("acked"));
         }
         Ok(())
     }
@@ -393,7 +423,7 @@ impl Batch {
     }
 
     /// Opens a spool file and its ack log; corrupt lines are moved aside, never dropped silently.
-    fn open(path: &Path) -> Result<Batch, String> {
+    fn open(path: &Path) -> Result<Option<Batch>, String> {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -413,8 +443,11 @@ impl Batch {
             }
         }
         if !bad.is_empty() {
-            repair(path, &bad)?;
+            repair(path, &bad, first, last)?;
             total -= bad.len();
+            if total == 0 {
+                return Ok(None);
+            }
         }
         let ack_path = path.with_extension("acked");
         let mut acked = vec![false; total];
@@ -436,14 +469,14 @@ impl Batch {
             .append(true)
             .open(&ack_path)
             .map_err(|e| write_error(&ack_path, &e))?;
-        Ok(Batch {
+        Ok(Some(Batch {
             first,
             last,
             events: Some(path.to_path_buf()),
             memory: Vec::new(),
             acked,
             ack_log: Some(ack_log),
-        })
+        }))
     }
 
     pub fn name(&self) -> String {
@@ -512,8 +545,9 @@ impl Batch {
     }
 }
 
-/// Moves a spool file with bad lines aside and puts back one with only the good lines.
-fn repair(path: &Path, bad: &[usize]) -> Result<(), String> {
+/// Keeps a spool file with bad lines under an aside name and puts back only the good lines
+/// (none left: no batch, so its days stay undelivered). Each step leaves a usable spool.
+fn repair(path: &Path, bad: &[usize], first: Date, last: Date) -> Result<(), String> {
     let text =
         fs::read(path).map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
     let good: Vec<&[u8]> = text
@@ -522,16 +556,26 @@ fn repair(path: &Path, bad: &[usize]) -> Result<(), String> {
         .filter(|(i, l)| !bad.contains(i) && !l.is_empty())
         .map(|(_, l)| l)
         .collect();
-    let aside = move_aside(path)?;
-    let mut out = good.join(&b'\n');
-    if !out.is_empty() {
-        out.push(b'\n');
+    // Acknowledgements count lines of the old file: drop them first (at worst, events go again).
+    let ack = path.with_extension("acked");
+    if let Err(e) = fs::remove_file(&ack)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(write_error(&ack, &e));
     }
-    write_atomic(path, &out)?;
-    // Line numbers changed: acknowledgements no longer apply (at worst, some events are sent again).
-    let _ = fs::remove_file(path.with_extension("acked"));
+    let aside = aside_name(path);
+    fs::hard_link(path, &aside)
+        .or_else(|_| fs::copy(path, &aside).map(|_| ()))
+        .map_err(|e| write_error(&aside, &e))?;
+    if good.is_empty() {
+        fs::remove_file(path).map_err(|e| write_error(path, &e))?;
+    } else {
+        let mut out = good.join(&b'\n');
+        out.push(b'\n');
+        write_atomic(path, &out)?;
+    }
     crate::error!(
-        "{}: {} unreadable line(s) (line {}); moved the file to {} and kept the {} good event(s) in {}",
+        "{}: {} unreadable line(s) (line {}); kept the file as {} and {} good event(s) in the spool; the unreadable events can be pulled again with: source-aws-billing once --from {} --to {} --force",
         path.display(),
         bad.len(),
         bad.iter()
@@ -540,7 +584,8 @@ fn repair(path: &Path, bad: &[usize]) -> Result<(), String> {
             .join(", "),
         aside.display(),
         good.len(),
-        path.display()
+        format_date(first),
+        format_date(last)
     );
     Ok(())
 }
@@ -558,14 +603,19 @@ fn batch_range(file_name: &str) -> Option<(Date, Date)> {
 
 /// Renames a damaged file to `<name>.corrupt-<UTC timestamp>` beside it.
 fn move_aside(path: &Path) -> Result<PathBuf, String> {
+    let aside = aside_name(path);
+    fs::rename(path, &aside).map_err(|e| write_error(&aside, &e))?;
+    Ok(aside)
+}
+
+/// `<name>.corrupt-<UTC timestamp>` beside `path`.
+fn aside_name(path: &Path) -> PathBuf {
     let stamp = time::OffsetDateTime::now_utc()
         .format(time::macros::format_description!(
             "[year][month][day]T[hour][minute][second]Z"
         ))
         .unwrap_or_default();
-    let aside = PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
-    fs::rename(path, &aside).map_err(|e| write_error(&aside, &e))?;
-    Ok(aside)
+    PathBuf::from(format!("{}.corrupt-{stamp}", path.display()))
 }
 
 /// Temp file, fsync, rename, fsync the directory: a crash leaves the old or the new file.
@@ -589,9 +639,13 @@ fn sync_dir(dir: &Path) {
 }
 
 fn probe_writable(dir: &Path) -> std::io::Result<()> {
-    let probe = dir.join(".write-test");
+    // Named per process: two processes starting together must not remove each other's probe.
+    let probe = dir.join(format!(".write-test.{}", std::process::id()));
     File::create(&probe)?.write_all(b"ok")?;
-    fs::remove_file(probe)
+    match fs::remove_file(probe) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 fn write_error(path: &Path, e: &std::io::Error) -> String {
@@ -837,6 +891,43 @@ mod tests {
         take(&mut batch, 1);
         state.keep(batch);
         assert_eq!(pending(&mut state.batches().unwrap()[0]), ["b"]);
+    }
+
+    #[test]
+    fn a_spool_file_with_nothing_readable_is_kept_aside_and_its_days_stay_undelivered() {
+        let dir = tmpdir();
+        let mut state = locked(&dir);
+        let path = dir.join("spool").join("2022-06-13_2022-06-13.jsonl");
+        fs::write(&path, "garbage\n{\"torn\n").unwrap();
+        assert!(state.batches().unwrap().is_empty());
+        drop(state);
+        let state = locked(&dir);
+        assert!(!state.is_delivered(date!(2022 - 06 - 13)));
+        assert!(!path.exists());
+        let aside: Vec<_> = fs::read_dir(dir.join("spool")).unwrap().flatten().collect();
+        assert_eq!(aside.len(), 1);
+        assert!(
+            aside[0]
+                .file_name()
+                .to_string_lossy()
+                .contains(".jsonl.corrupt-")
+        );
+        assert_eq!(state.spool_bytes(), 0, "files kept aside are not spool");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn acknowledgements_of_an_older_batch_never_apply_to_a_new_one() {
+        let dir = tmpdir();
+        let mut state = locked(&dir);
+        fs::write(
+            dir.join("spool").join("2022-06-13_2022-06-13.acked"),
+            "0\n1\n",
+        )
+        .unwrap();
+        let mut batch = spool(&mut state, &["a", "b"]);
+        assert_eq!(pending(&mut batch), ["a", "b"]);
+        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
