@@ -255,7 +255,7 @@ impl Runtime {
     ) -> Result<Delivery, String> {
         let mut outcome = Delivery::default();
         batch.drain_pending(|json| {
-            let event: Event = serde_json::from_str(json).map_err(|e| format!("spool {}: {e}", batch_label(json)))?;
+            let event: Event = serde_json::from_str(json).map_err(|e| format!("spool line {}: {e}", costexplorer::snippet(json.as_bytes())))?;
             match self.send_event(&event, deadline) {
                 Sent::Delivered => {
                     debug!("delivered {} / {} / {} {} (id {})", event.data.date, event.data.service, event.data.amount, event.data.unit, event.id);
@@ -424,10 +424,6 @@ fn body_reason(body: &[u8]) -> String {
     } else {
         costexplorer::snippet(body)
     }
-}
-
-fn batch_label(json: &str) -> String {
-    costexplorer::snippet(json.as_bytes())
 }
 
 fn describe_range(first: Date, last: Date) -> String {

@@ -41,7 +41,6 @@ pub struct SpoolWriter {
     last: Date,
     tmp: Option<(PathBuf, BufWriter<File>)>,
     memory: Vec<String>,
-    pub count: usize,
     pub bytes: u64,
 }
 
@@ -301,7 +300,6 @@ impl State {
             last,
             tmp,
             memory: Vec::new(),
-            count: 0,
             bytes: 0,
         })
     }
@@ -390,7 +388,6 @@ impl State {
 impl SpoolWriter {
     pub fn push(&mut self, event: &Event) -> Result<(), String> {
         let line = event.to_json();
-        self.count += 1;
         self.bytes += line.len() as u64 + 1;
         match &mut self.tmp {
             Some((path, file)) => writeln!(file, "{line}").map_err(|e| write_error(path, &e)),
@@ -481,14 +478,6 @@ impl Batch {
 
     pub fn name(&self) -> String {
         batch_name(self.first, self.last)
-    }
-
-    pub fn len(&self) -> usize {
-        self.acked.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.acked.is_empty()
     }
 
     pub fn pending(&self) -> usize {
