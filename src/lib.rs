@@ -3,9 +3,11 @@
 pub mod cli;
 pub mod config;
 pub mod costexplorer;
+pub mod deliver;
 pub mod event;
 pub mod http;
 pub mod log;
+pub mod pull;
 pub mod retry;
 pub mod schedule;
 pub mod service;
