@@ -149,31 +149,9 @@ pub fn load(
         map: &map,
     };
 
-    let target = match (&overrides.target, env("CONNECTOR_TARGET")) {
-        (Some(t), _) => parse_target("--target", t)?,
-        (None, Some(t)) if !t.is_empty() => parse_target("CONNECTOR_TARGET", &t)?,
-        _ => match file.string("target")? {
-            Some(t) => parse_target(&format!("{name}: target"), &t)?,
-            None => {
-                return err(format!(
-                    "{name}: target: missing; set the URL CloudEvents go to (or \"-\" for stdout), \
-                     or pass --target or CONNECTOR_TARGET"
-                ));
-            }
-        },
-    };
-    let (endpoint, endpoint_from) = match file.string("endpoint")? {
-        Some(e) => (e, format!("{name}: endpoint")),
-        None => match ["AWS_ENDPOINT_URL_COST_EXPLORER", "AWS_ENDPOINT_URL"]
-            .iter()
-            .find_map(|k| env(k).filter(|v| !v.is_empty()).map(|v| (v, k.to_string())))
-        {
-            Some(found) => found,
-            None => (DEFAULT_ENDPOINT.to_string(), "endpoint".to_string()),
-        },
-    };
-    check_http_url(&endpoint_from, &endpoint)?;
-    let endpoint = endpoint.trim_end_matches('/').to_string();
+    let target = resolve_target(overrides, env, &file)?;
+    let endpoint = resolve_endpoint(env, &file)?;
+    crate::urls::check_proxy_env(env).map_err(ConfigError)?;
     let region = match file.string("region")? {
         Some(r) if !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => r,
         Some(r) => {
@@ -299,6 +277,45 @@ pub fn load(
     let (_, secret_warnings) = load_credentials(&config.secret)?;
     warnings.extend(secret_warnings);
     Ok((config, warnings))
+}
+
+/// The target: `--target`, else CONNECTOR_TARGET, else the config's `target`.
+fn resolve_target(
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+    file: &Doc,
+) -> Result<Target, ConfigError> {
+    match (&overrides.target, env("CONNECTOR_TARGET")) {
+        (Some(t), _) => parse_target("--target", t),
+        (None, Some(t)) if !t.is_empty() => parse_target("CONNECTOR_TARGET", &t),
+        _ => match file.string("target")? {
+            Some(t) => parse_target(&format!("{}: target", file.name), &t),
+            None => err(format!(
+                "{}: target: missing; set the URL CloudEvents go to (or \"-\" for stdout), \
+                 or pass --target or CONNECTOR_TARGET",
+                file.name
+            )),
+        },
+    }
+}
+
+/// The Cost Explorer endpoint: the config's `endpoint`, else the AWS variables, else us-east-1.
+fn resolve_endpoint(
+    env: &dyn Fn(&str) -> Option<String>,
+    file: &Doc,
+) -> Result<String, ConfigError> {
+    let (endpoint, from) = match file.string("endpoint")? {
+        Some(e) => (e, format!("{}: endpoint", file.name)),
+        None => match ["AWS_ENDPOINT_URL_COST_EXPLORER", "AWS_ENDPOINT_URL"]
+            .iter()
+            .find_map(|k| env(k).filter(|v| !v.is_empty()).map(|v| (v, k.to_string())))
+        {
+            Some(found) => found,
+            None => (DEFAULT_ENDPOINT.to_string(), "endpoint".to_string()),
+        },
+    };
+    check_http_url(&from, &endpoint)?;
+    Ok(endpoint.trim().trim_end_matches('/').to_string())
 }
 
 /// Reads the credentials again (a rotated Kubernetes Secret takes effect at the next pull).
@@ -507,17 +524,7 @@ fn parse_target(from: &str, value: &str) -> Result<Target, ConfigError> {
 }
 
 fn check_http_url(from: &str, value: &str) -> Result<(), ConfigError> {
-    let rest = value
-        .strip_prefix("http://")
-        .or_else(|| value.strip_prefix("https://"));
-    match rest {
-        Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace) => {
-            Ok(())
-        }
-        _ => err(format!(
-            "{from}: expected an http:// or https:// URL, found {value:?}"
-        )),
-    }
+    crate::urls::check_http_url(from, value.trim()).map_err(ConfigError)
 }
 
 /// `https://ce.eu-west-1.amazonaws.com` → `eu-west-1`.
