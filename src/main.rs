@@ -38,13 +38,9 @@ fn real_main() -> i32 {
         secret: cli.secret,
         target: cli.target,
     };
-    let config = match config::load(&overrides, &env) {
-        Ok((config, warnings)) => {
-            for w in warnings {
-                warn!("{w}");
-            }
-            config
-        }
+    // Warnings go out as they are found: an error after them must not hide them.
+    let config = match config::load_reporting(&overrides, &env, &mut |w| warn!("{w}")) {
+        Ok(config) => config,
         Err(e) => {
             error!("{e}");
             return 2;

@@ -102,3 +102,104 @@ fn a_proxy_url_with_garbage_is_refused_without_its_password() {
     let run = run_once(&ce, "-", &[], &[("http_proxy", "not a url at all")]);
     assert_refused(&run, &ce, &["http_proxy", "proxy URL"]);
 }
+
+/// A secret file written with this body, next to a stdout config.
+fn run_with_secret(ce: &FakeCostExplorer, secret: &str) -> Finished {
+    let sandbox = Sandbox::new("secret-yaml");
+    let config = sandbox.write_config(&ce.url(), "-", "");
+    let secret = sandbox.write("secret.yml", secret);
+    Cmd::new()
+        .config(&config)
+        .secret(&secret)
+        .env("LOG_LEVEL", "debug")
+        .args(["once", "--date", DAY])
+        .run(WITHIN)
+}
+
+#[test]
+fn yaml_errors_in_a_secret_file_name_the_place_but_never_the_secret() {
+    // The runner fails any run whose output holds SECRET_ACCESS_KEY or SESSION_TOKEN.
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    let key = support::SECRET_ACCESS_KEY;
+    let token = support::SESSION_TOKEN;
+    let id = support::ACCESS_KEY_ID;
+    for (secret, key_name) in [
+        (
+            format!("access_key_id: {id}\nsecret_access_key: !!float {key}\n"),
+            "secret_access_key",
+        ),
+        (
+            format!("access_key_id: {id}\nsecret_access_key: x\nsession_token: !!bool {token}\n"),
+            "session_token",
+        ),
+        (
+            format!("access_key_id: !!int {key}\nsecret_access_key: x\n"),
+            "access_key_id",
+        ),
+        (
+            format!("access_key_id: {id}\nsecret_access_key: \"{key}\nsession_token: x\n"),
+            "secret_access_key",
+        ),
+        (
+            format!("{{\"access_key_id\": \"{id}\", \"secret_access_key\": !!float {key}}}"),
+            "secret_access_key",
+        ),
+    ] {
+        let run = run_with_secret(&ce, &secret);
+        assert_refused(&run, &ce, &["secret.yml", "line", "column", key_name]);
+    }
+}
+
+#[test]
+fn files_saved_with_a_byte_order_mark_are_read() {
+    let ce = FakeCostExplorer::with_groups(2, 100);
+    let sandbox = Sandbox::new("bom");
+    let config = sandbox.write(
+        "config.yml",
+        &format!(
+            "\u{feff}{}",
+            support::runner::config_yaml(&ce.url(), "-", &sandbox.state_dir(), "")
+        ),
+    );
+    let secret = sandbox.write(
+        "secret.yml",
+        &format!("\u{feff}{}", support::runner::secret_yaml()),
+    );
+    let run = Cmd::new()
+        .config(&config)
+        .secret(&secret)
+        .args(["once", "--date", DAY])
+        .run(WITHIN);
+    run.assert_code(0);
+    assert_eq!(run.stdout_lines().len(), 2, "{}", run.describe());
+    assert!(
+        run.stderr_lines_with(&["WARN"]).is_empty(),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn config_warnings_come_before_the_error_that_follows_them() {
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    let sandbox = Sandbox::new("warn-then-fail");
+    let config = sandbox.write_config(&ce.url(), "-", "pullhour: 3\n");
+    let run = Cmd::new()
+        .config(&config)
+        .args(["once", "--date", DAY])
+        .run(WITHIN);
+    run.assert_code(2);
+    let lines = run.stderr_lines();
+    assert_eq!(lines.len(), 2, "{}", run.describe());
+    assert!(
+        lines[0].contains("WARN") && lines[0].contains("did you mean \"pull_hour\""),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        lines[1].contains("no AWS credentials"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(ce.request_count(), 0);
+}
