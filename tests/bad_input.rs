@@ -203,3 +203,47 @@ fn config_warnings_come_before_the_error_that_follows_them() {
     );
     assert_eq!(ce.request_count(), 0);
 }
+
+#[test]
+fn a_one_character_secret_does_not_garble_messages() {
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    ce.always(support::cost_explorer::error_response(
+        400,
+        r#"{"__type":"AccessDeniedException","message":"User here is not authorized to perform ce:GetCostAndUsage"}"#,
+    ));
+    let run = run_with_secret(
+        &ce,
+        &format!(
+            "access_key_id: {}\nsecret_access_key: \"e\"\n",
+            support::ACCESS_KEY_ID
+        ),
+    );
+    run.assert_code(1);
+    assert!(
+        !run.stderr_lines_with(&["User here is not authorized to perform ce:GetCostAndUsage"])
+            .is_empty(),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn a_secret_that_a_peer_echoes_is_hidden() {
+    // The runner fails the run if SECRET_ACCESS_KEY reaches the output.
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    ce.always(support::cost_explorer::error_response(
+        400,
+        format!(
+            r#"{{"__type":"AccessDeniedException","message":"key {} is not allowed"}}"#,
+            support::SECRET_ACCESS_KEY
+        ),
+    ));
+    let run = run_with_secret(&ce, &support::runner::secret_yaml());
+    run.assert_code(1);
+    assert!(
+        !run.stderr_lines_with(&["key *** is not allowed"])
+            .is_empty(),
+        "{}",
+        run.describe()
+    );
+}
