@@ -4,8 +4,20 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{Date, Duration, OffsetDateTime, Time};
 
+/// `YYYY-MM-DD` exactly (four-digit year, no sign): a date every day arithmetic here can use.
 pub fn parse_date(s: &str) -> Option<Date> {
-    Date::parse(s.trim(), format_description!("[year]-[month]-[day]")).ok()
+    let s = s.trim();
+    let shape = s.len() == 10
+        && s.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    shape
+        .then(|| Date::parse(s, format_description!("[year]-[month]-[day]")).ok())
+        .flatten()
 }
 
 pub fn format_date(d: Date) -> String {
@@ -225,6 +237,15 @@ mod tests {
             Some("2022-06-13")
         );
         assert_eq!(parse_date("2022-02-30"), None);
+        for odd in [
+            "-9999-01-01",
+            "+2022-06-13",
+            "20222-06-13",
+            "2022-6-13",
+            "2022/06/13",
+        ] {
+            assert_eq!(parse_date(odd), None, "{odd}");
+        }
         assert_eq!(
             rfc3339(datetime!(2022-06-14 07:05:55.777689123 UTC)),
             "2022-06-14T07:05:55.777689Z"
