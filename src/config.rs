@@ -207,24 +207,21 @@ pub fn load_reporting(
             .unwrap_or("us-east-1")
             .to_string(),
     };
-    let metric = match file.string("metric")? {
-        Some(m) if METRICS.contains(&m.as_str()) => m,
-        Some(m) => {
-            return err(format!(
-                "{name}: metric: expected one of {}, found {m:?}",
-                METRICS.join(", ")
-            ));
-        }
-        None => "BlendedCost".to_string(),
-    };
-    let content_mode = match file.string("content_mode")?.as_deref() {
-        None | Some("binary") => ContentMode::Binary,
+    let metric = file.one_of(
+        "metric",
+        &METRICS,
+        &format!("one of {}", METRICS.join(", ")),
+    )?;
+    let content_mode = match file
+        .one_of(
+            "content_mode",
+            &["binary", "structured"],
+            "binary or structured",
+        )?
+        .as_deref()
+    {
         Some("structured") => ContentMode::Structured,
-        Some(other) => {
-            return err(format!(
-                "{name}: content_mode: expected binary or structured, found {other:?}"
-            ));
-        }
+        _ => ContentMode::Binary,
     };
     let (state_dir, state_dir_named) = resolve_state_dir(env, &file)?;
     let config = Config {
@@ -234,7 +231,7 @@ pub fn load_reporting(
         pull_hour: file
             .integer("pull_hour", 0, 23, "an hour 0-23 (UTC)")?
             .unwrap_or(2) as u8,
-        metric,
+        metric: metric.unwrap_or_else(|| "BlendedCost".to_string()),
         content_mode,
         state_dir,
         state_dir_named,
@@ -475,8 +472,20 @@ fn choose(flag: &Option<PathBuf>, env: Option<String>, default: &str) -> (PathBu
 }
 
 /// A default path that does not exist is fine; a path the user named must exist.
+/// A config or secret file is small: past this it is refused (`/dev/zero` would never end).
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
 fn read_optional(path: &Path, named: bool) -> Result<Option<String>, ConfigError> {
-    match std::fs::read(path) {
+    let read = std::fs::File::open(path).and_then(|f| {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_FILE_BYTES + 1), &mut bytes)
+            .map(|_| bytes)
+    });
+    match read {
+        Ok(bytes) if bytes.len() as u64 > MAX_FILE_BYTES => err(format!(
+            "{}: larger than 1 MiB; expected a small YAML or JSON file",
+            path.display()
+        )),
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => Ok(Some(text)),
             Err(_) => err(format!(
@@ -629,6 +638,22 @@ impl Doc<'_> {
                 self.name,
                 show(other)
             )),
+        }
+    }
+
+    /// A string that must be one of `allowed`.
+    fn one_of(
+        &self,
+        key: &str,
+        allowed: &[&str],
+        what: &str,
+    ) -> Result<Option<String>, ConfigError> {
+        match self.string(key)? {
+            Some(v) if !allowed.contains(&v.as_str()) => err(format!(
+                "{}: {key}: expected {what}, found {v:?}",
+                self.name
+            )),
+            other => Ok(other),
         }
     }
 
@@ -1126,6 +1151,27 @@ mod tests {
         // Inside a longer token it is some other text, not the secret.
         let longer = format!("x{key}");
         assert_eq!(c.hide_in(&longer), longer);
+    }
+
+    #[test]
+    fn endless_or_huge_files_are_refused() {
+        let o = Overrides {
+            config: Some("/dev/zero".into()),
+            ..Default::default()
+        };
+        let e = load(&o, &|_| None).unwrap_err().0;
+        assert_eq!(
+            e,
+            "/dev/zero: larger than 1 MiB; expected a small YAML or JSON file"
+        );
+        let (_dir, mut o) = setup("target: http://x\n", None);
+        o.secret = Some("/dev/zero".into());
+        assert!(
+            load(&o, &|_| None)
+                .unwrap_err()
+                .0
+                .starts_with("/dev/zero: larger")
+        );
     }
 
     #[test]
