@@ -1,5 +1,6 @@
 //! Hand-parsed command line: the subcommand and its flags.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use time::Date;
 
@@ -120,6 +121,35 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     })
 }
 
+/// The arguments as text: one that is not UTF-8 is refused, not cut or guessed at.
+pub fn text_args(args: impl IntoIterator<Item = OsString>) -> Result<Vec<String>, String> {
+    args.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.into_string()
+                .map_err(|a| format!("argument {} ({a:?}): expected UTF-8 text", i + 1))
+        })
+        .collect()
+}
+
+/// The variables this program reads must be UTF-8: one that is not is refused rather than
+/// taken as unset (a state_dir or proxy silently ignored). The value is not shown: it may be
+/// a secret.
+pub fn check_env_text(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<(), String> {
+    for (name, value) in vars {
+        let Some(name) = name.to_str() else { continue };
+        let ours = name.starts_with("CONNECTOR_")
+            || name.starts_with("AWS_")
+            || name == "LOG_LEVEL"
+            || crate::urls::PROXY_VARS.contains(&name)
+            || name.eq_ignore_ascii_case("no_proxy");
+        if ours && value.to_str().is_none() {
+            return Err(format!("environment variable {name}: expected UTF-8 text"));
+        }
+    }
+    Ok(())
+}
+
 fn simple(action: Action) -> Cli {
     Cli {
         action,
@@ -129,9 +159,19 @@ fn simple(action: Action) -> Cli {
     }
 }
 
+/// Cost Explorer holds nothing older than this; older dates are refused before any call.
+const FIRST_DAY: Date = time::macros::date!(2000 - 01 - 01);
+
 fn parse_date(flag: &str, value: &str) -> Result<Date, String> {
-    crate::schedule::parse_date(value)
-        .ok_or_else(|| format!("{flag}: expected a date YYYY-MM-DD, found {value:?}"))
+    match crate::schedule::parse_date(value) {
+        Some(d) if d >= FIRST_DAY => Ok(d),
+        Some(_) => Err(format!(
+            "{flag}: expected a date from 2000-01-01 on (Cost Explorer has nothing older), found {value:?}"
+        )),
+        None => Err(format!(
+            "{flag}: expected a date YYYY-MM-DD, found {value:?}"
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +221,31 @@ mod tests {
     }
 
     #[test]
+    fn arguments_and_our_variables_must_be_text() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = || OsString::from_vec(vec![b'a', 0xff]);
+        let e = text_args([OsString::from("once"), bad()]).unwrap_err();
+        assert!(e.starts_with("argument 2 (") && e.contains("UTF-8"), "{e}");
+        assert_eq!(
+            text_args([OsString::from("run")]),
+            Ok(vec!["run".to_string()])
+        );
+        for name in [
+            "CONNECTOR_STATE_DIR",
+            "AWS_SECRET_ACCESS_KEY",
+            "https_proxy",
+            "LOG_LEVEL",
+        ] {
+            let e = check_env_text([(OsString::from(name), bad())]).unwrap_err();
+            assert_eq!(
+                e,
+                format!("environment variable {name}: expected UTF-8 text")
+            );
+        }
+        assert_eq!(check_env_text([(OsString::from("HOME"), bad())]), Ok(()));
+    }
+
+    #[test]
     fn bad_usage_is_one_line() {
         for (args, want) in [
             (&["once", "--date", "2022-13-01"][..], "expected a date"),
@@ -193,6 +258,23 @@ mod tests {
             (&["--bogus"], "unknown option"),
             (&["pull"], "unknown command"),
             (&["--config"], "needs a value"),
+            (
+                &["once", "--date", "-9999-01-01"],
+                "expected a date YYYY-MM-DD",
+            ),
+            (
+                &["once", "--date", "+2022-01-01"],
+                "expected a date YYYY-MM-DD",
+            ),
+            (
+                &["once", "--date", "20222-01-01"],
+                "expected a date YYYY-MM-DD",
+            ),
+            (&["once", "--date", "0000-01-01"], "from 2000-01-01 on"),
+            (
+                &["once", "--from", "1999-12-31", "--to", "2022-01-01"],
+                "from 2000-01-01 on",
+            ),
         ] {
             let err = p(args).unwrap_err();
             assert!(err.contains(want), "{args:?}: {err}");

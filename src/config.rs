@@ -87,6 +87,45 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// Secrets shorter than this are not searched for in a peer's text: they would match ordinary
+/// words (AWS secret keys are 40 characters, session tokens hundreds).
+pub const MIN_HIDDEN_SECRET: usize = 8;
+
+impl Credentials {
+    /// `text` (from a peer, e.g. a Cost Explorer error) with the secret key and the session
+    /// token replaced by `***` where they stand as whole tokens.
+    pub fn hide_in(&self, text: &str) -> String {
+        let secrets = [Some(&self.secret_access_key), self.session_token.as_ref()];
+        secrets
+            .into_iter()
+            .flatten()
+            .fold(text.to_string(), |t, s| hide_token(&t, s))
+    }
+}
+
+/// Replaces whole-token occurrences of `secret` (not inside a longer run of letters, digits,
+/// `+` or `/`); a secret shorter than MIN_HIDDEN_SECRET is left alone.
+fn hide_token(text: &str, secret: &str) -> String {
+    if secret.len() < MIN_HIDDEN_SECRET {
+        return text.to_string();
+    }
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for (at, _) in text.match_indices(secret) {
+        let end = at + secret.len();
+        let alone = text[..at].chars().next_back().is_none_or(|c| !word(c))
+            && text[end..].chars().next().is_none_or(|c| !word(c));
+        if alone && at >= copied {
+            out.push_str(&text[copied..at]);
+            out.push_str("***");
+            copied = end;
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
 /// Where credentials come from, in precedence order; the file is read again before each pull.
 #[derive(Debug, Clone)]
 pub struct SecretSource {
@@ -129,51 +168,34 @@ pub fn load(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Config, Vec<String>), ConfigError> {
     let mut warnings = Vec::new();
+    let config = load_reporting(overrides, env, &mut |w| warnings.push(w))?;
+    Ok((config, warnings))
+}
+
+/// Like `load`, but hands each warning to `warn` as it is found, so warnings found before an
+/// error are not lost with it.
+pub fn load_reporting(
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+    warn: &mut dyn FnMut(String),
+) -> Result<Config, ConfigError> {
     let (config_path, config_named) =
         choose(&overrides.config, env("CONNECTOR_CONFIG"), DEFAULT_CONFIG);
     let (secret_path, secret_named) =
         choose(&overrides.secret, env("CONNECTOR_SECRET"), DEFAULT_SECRET);
     let name = config_path.display().to_string();
     let map = match read_optional(&config_path, config_named)? {
-        Some(text) => parse_document(&name, &text)?,
+        Some(text) => parse_yaml(&name, &text, false)?,
         None => Mapping::new(),
     };
-    for key in map.keys() {
-        let key = key_name(key);
-        if !CONFIG_KEYS.contains(&key.as_str()) {
-            warnings.push(unknown_key(&name, &key, &CONFIG_KEYS));
-        }
-    }
+    warn_unknown(&name, &map, &CONFIG_KEYS, warn);
     let file = Doc {
         name: &name,
         map: &map,
     };
-
-    let target = match (&overrides.target, env("CONNECTOR_TARGET")) {
-        (Some(t), _) => parse_target("--target", t)?,
-        (None, Some(t)) if !t.is_empty() => parse_target("CONNECTOR_TARGET", &t)?,
-        _ => match file.string("target")? {
-            Some(t) => parse_target(&format!("{name}: target"), &t)?,
-            None => {
-                return err(format!(
-                    "{name}: target: missing; set the URL CloudEvents go to (or \"-\" for stdout), \
-                     or pass --target or CONNECTOR_TARGET"
-                ));
-            }
-        },
-    };
-    let (endpoint, endpoint_from) = match file.string("endpoint")? {
-        Some(e) => (e, format!("{name}: endpoint")),
-        None => match ["AWS_ENDPOINT_URL_COST_EXPLORER", "AWS_ENDPOINT_URL"]
-            .iter()
-            .find_map(|k| env(k).filter(|v| !v.is_empty()).map(|v| (v, k.to_string())))
-        {
-            Some(found) => found,
-            None => (DEFAULT_ENDPOINT.to_string(), "endpoint".to_string()),
-        },
-    };
-    check_http_url(&endpoint_from, &endpoint)?;
-    let endpoint = endpoint.trim_end_matches('/').to_string();
+    let target = resolve_target(overrides, env, &file)?;
+    let endpoint = resolve_endpoint(env, &file)?;
+    crate::urls::check_proxy_env(env).map_err(ConfigError)?;
     let region = match file.string("region")? {
         Some(r) if !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => r,
         Some(r) => {
@@ -185,146 +207,224 @@ pub fn load(
             .unwrap_or("us-east-1")
             .to_string(),
     };
-    let pull_hour = file
-        .integer("pull_hour", 0, 23, "an hour 0-23 (UTC)")?
-        .unwrap_or(2) as u8;
-    let metric = match file.string("metric")? {
-        Some(m) if METRICS.contains(&m.as_str()) => m,
-        Some(m) => {
-            return err(format!(
-                "{name}: metric: expected one of {}, found {m:?}",
-                METRICS.join(", ")
-            ));
-        }
-        None => "BlendedCost".to_string(),
-    };
-    let content_mode = match file.string("content_mode")?.as_deref() {
-        None | Some("binary") => ContentMode::Binary,
+    let metric = file.one_of(
+        "metric",
+        &METRICS,
+        &format!("one of {}", METRICS.join(", ")),
+    )?;
+    let content_mode = match file
+        .one_of(
+            "content_mode",
+            &["binary", "structured"],
+            "binary or structured",
+        )?
+        .as_deref()
+    {
         Some("structured") => ContentMode::Structured,
-        Some(other) => {
-            return err(format!(
-                "{name}: content_mode: expected binary or structured, found {other:?}"
-            ));
-        }
+        _ => ContentMode::Binary,
     };
-    let (state_dir, state_dir_named) = match file.string("state_dir")? {
-        Some(d) if !d.is_empty() => (PathBuf::from(d), true),
-        Some(_) => {
-            return err(format!(
-                "{name}: state_dir: expected a directory path, found \"\""
-            ));
-        }
-        None => match env("CONNECTOR_STATE_DIR").filter(|d| !d.is_empty()) {
-            Some(d) => (PathBuf::from(d), true),
-            None => (PathBuf::from(DEFAULT_STATE_DIR), false),
+    let (state_dir, state_dir_named) = resolve_state_dir(env, &file)?;
+    let config = Config {
+        target,
+        endpoint,
+        region,
+        pull_hour: file
+            .integer("pull_hour", 0, 23, "an hour 0-23 (UTC)")?
+            .unwrap_or(2) as u8,
+        metric: metric.unwrap_or_else(|| "BlendedCost".to_string()),
+        content_mode,
+        state_dir,
+        state_dir_named,
+        max_spool_mb: (file.integer("max_spool_mb", 1, 1 << 20, "a size in MiB, 1-1048576")?)
+            .unwrap_or(64),
+        max_catchup_days: (file.integer("max_catchup_days", 1, 3650, "a number of days 1-3650")?)
+            .unwrap_or(14) as u32,
+        retry_max_backoff_s: (file.integer("retry_max_backoff_s", 1, 86400, "seconds 1-86400")?)
+            .unwrap_or(300),
+        send_timeout_s: (file.integer("send_timeout_s", 1, 86400 * 7, "seconds 1-604800")?)
+            .unwrap_or(600),
+        ca_file: resolve_ca_file(env, &file)?,
+        secret: SecretSource {
+            file: secret_path,
+            file_named: secret_named,
+            config_section: secret_section(&file, warn)?,
+            env: env_credentials(env),
         },
     };
-    let max_spool_mb = file
-        .integer("max_spool_mb", 1, 1 << 20, "a size in MiB, 1-1048576")?
-        .unwrap_or(64);
-    let max_catchup_days = file
-        .integer("max_catchup_days", 1, 3650, "a number of days 1-3650")?
-        .unwrap_or(14) as u32;
-    let retry_max_backoff_s = file
-        .integer("retry_max_backoff_s", 1, 86400, "seconds 1-86400")?
-        .unwrap_or(300);
-    let send_timeout_s = file
-        .integer("send_timeout_s", 1, 86400 * 7, "seconds 1-604800")?
-        .unwrap_or(600);
+    credentials_reporting(&config.secret, warn)?;
+    Ok(config)
+}
+
+/// Warns about each key of `map` that is not in `known`.
+fn warn_unknown(name: &str, map: &Mapping, known: &[&str], warn: &mut dyn FnMut(String)) {
+    for key in map.keys() {
+        let key = key_name(key);
+        if !known.contains(&key.as_str()) {
+            warn(unknown_key(name, &key, known));
+        }
+    }
+}
+
+fn resolve_state_dir(
+    env: &dyn Fn(&str) -> Option<String>,
+    file: &Doc,
+) -> Result<(PathBuf, bool), ConfigError> {
+    match file.string("state_dir")? {
+        Some(d) if !d.is_empty() => Ok((PathBuf::from(d), true)),
+        Some(_) => err(format!(
+            "{}: state_dir: expected a directory path, found \"\"",
+            file.name
+        )),
+        None => Ok(match env("CONNECTOR_STATE_DIR").filter(|d| !d.is_empty()) {
+            Some(d) => (PathBuf::from(d), true),
+            None => (PathBuf::from(DEFAULT_STATE_DIR), false),
+        }),
+    }
+}
+
+/// The config's `ca_file`, else AWS_CA_BUNDLE; it must be a file.
+fn resolve_ca_file(
+    env: &dyn Fn(&str) -> Option<String>,
+    file: &Doc,
+) -> Result<Option<PathBuf>, ConfigError> {
     let ca_file = match file.string("ca_file")? {
-        Some(f) => Some((PathBuf::from(f), format!("{name}: ca_file"))),
+        Some(f) => Some((PathBuf::from(f), format!("{}: ca_file", file.name))),
         None => env("AWS_CA_BUNDLE")
             .filter(|f| !f.is_empty())
             .map(|f| (PathBuf::from(f), "AWS_CA_BUNDLE".to_string())),
     };
-    if let Some((path, from)) = &ca_file
-        && !path.is_file()
-    {
-        return err(format!(
+    match ca_file {
+        Some((path, from)) if !path.is_file() => err(format!(
             "{from}: {}: no such file; expected a PEM file of CA certificates",
             path.display()
-        ));
+        )),
+        other => Ok(other.map(|(p, _)| p)),
     }
-    let config_section = match map.get("secret") {
-        None | Some(Value::Null) => None,
+}
+
+/// The config's `secret:` section (the later Vanus layout), if it holds credentials.
+fn secret_section(
+    file: &Doc,
+    warn: &mut dyn FnMut(String),
+) -> Result<Option<(String, Credentials)>, ConfigError> {
+    match file.map.get("secret") {
+        None | Some(Value::Null) => Ok(None),
         Some(Value::Mapping(m)) => {
-            let section = format!("{name}: secret");
+            let section = format!("{}: secret", file.name);
+            warn_unknown_secret_keys(&section, m, warn);
             let doc = Doc {
                 name: &section,
                 map: m,
             };
-            for key in m.keys() {
-                let key = key_name(key);
-                if !SECRET_KEYS.contains(&key.as_str()) {
-                    warnings.push(unknown_key(&section, &key, &SECRET_KEYS));
-                }
-            }
-            credentials_from(&doc)?.map(|c| (section, c))
+            Ok(credentials_from(&doc)?.map(|c| (section, c)))
         }
-        Some(_) => {
-            return err(format!(
-                "{name}: secret: expected a mapping with access_key_id and secret_access_key"
-            ));
-        }
-    };
-    let env_credentials = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+        Some(_) => err(format!(
+            "{}: secret: expected a mapping with access_key_id and secret_access_key",
+            file.name
+        )),
+    }
+}
+
+fn env_credentials(env: &dyn Fn(&str) -> Option<String>) -> Option<Credentials> {
+    match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
         (Some(id), Some(key)) if !id.is_empty() && !key.is_empty() => Some(Credentials {
             access_key_id: id,
             secret_access_key: key,
             session_token: env("AWS_SESSION_TOKEN").filter(|t| !t.is_empty()),
         }),
         _ => None,
-    };
-    let config = Config {
-        target,
-        endpoint,
-        region,
-        pull_hour,
-        metric,
-        content_mode,
-        state_dir,
-        state_dir_named,
-        max_spool_mb,
-        max_catchup_days,
-        retry_max_backoff_s,
-        send_timeout_s,
-        ca_file: ca_file.map(|(p, _)| p),
-        secret: SecretSource {
-            file: secret_path,
-            file_named: secret_named,
-            config_section,
-            env: env_credentials,
+    }
+}
+
+/// Unknown keys of a secret document, named only when they look like key names (a value
+/// typed where a key belongs must not be echoed).
+fn warn_unknown_secret_keys(name: &str, map: &Mapping, warn: &mut dyn FnMut(String)) {
+    for key in map.keys() {
+        let key = key_name(key);
+        if SECRET_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        let looks_like_a_key = key.len() <= 32
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if looks_like_a_key {
+            warn(unknown_key(name, &key, &SECRET_KEYS));
+        } else {
+            warn(format!(
+                "{name}: an unknown key (not shown: it may be a secret) is ignored; known keys: {}",
+                SECRET_KEYS.join(", ")
+            ));
+        }
+    }
+}
+
+/// The target: `--target`, else CONNECTOR_TARGET, else the config's `target`.
+fn resolve_target(
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+    file: &Doc,
+) -> Result<Target, ConfigError> {
+    match (&overrides.target, env("CONNECTOR_TARGET")) {
+        (Some(t), _) => parse_target("--target", t),
+        (None, Some(t)) if !t.is_empty() => parse_target("CONNECTOR_TARGET", &t),
+        _ => match file.string("target")? {
+            Some(t) => parse_target(&format!("{}: target", file.name), &t),
+            None => err(format!(
+                "{}: target: missing; set the URL CloudEvents go to (or \"-\" for stdout), \
+                 or pass --target or CONNECTOR_TARGET",
+                file.name
+            )),
+        },
+    }
+}
+
+/// The Cost Explorer endpoint: the config's `endpoint`, else the AWS variables, else us-east-1.
+fn resolve_endpoint(
+    env: &dyn Fn(&str) -> Option<String>,
+    file: &Doc,
+) -> Result<String, ConfigError> {
+    let (endpoint, from) = match file.string("endpoint")? {
+        Some(e) => (e, format!("{}: endpoint", file.name)),
+        None => match ["AWS_ENDPOINT_URL_COST_EXPLORER", "AWS_ENDPOINT_URL"]
+            .iter()
+            .find_map(|k| env(k).filter(|v| !v.is_empty()).map(|v| (v, k.to_string())))
+        {
+            Some(found) => found,
+            None => (DEFAULT_ENDPOINT.to_string(), "endpoint".to_string()),
         },
     };
-    let (_, secret_warnings) = load_credentials(&config.secret)?;
-    warnings.extend(secret_warnings);
-    Ok((config, warnings))
+    check_http_url(&from, &endpoint)?;
+    Ok(endpoint.trim().trim_end_matches('/').to_string())
 }
 
 /// Reads the credentials again (a rotated Kubernetes Secret takes effect at the next pull).
 pub fn load_credentials(source: &SecretSource) -> Result<(Credentials, Vec<String>), ConfigError> {
     let mut warnings = Vec::new();
+    let credentials = credentials_reporting(source, &mut |w| warnings.push(w))?;
+    Ok((credentials, warnings))
+}
+
+fn credentials_reporting(
+    source: &SecretSource,
+    warn: &mut dyn FnMut(String),
+) -> Result<Credentials, ConfigError> {
     let name = source.file.display().to_string();
     if let Some(text) = read_optional(&source.file, source.file_named)? {
-        let map = parse_document(&name, &text)?;
-        for key in map.keys() {
-            let key = key_name(key);
-            if !SECRET_KEYS.contains(&key.as_str()) {
-                warnings.push(unknown_key(&name, &key, &SECRET_KEYS));
-            }
-        }
+        let map = parse_yaml(&name, &text, true)?;
+        warn_unknown_secret_keys(&name, &map, warn);
         if let Some(c) = credentials_from(&Doc {
             name: &name,
             map: &map,
         })? {
-            return Ok((c, warnings));
+            return Ok(c);
         }
     }
     if let Some((_, c)) = &source.config_section {
-        return Ok((c.clone(), warnings));
+        return Ok(c.clone());
     }
     if let Some(c) = &source.env {
-        return Ok((c.clone(), warnings));
+        return Ok(c.clone());
     }
     err(format!(
         "no AWS credentials: set access_key_id and secret_access_key in {name} \
@@ -372,8 +472,20 @@ fn choose(flag: &Option<PathBuf>, env: Option<String>, default: &str) -> (PathBu
 }
 
 /// A default path that does not exist is fine; a path the user named must exist.
+/// A config or secret file is small: past this it is refused (`/dev/zero` would never end).
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
 fn read_optional(path: &Path, named: bool) -> Result<Option<String>, ConfigError> {
-    match std::fs::read(path) {
+    let read = std::fs::File::open(path).and_then(|f| {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_FILE_BYTES + 1), &mut bytes)
+            .map(|_| bytes)
+    });
+    match read {
+        Ok(bytes) if bytes.len() as u64 > MAX_FILE_BYTES => err(format!(
+            "{}: larger than 1 MiB; expected a small YAML or JSON file",
+            path.display()
+        )),
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => Ok(Some(text)),
             Err(_) => err(format!(
@@ -389,25 +501,126 @@ fn read_optional(path: &Path, named: bool) -> Result<Option<String>, ConfigError
     }
 }
 
-/// Parses a YAML (or JSON) document into a mapping; empty means no keys.
+/// Parses a YAML (or JSON) config document into a mapping; empty means no keys.
 pub fn parse_document(name: &str, text: &str) -> Result<Mapping, ConfigError> {
+    parse_yaml(name, text, false)
+}
+
+/// Parses a document into a mapping. A leading byte order mark is skipped. Errors never quote
+/// a secret: in a secret document, the config's `secret:` section or at a secret key, the
+/// parser's own text (which may quote the value) is replaced by the place and the key.
+fn parse_yaml(name: &str, text: &str, secret_doc: bool) -> Result<Mapping, ConfigError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     match serde_yaml::from_str::<Value>(text) {
         Ok(Value::Mapping(m)) => Ok(m),
         Ok(Value::Null) => Ok(Mapping::new()),
         Ok(_) => err(format!(
             "{name}: expected a mapping of keys to values (YAML or JSON)"
         )),
-        Err(e) => {
-            let at = e
-                .location()
-                .map(|l| format!(" at line {} column {}", l.line(), l.column()))
-                .unwrap_or_default();
-            // serde_yaml's message may end with its own location; keep ours alone.
-            let msg = e.to_string();
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            err(format!("{name}: invalid YAML{at}: {msg}"))
-        }
+        Err(e) => Err(yaml_error(name, text, &e, secret_doc)),
     }
+}
+
+/// One line from the error's place and the key there; serde_yaml's own words only where they
+/// cannot hold a secret (its messages about values quote them).
+fn yaml_error(name: &str, text: &str, e: &serde_yaml::Error, secret_doc: bool) -> ConfigError {
+    let raw = e.to_string();
+    // Where the trouble began: an unterminated quote is reported at the end of the file,
+    // "while scanning a quoted scalar at line L column C" says where it opened.
+    let place = e.location().map(|l| (l.line(), l.column()));
+    let started = context_mark(&raw).filter(|m| Some(*m) != place);
+    let mark = started.or(place);
+    let key = mark.and_then(|m| key_before(text, m));
+    let secret_context = secret_doc
+        || key.is_some_and(|k| k == "secret" || SECRET_KEYS.contains(&k))
+        || mark.is_some_and(|(line, _)| in_secret_block(text, line));
+    let what = if raw.contains("invalid value") || raw.contains("invalid type") {
+        "a value that does not match its YAML tag (remove the !!tag or quote the value)".into()
+    } else if raw.starts_with("duplicate entry") {
+        "a key is given twice".into()
+    } else if secret_context || raw.contains(['"', '`']) {
+        "not valid YAML or JSON (the parser's text is not shown: it may hold a secret)".into()
+    } else {
+        raw.split(" at line ").next().unwrap_or(&raw).to_string()
+    };
+    let at = place
+        .map(|(l, c)| format!(" at line {l} column {c}"))
+        .unwrap_or_default();
+    let at = match started {
+        Some((l, c)) => format!("{at} (in the text that starts at line {l} column {c})"),
+        None => at,
+    };
+    let key = key.map(|k| format!(" (key {k})")).unwrap_or_default();
+    ConfigError(format!("{name}: invalid YAML{at}{key}: {what}"))
+}
+
+/// The last "while ... at line L column C" of a parser message (digits only).
+fn context_mark(message: &str) -> Option<(usize, usize)> {
+    let (_, rest) = message.rsplit_once("while ")?;
+    let (_, place) = rest.rsplit_once(" at line ")?;
+    let (line, column) = place.split_once(" column ")?;
+    let column: String = column.chars().take_while(char::is_ascii_digit).collect();
+    Some((line.parse().ok()?, column.parse().ok()?))
+}
+
+/// The known key written last before `(line, column)` (1-based), as a constant: never text
+/// of the document itself.
+fn key_before(text: &str, (line, column): (usize, usize)) -> Option<&'static str> {
+    let mut offset = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            offset += l
+                .chars()
+                .take(column.saturating_sub(1))
+                .map(char::len_utf8)
+                .sum::<usize>();
+            break;
+        }
+        offset += l.len();
+    }
+    let before = &text[..offset.min(text.len())];
+    let is_key_at = |at: usize, key: &str| {
+        let after = before[at + key.len()..].trim_start_matches(['"', '\'']);
+        let boundary = before[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !c.is_ascii_alphanumeric() && c != '_');
+        boundary && after.trim_start().starts_with(':')
+    };
+    CONFIG_KEYS
+        .iter()
+        .chain(SECRET_KEYS.iter())
+        .filter_map(|key| {
+            before
+                .match_indices(key)
+                .map(|(at, _)| at)
+                .filter(|&at| is_key_at(at, key))
+                .last()
+                .map(|at| (at, *key))
+        })
+        .max_by_key(|(at, key)| (*at, key.len()))
+        .map(|(_, key)| key)
+}
+
+/// Whether line `line` (1-based) lies in the block of a top-level `secret:` key.
+fn in_secret_block(text: &str, line: usize) -> bool {
+    let top = text
+        .lines()
+        .take(line)
+        .filter(|l| {
+            let t = l.trim_start();
+            !t.is_empty() && !t.starts_with('#') && l.len() == t.len()
+        })
+        .last();
+    top.is_some_and(|l| {
+        l.trim_start_matches(['"', '\''])
+            .strip_prefix("secret")
+            .is_some_and(|r| {
+                r.trim_start_matches(['"', '\''])
+                    .trim_start()
+                    .starts_with(':')
+            })
+    })
 }
 
 struct Doc<'a> {
@@ -425,6 +638,22 @@ impl Doc<'_> {
                 self.name,
                 show(other)
             )),
+        }
+    }
+
+    /// A string that must be one of `allowed`.
+    fn one_of(
+        &self,
+        key: &str,
+        allowed: &[&str],
+        what: &str,
+    ) -> Result<Option<String>, ConfigError> {
+        match self.string(key)? {
+            Some(v) if !allowed.contains(&v.as_str()) => err(format!(
+                "{}: {key}: expected {what}, found {v:?}",
+                self.name
+            )),
+            other => Ok(other),
         }
     }
 
@@ -507,17 +736,7 @@ fn parse_target(from: &str, value: &str) -> Result<Target, ConfigError> {
 }
 
 fn check_http_url(from: &str, value: &str) -> Result<(), ConfigError> {
-    let rest = value
-        .strip_prefix("http://")
-        .or_else(|| value.strip_prefix("https://"));
-    match rest {
-        Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace) => {
-            Ok(())
-        }
-        _ => err(format!(
-            "{from}: expected an http:// or https:// URL, found {value:?}"
-        )),
-    }
+    crate::urls::check_http_url(from, value.trim()).map_err(ConfigError)
 }
 
 /// `https://ce.eu-west-1.amazonaws.com` → `eu-west-1`.
@@ -781,6 +1000,178 @@ mod tests {
         );
         let e = load(&Overrides::default(), &|_| None).unwrap_err().0;
         assert!(e.contains("target: missing"), "{e}");
+    }
+
+    /// Every error about a secret document: file, line, column and key, never the value.
+    #[test]
+    fn yaml_errors_in_secrets_never_quote_the_value() {
+        let s = "S3cretValue/abc";
+        for (secret, want) in [
+            (
+                format!("access_key_id: A\nsecret_access_key: !!float {s}\n"),
+                "line 2 column 20 (key secret_access_key)",
+            ),
+            (
+                format!("access_key_id: A\nsession_token: !!bool {s}\nsecret_access_key: x\n"),
+                "line 2 column 16 (key session_token)",
+            ),
+            (
+                format!("access_key_id: !!int {s}\nsecret_access_key: x\n"),
+                "line 1 column 16 (key access_key_id)",
+            ),
+            (
+                format!("access_key_id: A\nsecret_access_key: \"{s}\nnext: 1\n"),
+                "starts at line 2 column 20) (key secret_access_key)",
+            ),
+            (
+                format!("access_key_id: A\nsecret_access_key: '{s}\n"),
+                "(key secret_access_key)",
+            ),
+            (
+                format!("access_key_id: A\nsecret_access_key: \"{s}\\q\"\n"),
+                "(key secret_access_key)",
+            ),
+            (
+                format!("{{\"access_key_id\": \"A\", \"secret_access_key\": !!float {s}}}"),
+                "line 1 column 45 (key secret_access_key)",
+            ),
+            (
+                format!("access_key_id: A\n{s}: 1\n{s}: 2\n"),
+                "a key is given twice",
+            ),
+            (
+                format!("\u{feff}access_key_id: A\nsecret_access_key: !!null {s}\n"),
+                "(key secret_access_key)",
+            ),
+        ] {
+            let e = load_with("target: http://x\n", Some(&secret), &[])
+                .unwrap_err()
+                .0;
+            assert!(
+                e.contains("secret.yml: invalid YAML at ") && e.contains(want),
+                "{secret:?}: {e}"
+            );
+            assert!(!e.contains("S3cret"), "{secret:?}: {e}");
+        }
+        // The same in the config's secret: section, block or flow style.
+        for config in [
+            format!(
+                "target: http://x\nsecret:\n  access_key_id: A\n  secret_access_key: !!float {s}\n"
+            ),
+            format!("target: http://x\nsecret:\n  access_key_id: A\n  secret_access_key: \"{s}\n"),
+            format!("target: http://x\nsecret:\n  target: x\n  other: !!int {s}\n"),
+            format!("{{\"target\": \"http://x\", \"secret\": {{\"session_token\": !!bool {s}}}}}"),
+        ] {
+            let e = load_with(&config, None, &[]).unwrap_err().0;
+            assert!(
+                e.contains("config.yml: invalid YAML at line "),
+                "{config:?}: {e}"
+            );
+            assert!(!e.contains("S3cret"), "{config:?}: {e}");
+        }
+        // Elsewhere in the config, the parser's own words still help.
+        let e = error_of("target: http://x\n\tpull_hour: 3\n");
+        assert!(
+            e.contains("line 2 column 1") && e.contains("found a tab character"),
+            "{e}"
+        );
+        let e = error_of("target: http://x\npull_hour: !!int two\n");
+        assert!(
+            e.contains("(key pull_hour): a value that does not match its YAML tag"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_secret_keys_are_named_only_when_they_look_like_keys() {
+        let (_, w) = load_with(
+            "target: http://x\n",
+            Some(&format!(
+                "{SECRET}secret_acess_key: x\nwJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY: 1\n"
+            )),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("\"secret_acess_key\""), "{w:?}");
+        assert!(
+            !w[1].contains("wJalr") && w[1].contains("not shown"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped() {
+        let (c, w) = load_with(
+            "\u{feff}target: http://x\npull_hour: 4\n",
+            Some(&format!("\u{feff}{SECRET}")),
+            &[],
+        )
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.pull_hour, 4);
+        let (_, w) = load_with("\u{feff}{\"target\": \"-\"}", Some(SECRET), &[]).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+    }
+
+    #[test]
+    fn warnings_found_before_an_error_are_reported() {
+        let (_dir, o) = setup("target: http://x\npullhour: 3\n", Some("acces_key_id: A\n"));
+        let mut warnings = Vec::new();
+        let e = load_reporting(&o, &|_| None, &mut |w| warnings.push(w)).unwrap_err();
+        assert!(e.0.contains("no AWS credentials"), "{e}");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].contains("did you mean \"pull_hour\""),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[1].contains("secret.yml: unknown key \"acces_key_id\""),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn only_whole_secrets_of_a_real_length_are_hidden() {
+        let creds = |key: &str, token: Option<&str>| Credentials {
+            access_key_id: "AKID".into(),
+            secret_access_key: key.into(),
+            session_token: token.map(Into::into),
+        };
+        let text = "Cost Explorer unreachable: connection reset";
+        assert_eq!(creds("e", Some("on")).hide_in(text), text);
+        assert_eq!(creds("reset", None).hide_in(text), text);
+        let key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCY";
+        let token = "IQoJb3JpZ2luX2VjEJr//token==";
+        let c = creds(key, Some(token));
+        assert_eq!(
+            c.hide_in(&format!("bad key \"{key}\" and token={token}; {key}")),
+            "bad key \"***\" and token=***; ***"
+        );
+        // Inside a longer token it is some other text, not the secret.
+        let longer = format!("x{key}");
+        assert_eq!(c.hide_in(&longer), longer);
+    }
+
+    #[test]
+    fn endless_or_huge_files_are_refused() {
+        let o = Overrides {
+            config: Some("/dev/zero".into()),
+            ..Default::default()
+        };
+        let e = load(&o, &|_| None).unwrap_err().0;
+        assert_eq!(
+            e,
+            "/dev/zero: larger than 1 MiB; expected a small YAML or JSON file"
+        );
+        let (_dir, mut o) = setup("target: http://x\n", None);
+        o.secret = Some("/dev/zero".into());
+        assert!(
+            load(&o, &|_| None)
+                .unwrap_err()
+                .0
+                .starts_with("/dev/zero: larger")
+        );
     }
 
     #[test]

@@ -267,9 +267,7 @@ pub fn proxy_for(
     {
         return Ok(None);
     }
-    ureq::Proxy::new(value.trim()).map(Some).map_err(|_| {
-        format!("{var}: expected a proxy URL like http://proxy:3128, found an invalid value")
-    })
+    crate::urls::parse_proxy(var, &value).map(Some)
 }
 
 /// NO_PROXY: `*`, exact hosts, and domain suffixes (`example.com` and `.example.com` both match `a.example.com`).

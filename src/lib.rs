@@ -14,3 +14,4 @@ pub mod service;
 pub mod sign;
 pub mod signal;
 pub mod state;
+pub mod urls;

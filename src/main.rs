@@ -4,30 +4,33 @@ use source_aws_billing::cli::{self, Action};
 use source_aws_billing::config::{self, Overrides};
 use source_aws_billing::service::{self, Runtime};
 use source_aws_billing::{error, log, signal, warn};
+use std::io::Write;
 
 fn main() {
     std::process::exit(real_main());
 }
 
 fn real_main() -> i32 {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = match cli::text_args(std::env::args_os().skip(1)) {
+        Ok(a) => a,
+        Err(e) => return usage_error(&e),
+    };
+    if let Err(e) = cli::check_env_text(std::env::vars_os()) {
+        return usage_error(&e);
+    }
     let env = |k: &str| std::env::var(k).ok();
     log::init(env("LOG_LEVEL").as_deref());
     let cli = match cli::parse(&args) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
+        Err(e) => return usage_error(&e),
     };
     match cli.action {
-        Action::Help => {
-            print!("{}", cli::USAGE);
-            return 0;
-        }
+        Action::Help => return print_stdout(cli::USAGE),
         Action::Version => {
-            println!("source-aws-billing {}", env!("CARGO_PKG_VERSION"));
-            return 0;
+            return print_stdout(&format!(
+                "source-aws-billing {}\n",
+                env!("CARGO_PKG_VERSION")
+            ));
         }
         _ => {}
     }
@@ -38,13 +41,9 @@ fn real_main() -> i32 {
         secret: cli.secret,
         target: cli.target,
     };
-    let config = match config::load(&overrides, &env) {
-        Ok((config, warnings)) => {
-            for w in warnings {
-                warn!("{w}");
-            }
-            config
-        }
+    // Warnings go out as they are found: an error after them must not hide them.
+    let config = match config::load_reporting(&overrides, &env, &mut |w| warn!("{w}")) {
+        Ok(config) => config,
         Err(e) => {
             error!("{e}");
             return 2;
@@ -61,5 +60,25 @@ fn real_main() -> i32 {
         Action::Once { days, force } => service::once(&runtime, days, force),
         Action::Check => service::check(&runtime),
         _ => service::run(&runtime),
+    }
+}
+
+/// Bad usage: one line on stderr (if stderr can take it), exit 2.
+fn usage_error(message: &str) -> i32 {
+    let _ = writeln!(std::io::stderr(), "error: {message}");
+    2
+}
+
+/// Writes `text` on stdout: a reader that went away is a quiet stop, any other failure
+/// (a full disk) is exit 1 with a line on stderr.
+fn print_stdout(text: &str) -> i32 {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => 0,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            error!("stdout: {}", config::plain_io(&e));
+            1
+        }
     }
 }

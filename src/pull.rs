@@ -85,13 +85,7 @@ impl Runtime {
                 };
                 // Belt and braces: an error text never carries the keys it was signed with.
                 let result = result.map_err(|mut e| {
-                    let secrets = [
-                        Some(&credentials.secret_access_key),
-                        credentials.session_token.as_ref(),
-                    ];
-                    for secret in secrets.into_iter().flatten() {
-                        e.message = e.message.replace(secret.as_str(), "***");
-                    }
+                    e.message = credentials.hide_in(&e.message);
                     e
                 });
                 match result {

@@ -1,11 +1,24 @@
 //! When to pull next and which billing days are due: pure functions of the UTC clock.
 
+use std::collections::BTreeSet;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{Date, Duration, OffsetDateTime, Time};
 
+/// `YYYY-MM-DD` exactly (four-digit year, no sign): a date every day arithmetic here can use.
 pub fn parse_date(s: &str) -> Option<Date> {
-    Date::parse(s.trim(), format_description!("[year]-[month]-[day]")).ok()
+    let s = s.trim();
+    let shape = s.len() == 10
+        && s.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    shape
+        .then(|| Date::parse(s, format_description!("[year]-[month]-[day]")).ok())
+        .flatten()
 }
 
 pub fn format_date(d: Date) -> String {
@@ -48,58 +61,80 @@ pub fn latest_due_day(now: OffsetDateTime, pull_hour: u8) -> Date {
     }
 }
 
+/// The undelivered days the service owes now, oldest first: every day after the oldest
+/// delivered one up to the latest due day, within the last `max_catchup` days, that is not
+/// in `delivered`. With nothing delivered yet, only the latest due day, and only if it is
+/// yesterday (a fresh install does not pull history).
+pub fn missing_days(
+    delivered: &BTreeSet<Date>,
+    now: OffsetDateTime,
+    pull_hour: u8,
+    max_catchup: u32,
+) -> Vec<Date> {
+    let latest = latest_due_day(now, pull_hour);
+    let Some(&oldest) = delivered.first() else {
+        let yesterday = now.date().previous_day();
+        return if Some(latest) == yesterday {
+            vec![latest]
+        } else {
+            Vec::new()
+        };
+    };
+    let window_start = catch_up_start(latest, max_catchup);
+    days_between(oldest.max(window_start), latest)
+        .filter(|d| *d > oldest && !delivered.contains(d))
+        .collect()
+}
+
+/// The first day of the catch-up window that ends at `latest`.
+fn catch_up_start(latest: Date, max_catchup: u32) -> Date {
+    latest
+        .checked_sub(Duration::days(i64::from(max_catchup.max(1)) - 1))
+        .unwrap_or(Date::MIN)
+}
+
+/// `first..=last`, day by day (empty when first > last), never past the calendar's end.
+fn days_between(first: Date, last: Date) -> impl Iterator<Item = Date> {
+    std::iter::successors(Some(first), |d| d.next_day()).take_while(move |d| *d <= last)
+}
+
 /// What the service should pull now.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Due {
-    /// Inclusive range to pull in one request, if any.
+    /// Inclusive range to pull in one request, if any; delivered days inside it are left out
+    /// of the spool.
     pub pull: Option<(Date, Date)>,
-    /// Inclusive range older than max_catchup_days that is left for `once --from --to`.
+    /// Undelivered days older than max_catchup_days (first and last), left for `once --from --to`.
     pub skipped: Option<(Date, Date)>,
 }
 
-/// Days after `last_delivered` up to the latest due day, at most `max_catchup` of them.
-/// With no record yet, only the latest due day, and only if it is yesterday.
+/// The missing days as one range request, and the older holes that are not pulled.
 pub fn due_days(
     now: OffsetDateTime,
     pull_hour: u8,
-    last_delivered: Option<Date>,
+    delivered: &BTreeSet<Date>,
     max_catchup: u32,
 ) -> Due {
-    let latest = latest_due_day(now, pull_hour);
-    let first = match last_delivered {
-        None if latest == now.date() - Duration::days(1) => latest,
-        None => {
-            return Due {
-                pull: None,
-                skipped: None,
-            };
-        }
-        Some(last) if last >= latest => {
-            return Due {
-                pull: None,
-                skipped: None,
-            };
-        }
-        Some(last) => last + Duration::days(1),
-    };
-    let oldest_allowed = latest - Duration::days(i64::from(max_catchup.max(1)) - 1);
-    if first < oldest_allowed {
-        Due {
-            pull: Some((oldest_allowed, latest)),
-            skipped: Some((first, oldest_allowed - Duration::days(1))),
-        }
-    } else {
-        Due {
-            pull: Some((first, latest)),
-            skipped: None,
-        }
-    }
+    let missing = missing_days(delivered, now, pull_hour, max_catchup);
+    let pull = missing.first().zip(missing.last()).map(|(a, b)| (*a, *b));
+    let skipped = delivered.first().and_then(|&oldest| {
+        let window_start = catch_up_start(latest_due_day(now, pull_hour), max_catchup);
+        let mut older =
+            days_between(oldest, window_start.previous_day()?).filter(|d| !delivered.contains(d));
+        let first = older.next()?;
+        Some((first, older.last().unwrap_or(first)))
+    });
+    Due { pull, skipped }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use time::macros::{date, datetime};
+
+    fn set(days: &[Date]) -> BTreeSet<Date> {
+        days.iter().copied().collect()
+    }
 
     #[test]
     fn next_pull_is_today_before_the_hour_and_tomorrow_after() {
@@ -157,13 +192,13 @@ mod tests {
 
     #[test]
     fn first_start_pulls_yesterday_only_after_the_hour() {
-        let after = due_days(datetime!(2024-01-05 03:00 UTC), 2, None, 14);
+        let after = due_days(datetime!(2024-01-05 03:00 UTC), 2, &set(&[]), 14);
         assert_eq!(
             after.pull,
             Some((date!(2024 - 01 - 04), date!(2024 - 01 - 04)))
         );
         assert_eq!(
-            due_days(datetime!(2024-01-05 01:00 UTC), 2, None, 14).pull,
+            due_days(datetime!(2024-01-05 01:00 UTC), 2, &set(&[]), 14).pull,
             None
         );
     }
@@ -173,7 +208,7 @@ mod tests {
         let due = due_days(
             datetime!(2024-01-05 03:00 UTC),
             2,
-            Some(date!(2024 - 01 - 01)),
+            &set(&[date!(2024 - 01 - 01)]),
             14,
         );
         assert_eq!(
@@ -186,7 +221,7 @@ mod tests {
         let none = due_days(
             datetime!(2024-01-05 03:00 UTC),
             2,
-            Some(date!(2024 - 01 - 04)),
+            &set(&[date!(2024 - 01 - 04)]),
             14,
         );
         assert_eq!(none.pull, None);
@@ -194,7 +229,7 @@ mod tests {
         let back = due_days(
             datetime!(2024-01-04 03:00 UTC),
             2,
-            Some(date!(2024 - 01 - 04)),
+            &set(&[date!(2024 - 01 - 04)]),
             14,
         );
         assert_eq!(back.pull, None);
@@ -205,7 +240,7 @@ mod tests {
         let due = due_days(
             datetime!(2024-01-31 03:00 UTC),
             2,
-            Some(date!(2024 - 01 - 01)),
+            &set(&[date!(2024 - 01 - 01)]),
             14,
         );
         assert_eq!(
@@ -219,12 +254,105 @@ mod tests {
     }
 
     #[test]
+    fn holes_before_the_newest_delivered_day_are_caught_up_in_one_range() {
+        // Days 6 and 5 ago delivered, then yesterday by hand: 4, 3 and 2 ago are owed.
+        let now = datetime!(2024-01-10 03:00 UTC);
+        let delivered = set(&[
+            date!(2024 - 01 - 04),
+            date!(2024 - 01 - 05),
+            date!(2024 - 01 - 09),
+        ]);
+        assert_eq!(
+            missing_days(&delivered, now, 2, 14),
+            vec![
+                date!(2024 - 01 - 06),
+                date!(2024 - 01 - 07),
+                date!(2024 - 01 - 08)
+            ]
+        );
+        let due = due_days(now, 2, &delivered, 14);
+        assert_eq!(
+            due.pull,
+            Some((date!(2024 - 01 - 06), date!(2024 - 01 - 08)))
+        );
+        assert_eq!(due.skipped, None);
+        // Scattered holes: one range from the first to the last, delivered days inside are left out later.
+        let delivered = set(&[
+            date!(2024 - 01 - 01),
+            date!(2024 - 01 - 03),
+            date!(2024 - 01 - 06),
+        ]);
+        assert_eq!(
+            missing_days(&delivered, now, 2, 14),
+            vec![
+                date!(2024 - 01 - 02),
+                date!(2024 - 01 - 04),
+                date!(2024 - 01 - 05),
+                date!(2024 - 01 - 07),
+                date!(2024 - 01 - 08),
+                date!(2024 - 01 - 09)
+            ]
+        );
+        assert_eq!(
+            due_days(now, 2, &delivered, 14).pull,
+            Some((date!(2024 - 01 - 02), date!(2024 - 01 - 09)))
+        );
+        // Nothing owed when every day since the oldest is delivered.
+        let all: BTreeSet<Date> =
+            days_between(date!(2024 - 01 - 01), date!(2024 - 01 - 09)).collect();
+        assert_eq!(missing_days(&all, now, 2, 14), Vec::<Date>::new());
+        assert_eq!(
+            due_days(now, 2, &all, 14),
+            Due {
+                pull: None,
+                skipped: None
+            }
+        );
+    }
+
+    #[test]
+    fn holes_older_than_max_catchup_are_named_not_pulled() {
+        let now = datetime!(2024-01-31 03:00 UTC);
+        // Delivered: Jan 1, Jan 10, Jan 30. Window of 5 days: Jan 26-30.
+        let delivered = set(&[
+            date!(2024 - 01 - 01),
+            date!(2024 - 01 - 10),
+            date!(2024 - 01 - 30),
+        ]);
+        let due = due_days(now, 2, &delivered, 5);
+        assert_eq!(
+            due.pull,
+            Some((date!(2024 - 01 - 26), date!(2024 - 01 - 29)))
+        );
+        assert_eq!(
+            due.skipped,
+            Some((date!(2024 - 01 - 02), date!(2024 - 01 - 25)))
+        );
+        // A fresh install before the pull hour owes nothing; a huge window does not overflow.
+        assert_eq!(
+            missing_days(&set(&[]), datetime!(2024-01-31 01:00 UTC), 2, 14),
+            Vec::<Date>::new()
+        );
+        let far = set(&[date!(2000 - 01 - 01)]);
+        assert_eq!(missing_days(&far, now, 2, 3650).len(), 3650);
+    }
+
+    #[test]
     fn dates_round_trip_and_times_are_utc_rfc3339() {
         assert_eq!(
             parse_date("2022-06-13").map(format_date).as_deref(),
             Some("2022-06-13")
         );
         assert_eq!(parse_date("2022-02-30"), None);
+        for odd in [
+            "-9999-01-01",
+            "+2022-06-13",
+            "20222-06-13",
+            "2022-6-13",
+            "2022/06/13",
+        ] {
+            assert_eq!(parse_date(odd), None, "{odd}");
+        }
         assert_eq!(
             rfc3339(datetime!(2022-06-14 07:05:55.777689123 UTC)),
             "2022-06-14T07:05:55.777689Z"

@@ -147,7 +147,8 @@ pub fn once(rt: &Runtime, days: Option<(Date, Date)>, force: bool) -> i32 {
                 describe_range(first, last)
             );
         }
-        return 0;
+        // Spooled events rejected above still make the run fail.
+        return finish_once(rt, total);
     };
     let batch = match rt.pull_to_spool(&mut state, from, to, force) {
         Ok(b) => b,
@@ -306,7 +307,7 @@ pub fn run(rt: &Runtime) -> i32 {
                 let due = due_days(
                     now,
                     rt.config.pull_hour,
-                    state.last_delivered(),
+                    state.delivered_days(),
                     rt.config.max_catchup_days,
                 );
                 // Days that fell due while a long delivery ran are pulled at once.
@@ -372,7 +373,7 @@ fn service_step(rt: &Runtime, state: &mut State) -> Result<(), Failure> {
     let due = due_days(
         OffsetDateTime::now_utc(),
         rt.config.pull_hour,
-        state.last_delivered(),
+        state.delivered_days(),
         rt.config.max_catchup_days,
     );
     if let Some((a, b)) = due.skipped {

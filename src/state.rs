@@ -149,6 +149,11 @@ impl State {
         self.delivered.contains(&day)
     }
 
+    /// Every day recorded as delivered.
+    pub fn delivered_days(&self) -> &BTreeSet<Date> {
+        &self.delivered
+    }
+
     pub fn last_delivered(&self) -> Option<Date> {
         self.delivered.last().copied()
     }
