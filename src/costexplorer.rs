@@ -355,6 +355,76 @@ mod tests {
         assert_eq!(page.next_token, None);
     }
 
+    fn breakdown() -> Breakdown {
+        use crate::breakdown::GroupBy;
+        Breakdown {
+            group_by: vec![
+                GroupBy::Dimension("LINKED_ACCOUNT"),
+                GroupBy::Tag("team".into()),
+            ],
+            metrics: vec!["UnblendedCost".into(), "UsageQuantity".into()],
+            filter: Some(
+                serde_json::json!({"Not": {"Dimensions": {"Key": "RECORD_TYPE", "Values": ["Credit"]}}}),
+            ),
+            routing: true,
+        }
+    }
+
+    #[test]
+    fn a_breakdown_body_groups_by_each_entry_asks_every_metric_and_sends_the_filter() {
+        assert_eq!(
+            request_body(
+                date!(2022 - 06 - 13),
+                date!(2022 - 06 - 13),
+                &breakdown(),
+                None
+            ),
+            r#"{"TimePeriod":{"Start":"2022-06-13","End":"2022-06-14"},"Granularity":"DAILY","Metrics":["UnblendedCost","UsageQuantity"],"GroupBy":[{"Type":"DIMENSION","Key":"LINKED_ACCOUNT"},{"Type":"TAG","Key":"team"}],"Filter":{"Not":{"Dimensions":{"Key":"RECORD_TYPE","Values":["Credit"]}}}}"#
+        );
+        let mut cc = breakdown();
+        cc.group_by = vec![crate::breakdown::GroupBy::CostCategory("Teams".into())];
+        let body = request_body(date!(2022 - 06 - 13), date!(2022 - 06 - 13), &cc, None);
+        assert!(
+            body.contains(r#""GroupBy":[{"Type":"COST_CATEGORY","Key":"Teams"}]"#),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn breakdown_groups_keep_each_key_and_every_metric() {
+        let body = br#"{"ResultsByTime":[{"TimePeriod":{"Start":"2022-06-13","End":"2022-06-14"},"Estimated":true,"Groups":[
+            {"Keys":["123456789012","team$web"],"Metrics":{"UnblendedCost":{"Amount":"1.10","Unit":"USD"},"UsageQuantity":{"Amount":"24","Unit":"Hrs"}}},
+            {"Keys":["123456789012","team$"],"Metrics":{"UsageQuantity":{"Amount":"0","Unit":"N/A"},"UnblendedCost":{"Amount":"-0.0000000001","Unit":"USD"}}}]}]}"#;
+        let page = parse_page(body, &breakdown()).unwrap();
+        let line = &page.lines[0];
+        assert_eq!(line.groups[0].value, "123456789012");
+        assert_eq!(line.groups[1].value, "web");
+        assert_eq!(page.lines[1].groups[1].value, "", "untagged");
+        assert!(line.routing);
+        let metrics: Vec<_> = page.lines[1]
+            .metrics
+            .iter()
+            .map(|m| (m.name.as_str(), m.amount.as_str(), m.unit.as_str()))
+            .collect();
+        assert_eq!(
+            metrics,
+            [
+                ("UnblendedCost", "-0.0000000001", "USD"),
+                ("UsageQuantity", "0", "N/A")
+            ],
+            "in the order asked, whatever the order sent"
+        );
+        let mut one = breakdown();
+        one.group_by.pop();
+        let e = parse_page(body, &one).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Permanent);
+        assert!(
+            e.message.contains("has 2 key(s) for 1 GroupBy entries"),
+            "{}",
+            e.message
+        );
+    }
+
     #[test]
     fn a_missing_metric_is_an_error_not_a_zero() {
         let e = parse_page(&fixture("page-1-of-2.json"), &metric("UnblendedCost")).unwrap_err();

@@ -336,6 +336,94 @@ mod tests {
         assert_eq!(body, sample().to_json().into_bytes());
     }
 
+    fn breakdown_line() -> Line {
+        let group = |by: GroupBy, value: &str| Group {
+            by,
+            value: value.into(),
+        };
+        let metric = |name: &str, amount: &str, unit: &str| Metric {
+            name: name.into(),
+            amount: amount.into(),
+            unit: unit.into(),
+        };
+        Line {
+            date: "2022-06-13".into(),
+            groups: vec![
+                group(GroupBy::Dimension("LINKED_ACCOUNT"), "123456789012"),
+                group(GroupBy::Tag("team".into()), "web \"1\" é\r\nX-Evil: 1"),
+            ],
+            metrics: vec![
+                metric("UnblendedCost", "-0.0000000001", "USD"),
+                metric("UsageQuantity", "3.5", "N/A"),
+            ],
+            routing: true,
+        }
+    }
+
+    #[test]
+    fn a_breakdown_adds_fields_tags_metrics_and_routing_attributes() {
+        let event = Event::new(breakdown_line(), "id-1".into(), "t".into());
+        assert_eq!(
+            event.to_json(),
+            r#"{"specversion":"1.0","id":"id-1","source":"cloud.aws.billing","type":"aws.service.daily","datacontenttype":"application/json","time":"t","linkedaccount":"123456789012","tagteam":"web \"1\" é\r\nX-Evil: 1","data":{"vanceSource":"cloud.aws.billing","vanceType":"aws.service.daily","date":"2022-06-13","linkedAccount":"123456789012","tags":{"team":"web \"1\" é\r\nX-Evil: 1"},"amount":"-0.0000000001","unit":"USD","metrics":{"UnblendedCost":{"amount":"-0.0000000001","unit":"USD"},"UsageQuantity":{"amount":"3.5","unit":"N/A"}}}}"#
+        );
+        let back: Event = serde_json::from_str(&event.to_json()).unwrap();
+        assert_eq!(back, event, "the spool reads back what it wrote");
+        let mut line = breakdown_line();
+        line.groups[1] = Group {
+            by: GroupBy::CostCategory("Teams".into()),
+            value: "".into(),
+        };
+        line.routing = false;
+        let event = Event::new(line, "id-1".into(), "t".into());
+        assert!(event.extensions.is_empty());
+        assert_eq!(
+            serde_json::to_value(&event.data).unwrap()["costCategories"],
+            serde_json::json!({"Teams": ""})
+        );
+    }
+
+    #[test]
+    fn binary_headers_percent_encode_values_so_none_breaks_or_adds_a_header() {
+        let event = Event::new(breakdown_line(), "id-1".into(), "t".into());
+        let (headers, body) = event.http_parts(ContentMode::Binary);
+        let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        assert_eq!(get("ce-linkedaccount").as_deref(), Some("123456789012"));
+        assert_eq!(
+            get("ce-tagteam").as_deref(),
+            Some("web%20%221%22%20%C3%A9%0D%0AX-Evil:%201")
+        );
+        for (name, value) in &headers {
+            assert!(
+                value
+                    .bytes()
+                    .all(|b| (0x21..=0x7e).contains(&b) && b != b'"'),
+                "{name}: {value}"
+            );
+        }
+        let data: Data = serde_json::from_slice(&body).unwrap();
+        assert_eq!(data, event.data);
+        assert_eq!(percent_encode("a%b c"), "a%25b%20c");
+        assert_eq!(percent_encode("Amazon S3"), "Amazon%20S3");
+    }
+
+    #[test]
+    fn line_keys_name_the_date_and_each_group() {
+        assert_eq!(
+            breakdown_line().key(),
+            r#"["2022-06-13","LINKED_ACCOUNT","123456789012","TAG:team","web \"1\" é\r\nX-Evil: 1"]"#
+        );
+        let mut other = breakdown_line();
+        other.metrics[0].amount = "7".into();
+        assert_eq!(
+            other.key(),
+            breakdown_line().key(),
+            "numbers are not part of the key"
+        );
+        other.date = "2022-06-14".into();
+        assert_ne!(other.key(), breakdown_line().key());
+    }
+
     #[test]
     fn ids_are_version_4_uuids_and_differ() {
         assert_eq!(uuid_v4([0xff; 16]), "ffffffff-ffff-4fff-bfff-ffffffffffff");
