@@ -218,7 +218,7 @@ pub fn key_for(entry: &GroupByEntry, group: usize) -> String {
         ("DIMENSION", "SERVICE") => service_name(group),
         ("DIMENSION", "LINKED_ACCOUNT") => format!("{:012}", 100_000_000_000usize + group),
         ("DIMENSION", other) => format!("{other} {group:04}"),
-        ("TAG", _) if group % 3 == 0 => format!("{key}$"),
+        ("TAG", _) if group.is_multiple_of(3) => format!("{key}$"),
         ("TAG", _) if group % 3 == 1 => format!("{key}$équipe \"{group}\""),
         ("TAG", _) => format!("{key}$web-{group}"),
         _ => format!("{key}$Team {group}"),
