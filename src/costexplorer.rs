@@ -18,11 +18,11 @@ struct Body<'a> {
     next_page_token: Option<&'a str>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Debug)]
 #[serde(rename_all = "PascalCase")]
-struct Period {
-    start: String,
-    end: String,
+pub struct Period {
+    pub start: String,
+    pub end: String,
 }
 
 #[derive(Serialize)]
@@ -50,41 +50,86 @@ pub fn request_body(first: Date, last: Date, metric: &str, page_token: Option<&s
     serde_json::to_string(&body).expect("plain structs always serialize")
 }
 
-#[derive(Deserialize)]
+/// One GetCostAndUsage answer page as sent; `answer::Check` decides whether it can be trusted.
+#[derive(Deserialize, Debug)]
 #[serde(rename_all = "PascalCase")]
-struct Response {
-    #[serde(default)]
-    results_by_time: Vec<ResultByTime>,
-    next_page_token: Option<String>,
+pub struct Answer {
+    pub results_by_time: Option<Vec<DayResult>>,
+    pub next_page_token: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug)]
 #[serde(rename_all = "PascalCase")]
-struct ResultByTime {
-    time_period: Period,
-    #[serde(default)]
-    groups: Vec<Group>,
+pub struct DayResult {
+    pub time_period: Period,
+    pub groups: Option<Vec<Group>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug)]
 #[serde(rename_all = "PascalCase")]
-struct Group {
-    keys: Vec<String>,
-    metrics: std::collections::HashMap<String, MetricValue>,
+pub struct Group {
+    pub keys: Vec<String>,
+    /// Name and value of each metric, in the order sent (a list: lighter than a map).
+    #[serde(deserialize_with = "metric_list")]
+    pub metrics: Vec<(String, MetricValue)>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug)]
 #[serde(rename_all = "PascalCase")]
-struct MetricValue {
-    amount: String,
-    unit: String,
+pub struct MetricValue {
+    pub amount: String,
+    pub unit: String,
 }
 
-/// One page: its billing lines and the token for the next page, if any.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Page {
-    pub lines: Vec<Line>,
-    pub next_token: Option<String>,
+fn metric_list<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(String, MetricValue)>, D::Error> {
+    struct Visit;
+    impl<'de> serde::de::Visitor<'de> for Visit {
+        type Value = Vec<(String, MetricValue)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of metric names to {Amount, Unit}")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(entry) = map.next_entry()? {
+                out.push(entry);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Visit)
+}
+
+impl Answer {
+    /// The token for the next page; an empty one ends the paging like a missing one.
+    pub fn next_token(&self) -> Option<&str> {
+        self.next_page_token.as_deref().filter(|t| !t.is_empty())
+    }
+
+    /// The billing lines of a checked answer, amounts moved as the exact strings sent.
+    pub fn into_lines(self, metric: &str) -> Vec<Line> {
+        let mut lines = Vec::new();
+        for result in self.results_by_time.unwrap_or_default() {
+            let date = result.time_period.start;
+            for group in result.groups.unwrap_or_default() {
+                let Some((_, value)) = group.metrics.into_iter().find(|(name, _)| name == metric)
+                else {
+                    continue;
+                };
+                lines.push(Line {
+                    date: date.clone(),
+                    service: group.keys.into_iter().next().unwrap_or_default(),
+                    amount: value.amount,
+                    unit: value.unit,
+                });
+            }
+        }
+        lines
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,38 +148,15 @@ pub struct CeError {
     pub message: String,
 }
 
-/// Interprets a 2xx body as a page of lines, amounts copied as the exact strings sent.
-pub fn parse_page(body: &[u8], metric: &str) -> Result<Page, CeError> {
-    let response: Response = serde_json::from_slice(body).map_err(|e| CeError {
-        kind: ErrorKind::Permanent,
-        message: format!(
-            "Cost Explorer sent a response that is not a GetCostAndUsage result ({e}): {}",
+/// Reads a 2xx body as an answer page (not yet checked against the request).
+pub fn parse_answer(body: &[u8]) -> Result<Answer, String> {
+    serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "not a GetCostAndUsage result ({}): {}",
+            crate::log::peer(&e.to_string()),
             snippet(body)
-        ),
-    })?;
-    let mut lines = Vec::new();
-    for result in response.results_by_time {
-        for group in result.groups {
-            let service = group.keys.into_iter().next().unwrap_or_default();
-            let Some(value) = group.metrics.get(metric) else {
-                return Err(CeError {
-                    kind: ErrorKind::Permanent,
-                    message: format!(
-                        "Cost Explorer result for {service:?} on {} has no {metric} metric",
-                        result.time_period.start
-                    ),
-                });
-            };
-            lines.push(Line {
-                date: result.time_period.start.clone(),
-                service,
-                amount: value.amount.clone(),
-                unit: value.unit.clone(),
-            });
-        }
-    }
-    let next_token = response.next_page_token.filter(|t| !t.is_empty());
-    Ok(Page { lines, next_token })
+        )
+    })
 }
 
 #[derive(Deserialize)]
@@ -218,7 +240,10 @@ pub fn parse_error(status: u16, body: &[u8]) -> CeError {
         .unwrap_or_default();
     CeError {
         kind,
-        message: format!("Cost Explorer refused the request (HTTP {status}): {name}{message}"),
+        message: format!(
+            "Cost Explorer refused the request (HTTP {status}): {}{message}",
+            crate::log::peer(&name)
+        ),
     }
 }
 
@@ -239,15 +264,14 @@ fn xml_error(body: &[u8]) -> Option<ErrorBody> {
 
 /// The first bytes of a body as one printable line.
 pub fn snippet(body: &[u8]) -> String {
-    format!("{:?}", one_line(&String::from_utf8_lossy(body), 120))
+    let head = &body[..body.len().min(1024)];
+    format!("\"{}\"", one_line(&String::from_utf8_lossy(head), 120))
 }
 
+/// Peer text as one line: whitespace runs as one space, control characters escaped, cut at `max`.
 fn one_line(s: &str, max: usize) -> String {
     let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    match joined.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &joined[..i]),
-        None => joined,
-    }
+    crate::log::escape(&joined, max)
 }
 
 #[cfg(test)]
@@ -285,38 +309,27 @@ mod tests {
 
     #[test]
     fn pages_keep_amounts_as_exact_strings() {
-        let first = parse_page(&fixture("page-1-of-2.json"), "BlendedCost").unwrap();
-        assert_eq!(first.next_token.as_deref(), Some("AAMA-EXAMPLE-TOKEN-2"));
-        let amounts: Vec<_> = first.lines.iter().map(|l| l.amount.as_str()).collect();
+        let first = parse_answer(&fixture("page-1-of-2.json")).unwrap();
+        assert_eq!(first.next_token(), Some("AAMA-EXAMPLE-TOKEN-2"));
+        let lines = first.into_lines("BlendedCost");
+        let amounts: Vec<_> = lines.iter().map(|l| l.amount.as_str()).collect();
         assert_eq!(amounts, ["0.01", "12.294", "0.0000001234"]);
-        assert_eq!(
-            first.lines[1].service,
-            "Amazon Elastic Compute Cloud - Compute"
-        );
-        assert_eq!(first.lines[1].date, "2022-06-13");
-        let last = parse_page(&fixture("page-2-of-2.json"), "BlendedCost").unwrap();
-        assert_eq!(last.next_token, None);
-        assert_eq!(last.lines[0].amount, "-12.5");
-        assert_eq!(last.lines[1].amount, "3.1000000000");
+        assert_eq!(lines[1].service, "Amazon Elastic Compute Cloud - Compute");
+        assert_eq!(lines[1].date, "2022-06-13");
+        let last = parse_answer(&fixture("page-2-of-2.json")).unwrap();
+        assert_eq!(last.next_token(), None);
+        let lines = last.into_lines("BlendedCost");
+        assert_eq!(lines[0].amount, "-12.5");
+        assert_eq!(lines[1].amount, "3.1000000000");
     }
 
     #[test]
     fn a_range_dates_each_line_by_its_result_and_empty_token_ends() {
-        let page = parse_page(&fixture("range-3-days.json"), "BlendedCost").unwrap();
-        let dates: Vec<_> = page.lines.iter().map(|l| l.date.as_str()).collect();
+        let page = parse_answer(&fixture("range-3-days.json")).unwrap();
+        assert_eq!(page.next_token(), None);
+        let lines = page.into_lines("BlendedCost");
+        let dates: Vec<_> = lines.iter().map(|l| l.date.as_str()).collect();
         assert_eq!(dates, ["2022-06-11", "2022-06-13", "2022-06-13"]);
-        assert_eq!(page.next_token, None);
-    }
-
-    #[test]
-    fn a_missing_metric_is_an_error_not_a_zero() {
-        let e = parse_page(&fixture("page-1-of-2.json"), "UnblendedCost").unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Permanent);
-        assert!(
-            e.message.contains("no UnblendedCost metric"),
-            "{}",
-            e.message
-        );
     }
 
     #[test]
@@ -367,8 +380,8 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::Transient);
         assert!(e.message.starts_with("Cost Explorer answered HTTP 502 with a non-JSON body: \"<html><head><title>502 Bad Gateway"), "{}", e.message);
         assert!(!e.message.contains('\n'));
-        let e = parse_page(&fixture("error-proxy.html"), "BlendedCost").unwrap_err();
-        assert!(e.message.contains("not a GetCostAndUsage result"));
+        let e = parse_answer(&fixture("error-proxy.html")).unwrap_err();
+        assert!(e.starts_with("not a GetCostAndUsage result"), "{e}");
         assert_eq!(
             parse_error(403, b"").message,
             "Cost Explorer answered HTTP 403 with an empty body"
