@@ -71,12 +71,16 @@ pub struct Served {
     pub groups: usize,
 }
 
+/// Answers a request from its parsed body and its number (1 for the first request).
+pub type Rule = Arc<dyn Fn(&Value, usize) -> Response + Send + Sync>;
+
 #[derive(Default)]
 struct State {
     requests: Vec<Request>,
     served: Vec<Served>,
     script: VecDeque<Response>,
     always: Option<Response>,
+    rule: Option<Rule>,
     violations: Vec<String>,
     /// token -> (the query it pages: the body without its token, offset)
     tokens: HashMap<String, (String, usize)>,
@@ -132,6 +136,12 @@ impl FakeCostExplorer {
     /// Once the script is used up, answer every request with this instead of generating.
     pub fn always(&self, response: Response) {
         self.state().always = Some(response);
+    }
+
+    /// Once the script is used up, answer every request with `rule` (a lying Cost Explorer:
+    /// cycling tokens, short or misdated answers, bad keys).
+    pub fn answer_with(&self, rule: impl Fn(&Value, usize) -> Response + Send + Sync + 'static) {
+        self.state().rule = Some(Arc::new(rule));
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -379,7 +389,15 @@ fn handle(shared: &Shared, request: &Request) -> Response {
         return error_response(400, body.to_string());
     }
 
-    let scripted = state.script.pop_front().or_else(|| state.always.clone());
+    let ruled = state.rule.clone().map(|rule| {
+        let body = request.json().unwrap_or(Value::Null);
+        move |n| rule(&body, n)
+    });
+    let scripted = state
+        .script
+        .pop_front()
+        .or_else(|| state.always.clone())
+        .or_else(|| ruled.map(|answer| answer(state.requests.len())));
     if let Some(response) = scripted {
         state.served.push(Served {
             status: response.status,
@@ -588,4 +606,29 @@ fn result_by_time(day: Date, groups: Vec<Value>) -> Value {
         "Groups": groups,
         "Estimated": true
     })
+}
+
+/// A 200 answer with this JSON body.
+pub fn answer(body: &Value) -> Response {
+    Response::with_body(200, CONTENT_TYPE, body.to_string())
+}
+
+/// One `ResultsByTime` entry for `day` with groups of (keys, amount).
+pub fn day_result(day: &str, groups: &[(Vec<&str>, &str)]) -> Value {
+    let end = parse_date(day)
+        .and_then(|d| d.next_day())
+        .map(format_date)
+        .unwrap_or_else(|| "2022-06-14".to_string());
+    day_result_between(day, &end, groups)
+}
+
+/// A `ResultsByTime` entry with any Start and End text (a lying answer may send anything).
+pub fn day_result_between(start: &str, end: &str, groups: &[(Vec<&str>, &str)]) -> Value {
+    let groups: Vec<Value> = groups
+        .iter()
+        .map(|(keys, amount)| {
+            json!({"Keys": keys, "Metrics": {"BlendedCost": {"Amount": amount, "Unit": "USD"}}})
+        })
+        .collect();
+    json!({"TimePeriod": {"Start": start, "End": end}, "Total": {}, "Groups": groups, "Estimated": false})
 }
