@@ -283,3 +283,24 @@ fn an_answer_short_of_a_group_key_or_a_metric_is_refused_not_delivered() {
         );
     }
 }
+
+#[test]
+fn cost_explorers_own_refusal_of_a_filter_is_shown_as_it_came() {
+    let ce = FakeCostExplorer::with_groups(2, 100);
+    let sandbox = Sandbox::new("breakdown-filter-refused");
+    let config = "filter:\n  Dimensions: {Key: RECORD_TYPE, Values: [Credit]}\n  Tags: {Key: team, Values: [web]}\n";
+    let run = sandbox
+        .cmd(&ce.url(), "-", config)
+        .args(["once", "--date", DAY])
+        .run(WITHIN);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(
+            "Cost Explorer refused the request (HTTP 400): ValidationException: Expression has more than one roots."
+        ),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(ce.request_count(), 1, "a refusal is not retried");
+    assert!(run.stdout.is_empty());
+}

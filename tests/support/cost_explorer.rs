@@ -408,6 +408,19 @@ fn handle(shared: &Shared, request: &Request) -> Response {
         return response;
     }
 
+    // Cost Explorer's own answer to a Filter it cannot read: a ValidationException.
+    let filter = request.json().ok().and_then(|b| b.get("Filter").cloned());
+    if let Some(message) = filter.as_ref().and_then(filter_problem) {
+        state.served.push(Served {
+            status: 400,
+            scripted: false,
+            next_token: None,
+            groups: 0,
+        });
+        let body = json!({"__type": "ValidationException", "message": message});
+        return error_response(400, body.to_string());
+    }
+
     match generate(&shared.options, &mut state, request) {
         Ok((body, next_token, groups)) => {
             state.served.push(Served {
@@ -434,6 +447,37 @@ fn handle(shared: &Shared, request: &Request) -> Response {
                     .to_string(),
             )
         }
+    }
+}
+
+/// What Cost Explorer says about an Expression it cannot read (its messages), if anything.
+pub fn filter_problem(expression: &Value) -> Option<String> {
+    const ROOTS: [&str; 6] = ["And", "Or", "Not", "Dimensions", "Tags", "CostCategories"];
+    let Some(map) = expression.as_object() else {
+        return Some(format!("Expression {expression} is not an object"));
+    };
+    let roots: Vec<&String> = map.keys().filter(|k| ROOTS.contains(&k.as_str())).collect();
+    if roots.len() != 1 || map.len() != 1 {
+        return Some(
+            "Expression has more than one roots. Only one root operator is allowed for each \
+             expression: And, Or, Not, Dimensions, Tags, CostCategories"
+                .to_string(),
+        );
+    }
+    let value = &map[roots[0].as_str()];
+    match roots[0].as_str() {
+        "And" | "Or" => match value.as_array() {
+            Some(list) if list.len() >= 2 => list.iter().find_map(filter_problem),
+            _ => Some(format!(
+                "{} needs a list of at least two expressions",
+                roots[0]
+            )),
+        },
+        "Not" => filter_problem(value),
+        _ => match (value["Key"].as_str(), value["Values"].as_array()) {
+            (Some(_), Some(_)) => None,
+            _ => Some(format!("{} needs Key and Values", roots[0])),
+        },
     }
 }
 
@@ -522,11 +566,6 @@ fn generate(
         }
     };
     let group_by = parse_group_by(&body["GroupBy"])?;
-    if let Some(filter) = body.get("Filter")
-        && !filter.is_object()
-    {
-        return Err(format!("Filter {filter} (expected an Expression object)"));
-    }
     let mut query = body.clone();
     if let Some(map) = query.as_object_mut() {
         map.remove("NextPageToken");
