@@ -110,25 +110,28 @@ impl Answer {
         self.next_page_token.as_deref().filter(|t| !t.is_empty())
     }
 
-    /// The billing lines of a checked answer, amounts moved as the exact strings sent.
-    pub fn into_lines(self, metric: &str) -> Vec<Line> {
-        let mut lines = Vec::new();
-        for result in self.results_by_time.unwrap_or_default() {
-            let date = result.time_period.start;
-            for group in result.groups.unwrap_or_default() {
-                let Some((_, value)) = group.metrics.into_iter().find(|(name, _)| name == metric)
-                else {
-                    continue;
-                };
-                lines.push(Line {
-                    date: date.clone(),
-                    service: group.keys.into_iter().next().unwrap_or_default(),
-                    amount: value.amount,
-                    unit: value.unit,
-                });
-            }
-        }
-        lines
+    /// The billing lines of a checked answer, amounts moved as the exact strings sent. One
+    /// at a time: the parsed page shrinks as its lines go, it is never held twice.
+    pub fn into_lines(self, metric: &str) -> impl Iterator<Item = Line> + '_ {
+        self.results_by_time
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(move |result| {
+                let date = result.time_period.start;
+                result
+                    .groups
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(move |group| {
+                        let (_, value) = group.metrics.into_iter().find(|(n, _)| n == metric)?;
+                        Some(Line {
+                            date: date.clone(),
+                            service: group.keys.into_iter().next().unwrap_or_default(),
+                            amount: value.amount,
+                            unit: value.unit,
+                        })
+                    })
+            })
     }
 }
 
@@ -311,14 +314,14 @@ mod tests {
     fn pages_keep_amounts_as_exact_strings() {
         let first = parse_answer(&fixture("page-1-of-2.json")).unwrap();
         assert_eq!(first.next_token(), Some("AAMA-EXAMPLE-TOKEN-2"));
-        let lines = first.into_lines("BlendedCost");
+        let lines: Vec<_> = first.into_lines("BlendedCost").collect();
         let amounts: Vec<_> = lines.iter().map(|l| l.amount.as_str()).collect();
         assert_eq!(amounts, ["0.01", "12.294", "0.0000001234"]);
         assert_eq!(lines[1].service, "Amazon Elastic Compute Cloud - Compute");
         assert_eq!(lines[1].date, "2022-06-13");
         let last = parse_answer(&fixture("page-2-of-2.json")).unwrap();
         assert_eq!(last.next_token(), None);
-        let lines = last.into_lines("BlendedCost");
+        let lines: Vec<_> = last.into_lines("BlendedCost").collect();
         assert_eq!(lines[0].amount, "-12.5");
         assert_eq!(lines[1].amount, "3.1000000000");
     }
@@ -327,7 +330,7 @@ mod tests {
     fn a_range_dates_each_line_by_its_result_and_empty_token_ends() {
         let page = parse_answer(&fixture("range-3-days.json")).unwrap();
         assert_eq!(page.next_token(), None);
-        let lines = page.into_lines("BlendedCost");
+        let lines: Vec<_> = page.into_lines("BlendedCost").collect();
         let dates: Vec<_> = lines.iter().map(|l| l.date.as_str()).collect();
         assert_eq!(dates, ["2022-06-11", "2022-06-13", "2022-06-13"]);
     }
