@@ -17,12 +17,14 @@ pub const METRICS: [&str; 7] = [
     "UnblendedCost",
     "UsageQuantity",
 ];
-const CONFIG_KEYS: [&str; 14] = [
+const CONFIG_KEYS: [&str; 16] = [
     "target",
     "endpoint",
     "region",
     "pull_hour",
     "metric",
+    "group_by",
+    "filter",
     "content_mode",
     "state_dir",
     "max_spool_mb",
@@ -141,7 +143,9 @@ pub struct Config {
     pub endpoint: String,
     pub region: String,
     pub pull_hour: u8,
+    /// The first of `breakdown.metrics`: the one in `amount` and `unit`.
     pub metric: String,
+    pub breakdown: crate::breakdown::Breakdown,
     pub content_mode: ContentMode,
     pub state_dir: PathBuf,
     /// The user chose state_dir (config or env): failing to use it is an error, not a warning.
@@ -207,11 +211,7 @@ pub fn load_reporting(
             .unwrap_or("us-east-1")
             .to_string(),
     };
-    let metric = file.one_of(
-        "metric",
-        &METRICS,
-        &format!("one of {}", METRICS.join(", ")),
-    )?;
+    let breakdown = crate::breakdown::from_config(file.map, file.name)?;
     let content_mode = match file
         .one_of(
             "content_mode",
@@ -231,7 +231,8 @@ pub fn load_reporting(
         pull_hour: file
             .integer("pull_hour", 0, 23, "an hour 0-23 (UTC)")?
             .unwrap_or(2) as u8,
-        metric: metric.unwrap_or_else(|| "BlendedCost".to_string()),
+        metric: breakdown.metrics[0].clone(),
+        breakdown,
         content_mode,
         state_dir,
         state_dir_named,

@@ -1,6 +1,7 @@
 //! GetCostAndUsage: the request body, the response pages, and what an error means.
 
-use crate::event::Line;
+use crate::breakdown::Breakdown;
+use crate::event::{Group as LineGroup, Line, Metric};
 use serde::{Deserialize, Serialize};
 use time::Date;
 
@@ -12,79 +13,165 @@ pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 struct Body<'a> {
     time_period: Period,
     granularity: &'a str,
-    metrics: [&'a str; 1],
-    group_by: [GroupBy; 1],
+    metrics: &'a [String],
+    group_by: Vec<GroupBy<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    filter: Option<&'a serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next_page_token: Option<&'a str>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Debug)]
 #[serde(rename_all = "PascalCase")]
-struct Period {
-    start: String,
-    end: String,
+pub struct Period {
+    pub start: String,
+    pub end: String,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct GroupBy {
+struct GroupBy<'a> {
     r#type: &'static str,
-    key: &'static str,
+    key: &'a str,
 }
 
 /// The JSON body for the inclusive day range `first..=last` (End is exclusive on the wire).
-pub fn request_body(first: Date, last: Date, metric: &str, page_token: Option<&str>) -> String {
+pub fn request_body(
+    first: Date,
+    last: Date,
+    breakdown: &Breakdown,
+    page_token: Option<&str>,
+) -> String {
     let body = Body {
         time_period: Period {
             start: crate::schedule::format_date(first),
             end: crate::schedule::format_date(last.next_day().unwrap_or(last)),
         },
         granularity: "DAILY",
-        metrics: [metric],
-        group_by: [GroupBy {
-            r#type: "DIMENSION",
-            key: "SERVICE",
-        }],
+        metrics: &breakdown.metrics,
+        group_by: breakdown
+            .group_by
+            .iter()
+            .map(|g| {
+                let (r#type, key) = g.wire();
+                GroupBy { r#type, key }
+            })
+            .collect(),
+        filter: breakdown.filter.as_ref(),
         next_page_token: page_token,
     };
     serde_json::to_string(&body).expect("plain structs always serialize")
 }
 
-#[derive(Deserialize)]
+/// One GetCostAndUsage answer page as sent; `answer::Check` decides whether it can be trusted.
+#[derive(Deserialize, Debug)]
 #[serde(rename_all = "PascalCase")]
-struct Response {
-    #[serde(default)]
-    results_by_time: Vec<ResultByTime>,
-    next_page_token: Option<String>,
+pub struct Answer {
+    pub results_by_time: Option<Vec<DayResult>>,
+    pub next_page_token: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug)]
 #[serde(rename_all = "PascalCase")]
-struct ResultByTime {
-    time_period: Period,
-    #[serde(default)]
-    groups: Vec<Group>,
+pub struct DayResult {
+    pub time_period: Period,
+    pub groups: Option<Vec<Group>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug)]
 #[serde(rename_all = "PascalCase")]
-struct Group {
-    keys: Vec<String>,
-    metrics: std::collections::HashMap<String, MetricValue>,
+pub struct Group {
+    pub keys: Vec<String>,
+    /// Name and value of each metric, in the order sent (a list: lighter than a map).
+    #[serde(deserialize_with = "metric_list")]
+    pub metrics: Vec<(String, MetricValue)>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug)]
 #[serde(rename_all = "PascalCase")]
-struct MetricValue {
-    amount: String,
-    unit: String,
+pub struct MetricValue {
+    pub amount: String,
+    pub unit: String,
 }
 
-/// One page: its billing lines and the token for the next page, if any.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Page {
-    pub lines: Vec<Line>,
-    pub next_token: Option<String>,
+fn metric_list<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(String, MetricValue)>, D::Error> {
+    struct Visit;
+    impl<'de> serde::de::Visitor<'de> for Visit {
+        type Value = Vec<(String, MetricValue)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of metric names to {Amount, Unit}")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(entry) = map.next_entry()? {
+                out.push(entry);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Visit)
+}
+
+impl Answer {
+    /// The token for the next page; an empty one ends the paging like a missing one.
+    pub fn next_token(&self) -> Option<&str> {
+        self.next_page_token.as_deref().filter(|t| !t.is_empty())
+    }
+
+    /// The billing lines of a checked answer (each group has one key per `group_by` entry and
+    /// every metric: `answer::Check`), amounts moved as the exact strings sent, metrics in
+    /// the order of `metric`. One at a time: the parsed page shrinks as its lines go, it is
+    /// never held twice.
+    pub fn into_lines<'a>(self, breakdown: &'a Breakdown) -> impl Iterator<Item = Line> + 'a {
+        self.results_by_time
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(move |result| {
+                let date = result.time_period.start;
+                result
+                    .groups
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |group| breakdown.line(date.clone(), group))
+            })
+    }
+}
+
+impl Breakdown {
+    /// One group of a result as a line: its keys by `group_by`, its metrics by `metric`.
+    fn line(&self, date: String, mut group: Group) -> Line {
+        let mut metrics = Vec::with_capacity(self.metrics.len());
+        for name in &self.metrics {
+            if let Some(i) = group.metrics.iter().position(|(n, _)| n == name) {
+                let (name, value) = group.metrics.swap_remove(i);
+                metrics.push(Metric {
+                    name,
+                    amount: value.amount,
+                    unit: value.unit,
+                });
+            }
+        }
+        let groups = self
+            .group_by
+            .iter()
+            .zip(&group.keys)
+            .map(|(by, key)| LineGroup {
+                by: by.clone(),
+                value: by.value_of(key),
+            })
+            .collect();
+        Line {
+            date,
+            groups,
+            metrics,
+            routing: self.routing,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,38 +190,15 @@ pub struct CeError {
     pub message: String,
 }
 
-/// Interprets a 2xx body as a page of lines, amounts copied as the exact strings sent.
-pub fn parse_page(body: &[u8], metric: &str) -> Result<Page, CeError> {
-    let response: Response = serde_json::from_slice(body).map_err(|e| CeError {
-        kind: ErrorKind::Permanent,
-        message: format!(
-            "Cost Explorer sent a response that is not a GetCostAndUsage result ({e}): {}",
+/// Reads a 2xx body as an answer page (not yet checked against the request).
+pub fn parse_answer(body: &[u8]) -> Result<Answer, String> {
+    serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "not a GetCostAndUsage result ({}): {}",
+            crate::log::peer(&e.to_string()),
             snippet(body)
-        ),
-    })?;
-    let mut lines = Vec::new();
-    for result in response.results_by_time {
-        for group in result.groups {
-            let service = group.keys.into_iter().next().unwrap_or_default();
-            let Some(value) = group.metrics.get(metric) else {
-                return Err(CeError {
-                    kind: ErrorKind::Permanent,
-                    message: format!(
-                        "Cost Explorer result for {service:?} on {} has no {metric} metric",
-                        result.time_period.start
-                    ),
-                });
-            };
-            lines.push(Line {
-                date: result.time_period.start.clone(),
-                service,
-                amount: value.amount.clone(),
-                unit: value.unit.clone(),
-            });
-        }
-    }
-    let next_token = response.next_page_token.filter(|t| !t.is_empty());
-    Ok(Page { lines, next_token })
+        )
+    })
 }
 
 #[derive(Deserialize)]
@@ -218,7 +282,10 @@ pub fn parse_error(status: u16, body: &[u8]) -> CeError {
         .unwrap_or_default();
     CeError {
         kind,
-        message: format!("Cost Explorer refused the request (HTTP {status}): {name}{message}"),
+        message: format!(
+            "Cost Explorer refused the request (HTTP {status}): {}{message}",
+            crate::log::peer(&name)
+        ),
     }
 }
 
@@ -239,21 +306,27 @@ fn xml_error(body: &[u8]) -> Option<ErrorBody> {
 
 /// The first bytes of a body as one printable line.
 pub fn snippet(body: &[u8]) -> String {
-    format!("{:?}", one_line(&String::from_utf8_lossy(body), 120))
+    let head = &body[..body.len().min(1024)];
+    format!("\"{}\"", one_line(&String::from_utf8_lossy(head), 120))
 }
 
+/// Peer text as one line: whitespace runs as one space, control characters escaped, cut at `max`.
 fn one_line(s: &str, max: usize) -> String {
     let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    match joined.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &joined[..i]),
-        None => joined,
-    }
+    crate::log::escape(&joined, max)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use time::macros::date;
+
+    fn metric(name: &str) -> Breakdown {
+        Breakdown {
+            metrics: vec![name.to_string()],
+            ..Breakdown::default()
+        }
+    }
 
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(format!("{}/fixtures/ce/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -265,7 +338,7 @@ mod tests {
             request_body(
                 date!(2022 - 06 - 13),
                 date!(2022 - 06 - 13),
-                "BlendedCost",
+                &metric("BlendedCost"),
                 None
             ),
             r#"{"TimePeriod":{"Start":"2022-06-13","End":"2022-06-14"},"Granularity":"DAILY","Metrics":["BlendedCost"],"GroupBy":[{"Type":"DIMENSION","Key":"SERVICE"}]}"#
@@ -273,7 +346,7 @@ mod tests {
         let paged = request_body(
             date!(2022 - 12 - 30),
             date!(2022 - 12 - 31),
-            "UnblendedCost",
+            &metric("UnblendedCost"),
             Some("tok"),
         );
         assert!(
@@ -285,37 +358,93 @@ mod tests {
 
     #[test]
     fn pages_keep_amounts_as_exact_strings() {
-        let first = parse_page(&fixture("page-1-of-2.json"), "BlendedCost").unwrap();
-        assert_eq!(first.next_token.as_deref(), Some("AAMA-EXAMPLE-TOKEN-2"));
-        let amounts: Vec<_> = first.lines.iter().map(|l| l.amount.as_str()).collect();
+        let first = parse_answer(&fixture("page-1-of-2.json")).unwrap();
+        assert_eq!(first.next_token(), Some("AAMA-EXAMPLE-TOKEN-2"));
+        let lines: Vec<_> = first.into_lines(&metric("BlendedCost")).collect();
+        let amounts: Vec<_> = lines.iter().map(|l| l.amount()).collect();
         assert_eq!(amounts, ["0.01", "12.294", "0.0000001234"]);
         assert_eq!(
-            first.lines[1].service,
+            lines[1].groups[0].value,
             "Amazon Elastic Compute Cloud - Compute"
         );
-        assert_eq!(first.lines[1].date, "2022-06-13");
-        let last = parse_page(&fixture("page-2-of-2.json"), "BlendedCost").unwrap();
-        assert_eq!(last.next_token, None);
-        assert_eq!(last.lines[0].amount, "-12.5");
-        assert_eq!(last.lines[1].amount, "3.1000000000");
+        assert_eq!(lines[1].date, "2022-06-13");
+        let last = parse_answer(&fixture("page-2-of-2.json")).unwrap();
+        assert_eq!(last.next_token(), None);
+        let lines: Vec<_> = last.into_lines(&metric("BlendedCost")).collect();
+        assert_eq!(lines[0].amount(), "-12.5");
+        assert_eq!(lines[1].amount(), "3.1000000000");
     }
 
     #[test]
     fn a_range_dates_each_line_by_its_result_and_empty_token_ends() {
-        let page = parse_page(&fixture("range-3-days.json"), "BlendedCost").unwrap();
-        let dates: Vec<_> = page.lines.iter().map(|l| l.date.as_str()).collect();
+        let page = parse_answer(&fixture("range-3-days.json")).unwrap();
+        assert_eq!(page.next_token(), None);
+        let lines: Vec<_> = page.into_lines(&metric("BlendedCost")).collect();
+        let dates: Vec<_> = lines.iter().map(|l| l.date.as_str()).collect();
         assert_eq!(dates, ["2022-06-11", "2022-06-13", "2022-06-13"]);
-        assert_eq!(page.next_token, None);
+    }
+
+    fn breakdown() -> Breakdown {
+        use crate::breakdown::GroupBy;
+        Breakdown {
+            group_by: vec![
+                GroupBy::Dimension("LINKED_ACCOUNT"),
+                GroupBy::Tag("team".into()),
+            ],
+            metrics: vec!["UnblendedCost".into(), "UsageQuantity".into()],
+            filter: Some(
+                serde_json::json!({"Not": {"Dimensions": {"Key": "RECORD_TYPE", "Values": ["Credit"]}}}),
+            ),
+            routing: true,
+        }
     }
 
     #[test]
-    fn a_missing_metric_is_an_error_not_a_zero() {
-        let e = parse_page(&fixture("page-1-of-2.json"), "UnblendedCost").unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Permanent);
+    fn a_breakdown_body_groups_by_each_entry_asks_every_metric_and_sends_the_filter() {
+        assert_eq!(
+            request_body(
+                date!(2022 - 06 - 13),
+                date!(2022 - 06 - 13),
+                &breakdown(),
+                None
+            ),
+            r#"{"TimePeriod":{"Start":"2022-06-13","End":"2022-06-14"},"Granularity":"DAILY","Metrics":["UnblendedCost","UsageQuantity"],"GroupBy":[{"Type":"DIMENSION","Key":"LINKED_ACCOUNT"},{"Type":"TAG","Key":"team"}],"Filter":{"Not":{"Dimensions":{"Key":"RECORD_TYPE","Values":["Credit"]}}}}"#
+        );
+        let mut cc = breakdown();
+        cc.group_by = vec![crate::breakdown::GroupBy::CostCategory("Teams".into())];
+        let body = request_body(date!(2022 - 06 - 13), date!(2022 - 06 - 13), &cc, None);
         assert!(
-            e.message.contains("no UnblendedCost metric"),
-            "{}",
-            e.message
+            body.contains(r#""GroupBy":[{"Type":"COST_CATEGORY","Key":"Teams"}]"#),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn breakdown_groups_keep_each_key_and_every_metric() {
+        let body = br#"{"ResultsByTime":[{"TimePeriod":{"Start":"2022-06-13","End":"2022-06-14"},"Estimated":true,"Groups":[
+            {"Keys":["123456789012","team$web"],"Metrics":{"UnblendedCost":{"Amount":"1.10","Unit":"USD"},"UsageQuantity":{"Amount":"24","Unit":"Hrs"}}},
+            {"Keys":["123456789012","team$"],"Metrics":{"UsageQuantity":{"Amount":"0","Unit":"N/A"},"UnblendedCost":{"Amount":"-0.0000000001","Unit":"USD"}}}]}]}"#;
+        let lines = parse_answer(body)
+            .unwrap()
+            .into_lines(&breakdown())
+            .collect::<Vec<_>>();
+        let line = &lines[0];
+        assert_eq!(line.groups[0].value, "123456789012");
+        assert_eq!(line.groups[1].value, "web");
+        assert_eq!(lines[1].groups[1].value, "", "untagged");
+        assert!(line.routing);
+        let metrics: Vec<_> = lines[1]
+            .metrics
+            .iter()
+            .map(|m| (m.name.as_str(), m.amount.as_str(), m.unit.as_str()))
+            .collect();
+        assert_eq!(
+            metrics,
+            [
+                ("UnblendedCost", "-0.0000000001", "USD"),
+                ("UsageQuantity", "0", "N/A")
+            ],
+            "in the order asked, whatever the order sent"
         );
     }
 
@@ -367,8 +496,8 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::Transient);
         assert!(e.message.starts_with("Cost Explorer answered HTTP 502 with a non-JSON body: \"<html><head><title>502 Bad Gateway"), "{}", e.message);
         assert!(!e.message.contains('\n'));
-        let e = parse_page(&fixture("error-proxy.html"), "BlendedCost").unwrap_err();
-        assert!(e.message.contains("not a GetCostAndUsage result"));
+        let e = parse_answer(&fixture("error-proxy.html")).unwrap_err();
+        assert!(e.starts_with("not a GetCostAndUsage result"), "{e}");
         assert_eq!(
             parse_error(403, b"").message,
             "Cost Explorer answered HTTP 403 with an empty body"
