@@ -17,6 +17,11 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 # root under target/ leaves /var/lib/containers alone (and `make clean` removes it).
 BUILDAH     := buildah --root $(abspath $(IMAGE_DIR))/storage --runroot $(abspath $(IMAGE_DIR))/run --storage-driver vfs
 
+# A test that calls make runs with cargo's CARGO_PKG_* and CARGO_MANIFEST_* set, and ring's
+# build script reruns when CARGO_PKG_VERSION_PRE changes: keep them out of the recipes, or
+# every `make static` from a test would rebuild the release binaries from scratch.
+unexport $(filter CARGO_PKG_% CARGO_MANIFEST_%,$(.VARIABLES))
+
 # $(call need,COMMAND,DEBIAN PACKAGES): apt-get install the packages when the command is missing.
 need = command -v $(1) >/dev/null || $(call apt,$(2))
 apt = { echo "installing $(1)"; \
