@@ -31,7 +31,7 @@ apt = { echo "installing $(1)"; \
 # $(call target,TRIPLE): rustup target add when missing.
 target = rustup target list --installed 2>/dev/null | grep -qx $(1) || rustup target add $(1)
 
-.PHONY: build test unit conformance lint demo static static-arm64 size image bench bench-smoke clean
+.PHONY: build test unit conformance lint demo static static-arm64 size image image-context bench bench-smoke clean
 
 build:
 	$(CARGO) build
@@ -77,25 +77,33 @@ size: static static-arm64
 
 ## The multi-arch image (linux/amd64 + linux/arm64) as one OCI archive holding the index,
 ## built by buildah from Dockerfile.scratch and the two static binaries.
-image: static static-arm64
+image: image-context
 	@$(call need,buildah,buildah)
 	@$(call need,skopeo,skopeo)
-	rm -rf $(CONTEXT) $(OCI_ARCHIVE)
-	mkdir -p $(CONTEXT)/amd64 $(CONTEXT)/arm64 $(CONTEXT)/data
-	install -m 0755 $(STATIC_BIN) $(CONTEXT)/amd64/source-aws-billing
-	install -m 0755 $(ARM_BIN) $(CONTEXT)/arm64/source-aws-billing
+	rm -f $(OCI_ARCHIVE)
 	-@$(BUILDAH) rmi --all --force >/dev/null 2>&1
 	BUILDAH_ISOLATION=chroot $(BUILDAH) build --quiet --timestamp $(SOURCE_DATE_EPOCH) \
 		--manifest $(IMAGE_NAME):$(VERSION) --platform linux/amd64,linux/arm64 -f Dockerfile.scratch $(CONTEXT)
 	$(BUILDAH) manifest push --quiet --all --format oci $(IMAGE_NAME):$(VERSION) \
 		oci-archive:$(OCI_ARCHIVE):$(IMAGE_NAME):$(VERSION)
 	@sha256sum $(STATIC_BIN) $(ARM_BIN) $(OCI_ARCHIVE)
+	@echo "image index digest (the same for the same binaries and commit; what a registry shows):"
+	@echo "  sha256:$$(skopeo inspect --raw oci-archive:$(OCI_ARCHIVE) | sha256sum | cut -d' ' -f1)"
 	@echo
 	@echo "$(OCI_ARCHIVE): $(IMAGE_NAME):$(VERSION) for linux/amd64 and linux/arm64. Next:"
 	@echo "  push both:    skopeo copy --all oci-archive:$(OCI_ARCHIVE) docker://REGISTRY/$(IMAGE_NAME):$(VERSION)"
 	@echo "  podman:       podman load -i $(OCI_ARCHIVE)   (the host's architecture)"
 	@echo "  docker (one): skopeo copy --override-arch amd64 oci-archive:$(OCI_ARCHIVE) docker-archive:$(IMAGE_DIR)/amd64.tar:$(IMAGE_NAME):$(VERSION)"
 	@echo "                docker load -i $(IMAGE_DIR)/amd64.tar   (arm64: --override-arch arm64)"
+
+## The build context Dockerfile.scratch reads: amd64/ and arm64/ with each binary, an empty
+## data/. (Where a Docker engine runs: docker buildx build --platform linux/amd64,linux/arm64
+## -f Dockerfile.scratch target/image/context.)
+image-context: static static-arm64
+	rm -rf $(CONTEXT)
+	mkdir -p $(CONTEXT)/amd64 $(CONTEXT)/arm64 $(CONTEXT)/data
+	install -m 0755 $(STATIC_BIN) $(CONTEXT)/amd64/source-aws-billing
+	install -m 0755 $(ARM_BIN) $(CONTEXT)/arm64/source-aws-billing
 
 bench: static
 	tests/bench/run
