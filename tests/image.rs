@@ -5,9 +5,11 @@
 //! under `CI=true`, where a missing tool is a failure: CI must really run them.
 //!
 //! Podman as root on this kind of machine (a VM or container without systemd, without
-//! CAP_SYS_RESOURCE, with cgroup v1) needs, on top of the private storage below:
-//! - `--runtime runc`: crun fails here on cgroups; runc works;
-//! - `--cgroup-manager cgroupfs`: there is no systemd to ask for a scope;
+//! CAP_SYS_RESOURCE, with hybrid cgroups) needs, on top of the private storage below:
+//! - `--runtime runc`: crun refuses this host's hybrid cgroup v1/v2 layout, even with
+//!   `--cgroups=disabled` ("cgroups in hybrid mode not supported"); runc works;
+//! - `--cgroup-manager cgroupfs`: there is no systemd to ask for a scope (podman falls back
+//!   to cgroupfs by itself here; saying so keeps the test off that guess);
 //! - `--ulimit nofile=1024:1024 --ulimit nproc=1024:1024`: podman's defaults (nofile
 //!   1048576, nproc the host's) are above what runc may set without CAP_SYS_RESOURCE
 //!   ("error setting rlimit type 7: operation not permitted"; type 6 is nproc, which failed
@@ -559,14 +561,10 @@ fn the_amd64_image_runs_in_podman_with_the_seed_mounts_and_keeps_its_state_in_a_
         "{}",
         first.describe("podman run IMAGE once")
     );
-    assert!(
-        !first.stderr.contains("WARN"),
-        "{}",
-        first.describe("no warning (e.g. /vance/data not writable, running from memory)")
-    );
     assert_every_event(&ce, &receiver, 7);
 
-    // The state is in the volume, written by the image's user.
+    // The state is in the volume, written by the image's user (an image whose /vance/data
+    // is not 65532's leaves a fresh volume unwritable: the run warns and keeps it in memory).
     let mountpoint = podman
         .run(
             &[
