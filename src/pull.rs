@@ -15,9 +15,6 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use time::{Date, OffsetDateTime};
 
-/// Attempts per Cost Explorer page before the pull is given up (for now).
-const PULL_ATTEMPTS: u32 = 6;
-
 impl Runtime {
     /// Pulls `first..=last`, page by page (at most `max_pages`), calling `sink` for each line.
     /// Returns (pages, lines). Throttling, 5xx, network errors and answers that do not fit
@@ -120,7 +117,7 @@ impl Runtime {
                 self.max_backoff().min(Duration::from_secs(60)),
                 hint,
             );
-            if e.kind != ErrorKind::Transient || attempt + 1 >= PULL_ATTEMPTS {
+            if e.kind != ErrorKind::Transient || attempt + 1 >= bounds::ATTEMPTS_PER_PAGE {
                 return Err(Failure::CostExplorer(e));
             }
             if !bounds::may_retry(*failing, wait) {
