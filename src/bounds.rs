@@ -39,6 +39,9 @@ pub const TARGET_LIMITS: Limits = Limits {
     max_error_body: SMALL_BODY_BYTES,
 };
 
+/// Attempts per Cost Explorer page before the pull is given up.
+pub const ATTEMPTS_PER_PAGE: u32 = 6;
+
 /// Time one pull may spend in failed Cost Explorer attempts and the waits between them.
 pub const PULL_FAILING_BUDGET: Duration = Duration::from_secs(180);
 
@@ -66,7 +69,7 @@ mod tests {
         let longest_wait = Duration::from_secs(60); // pull.rs caps the backoff at 60 s
         let mut failing = CE_DEADLINE; // the first attempt, run to its deadline
         let mut attempts = 1;
-        while may_retry(failing, longest_wait) {
+        while attempts < ATTEMPTS_PER_PAGE && may_retry(failing, longest_wait) {
             failing += longest_wait + CE_DEADLINE;
             attempts += 1;
         }

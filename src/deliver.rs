@@ -4,6 +4,7 @@ use crate::config::Target;
 use crate::costexplorer;
 use crate::event::Event;
 use crate::http::Request;
+use crate::log::peer;
 use crate::retry::{Outcome, delivery_outcome, next_wait, retry_after};
 use crate::service::{Delivery, Runtime, describe_range};
 use crate::state::{Batch, State};
@@ -25,14 +26,14 @@ impl Runtime {
             let event: Event = serde_json::from_str(json).map_err(|e| format!("spool line {}: {e}", costexplorer::snippet(json.as_bytes())))?;
             match self.send_event(&event, deadline) {
                 Sent::Delivered => {
-                    debug!("delivered {} / {} / {} {} (id {})", event.data.date, event.data.label(), event.data.amount, event.data.unit, event.id);
+                    debug!("delivered {} / {} / {} {} (id {})", peer(&event.data.date), peer(&event.data.label()), peer(&event.data.amount), peer(&event.data.unit), peer(&event.id));
                     outcome.delivered += 1;
                     Ok(true)
                 }
                 Sent::Rejected(status, reason) => {
                     error!(
-                        "the target rejected the event for {} on {} with HTTP {status}: {reason}; kept in dead-letter.jsonl",
-                        event.data.label(), event.data.date
+                        "the target rejected the event for \"{}\" on {} with HTTP {status}: {reason}; kept in dead-letter.jsonl",
+                        peer(&event.data.label()), peer(&event.data.date)
                     );
                     state.dead_letter(status, &reason, json)?;
                     outcome.rejected += 1;
@@ -76,7 +77,7 @@ impl Runtime {
                             "the target answered HTTP {} redirecting to {}: set target to the final URL (the events stay in the spool)",
                             r.status,
                             r.header("location")
-                                .map(crate::http::redact)
+                                .map(|l| peer(&crate::http::redact(l)))
                                 .unwrap_or_else(|| "nowhere".into())
                         );
                         return Sent::Stopped;

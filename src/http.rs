@@ -162,13 +162,24 @@ impl Client {
             self.limits.max_error_body
         };
         let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
-        let body = read_capped(&mut reader, cap + 1).map_err(|e| SendError {
-            message: format!(
-                "{}: reading the answer failed: {}",
-                origin(&request.url),
-                crate::log::peer(&e.to_string())
-            ),
-            permanent: false,
+        let body = read_capped(&mut reader, cap + 1).map_err(|e| {
+            let timed_out = e.kind() == std::io::ErrorKind::TimedOut
+                || e.get_ref()
+                    .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+                    .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)));
+            let what = if timed_out {
+                "timed out reading the answer"
+            } else {
+                "reading the answer failed"
+            };
+            SendError {
+                message: format!(
+                    "{}: {what}: {}",
+                    origin(&request.url),
+                    crate::log::peer(&e.to_string())
+                ),
+                permanent: false,
+            }
         })?;
         let truncated = body.len() as u64 > cap;
         let mut body = body;
@@ -429,6 +440,66 @@ mod tests {
         assert!(body.capacity() < 200_001 + 64 * 1024, "{}", body.capacity());
         let body = read_capped(&mut &b"short"[..], 1000).unwrap();
         assert_eq!(body, b"short");
+    }
+
+    /// A peer that answers every request with `head` and then one byte of `drip` every
+    /// 100 ms, for up to a minute.
+    fn dripping_peer(head: &'static str, drip: &'static [u8]) -> String {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                        line.clear();
+                    }
+                    let mut stream = stream;
+                    let _ = stream.write_all(head.as_bytes());
+                    for byte in drip.iter().cycle().take(600) {
+                        std::thread::sleep(Duration::from_millis(100)); // the drip's pace
+                        if stream.write_all(&[*byte]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn a_dripping_peer_is_cut_off_at_the_deadline() {
+        let limits = Limits {
+            deadline: Duration::from_millis(1200),
+            max_body: 1024 * 1024,
+            max_error_body: 1024,
+        };
+        for (head, drip) in [
+            // Headers one byte at a time, never the blank line that ends them.
+            ("HTTP/1.1 200 OK\r\n", &b"X-Drip: 1\r\n"[..]),
+            // The body one byte at a time, a claimed megabyte.
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n",
+                &b"{"[..],
+            ),
+        ] {
+            let url = dripping_peer(head, drip);
+            let client = Client::new(&url, None, limits, &|_| None).unwrap();
+            let request = Request {
+                method: "POST",
+                url,
+                headers: vec![],
+                body: b"{}".to_vec(),
+            };
+            let e = client.send(&request).unwrap_err();
+            assert!(
+                e.message.contains("timed out") && !e.permanent,
+                "{head:?}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -15,9 +15,6 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use time::{Date, OffsetDateTime};
 
-/// Attempts per Cost Explorer page before the pull is given up (for now).
-const PULL_ATTEMPTS: u32 = 6;
-
 impl Runtime {
     /// Pulls `first..=last`, page by page (at most `max_pages`), calling `sink` for each line.
     /// Returns (pages, lines). Throttling, 5xx, network errors and answers that do not fit
@@ -39,11 +36,15 @@ impl Runtime {
         for w in warnings {
             warn!("{w}");
         }
-        let mut check = Check::new(Shape {
-            first,
-            last,
-            group_by: self.config.breakdown.group_by.len(),
-            metrics: self.config.breakdown.metrics.clone(),
+        // A pull cut short by `max_pages` (`check`'s one page) is never recorded: only
+        // whether Cost Explorer accepts the signed request counts, not what it answers.
+        let mut check = (max_pages == usize::MAX).then(|| {
+            Check::new(Shape {
+                first,
+                last,
+                group_by: self.config.breakdown.group_by.len(),
+                metrics: self.config.breakdown.metrics.clone(),
+            })
         });
         let page_cap = bounds::page_cap(first, last);
         let mut tokens_seen = HashSet::new();
@@ -53,7 +54,7 @@ impl Runtime {
         loop {
             let body =
                 costexplorer::request_body(first, last, &self.config.breakdown, token.as_deref());
-            let page = self.page(&credentials, &body, &mut check, &mut failing)?;
+            let page = self.page(&credentials, &body, check.as_mut(), &mut failing)?;
             pages += 1;
             let next = page.next_token().map(str::to_string);
             debug!(
@@ -92,7 +93,7 @@ impl Runtime {
         &self,
         credentials: &Credentials,
         body: &str,
-        check: &mut Check,
+        mut check: Option<&mut Check>,
         failing: &mut Duration,
     ) -> Result<Answer, Failure> {
         let mut attempt = 0;
@@ -100,6 +101,9 @@ impl Runtime {
             let started = Instant::now();
             let (result, hint) = self.attempt(credentials, body);
             let result = result.and_then(|answer| {
+                let Some(check) = check.as_deref_mut() else {
+                    return Ok(answer);
+                };
                 check
                     .page(&answer, answer.next_token().is_none())
                     .map_err(|e| CeError {
@@ -120,7 +124,7 @@ impl Runtime {
                 self.max_backoff().min(Duration::from_secs(60)),
                 hint,
             );
-            if e.kind != ErrorKind::Transient || attempt + 1 >= PULL_ATTEMPTS {
+            if e.kind != ErrorKind::Transient || attempt + 1 >= bounds::ATTEMPTS_PER_PAGE {
                 return Err(Failure::CostExplorer(e));
             }
             if !bounds::may_retry(*failing, wait) {
