@@ -17,7 +17,7 @@ pub const METRICS: [&str; 7] = [
     "UnblendedCost",
     "UsageQuantity",
 ];
-const CONFIG_KEYS: [&str; 14] = [
+const CONFIG_KEYS: [&str; 18] = [
     "target",
     "endpoint",
     "region",
@@ -32,6 +32,10 @@ const CONFIG_KEYS: [&str; 14] = [
     "ca_file",
     "secret",
     "name",
+    "role_arn",
+    "external_id",
+    "role_session_name",
+    "duration_seconds",
 ];
 const SECRET_KEYS: [&str; 4] = [
     "access_key_id",
@@ -113,6 +117,7 @@ pub struct Config {
     pub send_timeout_s: u64,
     pub ca_file: Option<PathBuf>,
     pub secret: SecretSource,
+    pub role: crate::credentials::RoleSettings,
 }
 
 /// What the command line says about where things are.
@@ -295,9 +300,8 @@ pub fn load(
             config_section,
             env: env_credentials,
         },
+        role: crate::credentials::role_settings(&map, &name)?,
     };
-    let (_, secret_warnings) = load_credentials(&config.secret)?;
-    warnings.extend(secret_warnings);
     Ok((config, warnings))
 }
 
@@ -330,6 +334,33 @@ pub fn load_credentials(source: &SecretSource) -> Result<(Credentials, Vec<Strin
         "no AWS credentials: set access_key_id and secret_access_key in {name} \
          (or the config's secret: section, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
     ))
+}
+
+/// For the credential chain: what the static sources are, and whether any of them gives
+/// keys at all (a broken or named-but-missing secret file counts as given: it is reported).
+pub fn static_sources(source: &SecretSource) -> (String, Option<&'static str>) {
+    let looked = format!(
+        "access_key_id/secret_access_key in secret file {} or the config's secret: section, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+        source.file.display()
+    );
+    let in_file = match read_optional(&source.file, source.file_named) {
+        Err(_) => true,
+        Ok(None) => false,
+        Ok(Some(text)) => match parse_document("", &text) {
+            Err(_) => true,
+            Ok(map) => SECRET_KEYS.iter().any(|k| map.contains_key(*k)),
+        },
+    };
+    let given = if in_file {
+        Some("secret file")
+    } else if source.config_section.is_some() {
+        Some("the config's secret: section")
+    } else if source.env.is_some() {
+        Some("environment (AWS_ACCESS_KEY_ID)")
+    } else {
+        None
+    };
+    (looked, given)
 }
 
 fn credentials_from(doc: &Doc) -> Result<Option<Credentials>, ConfigError> {
@@ -594,7 +625,10 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        load(&o, &|k| env.get(k).cloned())
+        // As the binary does: the config, then the static keys (while the files exist).
+        let (config, mut warnings) = load(&o, &|k| env.get(k).cloned())?;
+        warnings.extend(load_credentials(&config.secret)?.1);
+        Ok((config, warnings))
     }
 
     fn error_of(config: &str) -> String {
@@ -741,8 +775,9 @@ mod tests {
         );
         let (_dir, mut o) = setup("target: http://x\n", None);
         o.secret = Some(PathBuf::from("/nonexistent/secret.yml"));
+        let (config, _) = load(&o, &|_| None).unwrap();
         assert_eq!(
-            load(&o, &|_| None).unwrap_err().0,
+            load_credentials(&config.secret).unwrap_err().0,
             "/nonexistent/secret.yml: no such file"
         );
     }

@@ -1,6 +1,5 @@
 //! Pulling from Cost Explorer: signed requests page by page, retried, into the spool.
 
-use crate::config::load_credentials;
 use crate::costexplorer::{self, CeError, ErrorKind};
 use crate::event::{Event, Line};
 use crate::http::Request;
@@ -25,15 +24,12 @@ impl Runtime {
         max_pages: usize,
         sink: &mut dyn FnMut(Line) -> Result<(), String>,
     ) -> Result<(usize, usize), Failure> {
-        let (credentials, warnings) = load_credentials(&self.config.secret).map_err(|e| {
-            Failure::CostExplorer(CeError {
-                kind: ErrorKind::Credentials,
-                message: e.0,
-            })
-        })?;
-        for w in warnings {
-            warn!("{w}");
-        }
+        let sleep = |d| self.signals.sleep_for(d);
+        let credentials = self
+            .credentials
+            .get(&sleep)
+            .map_err(Failure::from)?
+            .credentials;
         let (mut pages, mut lines) = (0, 0);
         let mut token: Option<String> = None;
         loop {

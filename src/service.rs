@@ -20,6 +20,7 @@ pub struct Runtime {
     pub signals: Signals,
     pub(crate) ce: Client,
     pub(crate) target: Option<Client>,
+    pub credentials: crate::credentials::Provider,
 }
 
 /// How a pull failed.
@@ -69,11 +70,13 @@ impl Runtime {
             Target::Http(url) => Some(Client::new(url, ca, 64 * 1024, env)?),
             Target::Stdout => None,
         };
+        let credentials = crate::credentials::Provider::new(&config, env)?;
         Ok(Runtime {
             config,
             signals,
             ce,
             target,
+            credentials,
         })
     }
 
@@ -256,9 +259,10 @@ pub fn check(rt: &Runtime) -> i32 {
     match rt.pull(day, day, 1, &mut |_| Ok(())) {
         Ok((_, n)) => {
             info!(
-                "check passed: Cost Explorer at {} accepted the signed request ({n} groups on the first page for {}); target {}",
+                "check passed: Cost Explorer at {} accepted the signed request ({n} groups on the first page for {}); credentials: {}; target {}",
                 crate::http::redact(&rt.config.endpoint),
                 format_date(day),
+                rt.credentials.source(),
                 target_name(&rt.config.target)
             );
             0
