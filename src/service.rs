@@ -70,13 +70,13 @@ impl Runtime {
             Target::Http(url) => Some(Client::new(url, ca, 64 * 1024, env)?),
             Target::Stdout => None,
         };
-        let credentials = crate::credentials::Provider::new(&config, env)?;
         Ok(Runtime {
+            // Before `config` moves in.
+            credentials: crate::credentials::Provider::new(&config, env)?,
             config,
             signals,
             ce,
             target,
-            credentials,
         })
     }
 

@@ -156,7 +156,10 @@ pub fn fetch(endpoint: &Endpoint) -> Result<Obtained, CredError> {
             Ok((s, _)) if s >= 500 && attempt == 0 => attempt += 1,
             Ok(answer) => break answer,
             Err(_) if attempt == 0 => attempt += 1,
-            Err(e) => return Err(fail(true, format!("{place}: {e}"))),
+            Err(e) => {
+                let why = super::unreachable(&e, TIMEOUT);
+                return Err(fail(true, format!("{place}: {why}")));
+            }
         }
     };
     if status != 200 {

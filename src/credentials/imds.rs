@@ -56,7 +56,7 @@ pub fn fetch(base: &str) -> Result<Found, CredError> {
     };
     let (status, token) = match put().or_else(|_| put()) {
         Ok(answer) => answer,
-        Err(e) => return Ok(Found::Absent(format!("no answer: {e}"))),
+        Err(e) => return Ok(Found::Absent(super::unreachable(&e, TIMEOUT))),
     };
     if status != 200 {
         return Err(fail(format!(
@@ -77,7 +77,7 @@ pub fn fetch(base: &str) -> Result<Found, CredError> {
         )
         .map_err(|e| CredError {
             transient: true,
-            message: format!("{base}: {e}"),
+            message: format!("{base}: {}", super::unreachable(&e, TIMEOUT)),
         })
     };
     let (status, listing) = get("")?;

@@ -127,7 +127,7 @@ pub fn still_good(expiration: Option<OffsetDateTime>, now: OffsetDateTime) -> bo
     expiration.is_some_and(|e| now + REFRESH_BEFORE < e)
 }
 
-const ENV_NAMES: [&str; 21] = [
+const ENV_NAMES: [&str; 20] = [
     "HOME",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
@@ -148,7 +148,6 @@ const ENV_NAMES: [&str; 21] = [
     "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
     "AWS_ENDPOINT_URL_STS",
     "AWS_ENDPOINT_URL",
-    "AWS_STS_REGIONAL_ENDPOINTS",
 ];
 
 /// The variables the chain reads, taken once at start (non-empty values only).
@@ -617,6 +616,17 @@ pub(crate) fn local_call(
         .limit(64 * 1024)
         .read_to_vec()?;
     Ok((status, body))
+}
+
+/// A failed local call as a short phrase ("no answer within 1 s", "connection refused").
+pub(crate) fn unreachable(e: &ureq::Error, timeout: Duration) -> String {
+    match e {
+        ureq::Error::Timeout(_) => format!("no answer within {} s", timeout.as_secs()),
+        ureq::Error::Io(io) => crate::config::plain_io(io).to_lowercase(),
+        ureq::Error::ConnectionFailed => "connection failed".into(),
+        ureq::Error::HostNotFound => "host not found".into(),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
