@@ -3,9 +3,12 @@
 
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{ACCESS_KEY_ID, Cmd, FakeCostExplorer, SECRET_ACCESS_KEY, SESSION_TOKEN, Sandbox};
+use support::{
+    ACCESS_KEY_ID, CeOptions, Cmd, FakeCostExplorer, SECRET_ACCESS_KEY, SESSION_TOKEN, Sandbox,
+};
 
 const DAY: &str = "2022-06-13";
 const WITHIN: Duration = Duration::from_secs(20);
@@ -123,4 +126,84 @@ fn no_credentials_names_each_source_and_the_metadata_service_that_did_not_answer
     assert_eq!(lines.len(), 1, "{}", run.describe());
     assert!(!run.stderr.contains(SESSION_TOKEN));
     assert_eq!(ce.request_count(), 0);
+}
+
+fn sts_fixture(name: &str) -> String {
+    let path = format!("{}/fixtures/sts/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(path).unwrap()
+}
+
+fn element(xml: &str, name: &str) -> String {
+    let start = xml.find(&format!("<{name}>")).unwrap() + name.len() + 2;
+    let end = start + xml[start..].find(&format!("</{name}>")).unwrap();
+    xml[start..end].to_string()
+}
+
+/// A fake STS answering with `answers` in turn (the last one again and again).
+fn fake_sts(answers: Vec<(u16, String)>) -> (support::http::Server, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let handler = move |r: &support::http::Request| {
+        let mut log = log.lock().unwrap();
+        log.push(r.header("authorization").unwrap_or("").to_string());
+        let (status, body) = answers[(log.len() - 1).min(answers.len() - 1)].clone();
+        support::http::Response::with_body(status, "text/xml", body)
+    };
+    let server = support::http::Server::bind_loopback(Arc::new(handler)).unwrap();
+    (server, seen)
+}
+
+#[test]
+fn role_arn_is_assumed_with_the_keys_throttling_retried_and_a_refusal_not() {
+    let answer = sts_fixture("assume_role.xml");
+    let ce = FakeCostExplorer::start(CeOptions {
+        groups_per_day: 1,
+        key_id: Some(element(&answer, "AccessKeyId")),
+        session_token: Some(element(&answer, "SessionToken")),
+        ..CeOptions::default()
+    });
+    let throttled = "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>\
+                     <Message>Rate exceeded</Message></Error></ErrorResponse>";
+    let (sts, seen) = fake_sts(vec![(400, throttled.into()), (200, answer.clone())]);
+    let sandbox = Sandbox::new("role-arn");
+    let role = "role_arn: arn:aws:iam::123456789012:role/billing-reader\n";
+    let config = sandbox.write_config(&ce.url(), "-", role);
+    let secret = sandbox.write_secret();
+    let run = Cmd::new()
+        .env("AWS_ENDPOINT_URL_STS", &sts.url())
+        .config(&config)
+        .secret(&secret)
+        .args(["once", "--date", DAY])
+        .run(WITHIN);
+    run.assert_code(0);
+    ce.assert_no_violations();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{}", run.describe());
+    assert!(
+        seen.iter()
+            .all(|a| a.contains(&format!("Credential={ACCESS_KEY_ID}/"))
+                && a.contains("/sts/aws4_request")),
+        "{seen:?}"
+    );
+    assert_eq!(
+        run.stderr_lines_with(&[
+            "STS refused AssumeRole (HTTP 400): Throttling: Rate exceeded; retrying in"
+        ])
+        .len(),
+        1,
+        "{}",
+        run.describe()
+    );
+
+    let (sts, seen) = fake_sts(vec![(403, sts_fixture("access_denied.xml"))]);
+    let run = Cmd::new()
+        .env("AWS_ENDPOINT_URL_STS", &sts.url())
+        .config(&config)
+        .secret(&secret)
+        .args(["once", "--date", DAY])
+        .run(WITHIN);
+    run.assert_code(2);
+    assert_eq!(seen.lock().unwrap().len(), 1, "a refusal is not retried");
+    assert_eq!(run.stderr_lines().len(), 1, "{}", run.describe());
+    assert!(!run.stderr.contains(SECRET_ACCESS_KEY));
 }
