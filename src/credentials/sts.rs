@@ -156,7 +156,11 @@ pub fn parse_error(action: &str, status: u16, body: &[u8]) -> CredError {
         Some("Throttling" | "IDPCommunicationError" | "RequestLimitExceeded")
     );
     let detail = match (code, element(&text, "Message")) {
-        (Some(code), Some(message)) => format!("{code}: {}", one_line(&message)),
+        // A SignatureDoesNotMatch may quote the canonical request: keep it out.
+        (Some(code), Some(message)) => {
+            let message = message.split("The Canonical String").next().unwrap_or("");
+            format!("{code}: {}", one_line(message))
+        }
         (Some(code), None) => code,
         _ if body.is_empty() => "an empty body".to_string(),
         _ => costexplorer::snippet(body),
@@ -286,6 +290,9 @@ mod tests {
             "{}",
             signature.message
         );
+        let quoting = b"<ErrorResponse><Error><Code>SignatureDoesNotMatch</Code><Message>Check your key. The Canonical String for this request should have been 'POST / x-amz-security-token:IQo'</Message></Error></ErrorResponse>";
+        let e = parse_error("AssumeRole", 403, quoting).message;
+        assert!(e.ends_with("SignatureDoesNotMatch: Check your key."), "{e}");
         let throttled = b"<ErrorResponse><Error><Code>Throttling</Code><Message>Rate exceeded</Message></Error></ErrorResponse>";
         assert!(parse_error("AssumeRole", 400, throttled).transient);
         assert!(parse_error("AssumeRole", 503, b"").transient);
