@@ -58,10 +58,7 @@ fn real_main() -> i32 {
         }
     };
     // Credentials are looked for once up front: none at all is bad input, as a missing key was.
-    if let Err(e) = runtime
-        .credentials
-        .first_fetch(&|d| runtime.signals.sleep_for(d))
-    {
+    if let Err(e) = runtime.first_credentials() {
         error!("{e}");
         return 2;
     }

@@ -24,12 +24,7 @@ impl Runtime {
         max_pages: usize,
         sink: &mut dyn FnMut(Line) -> Result<(), String>,
     ) -> Result<(usize, usize), Failure> {
-        let sleep = |d| self.signals.sleep_for(d);
-        let credentials = self
-            .credentials
-            .get(&sleep)
-            .map_err(Failure::from)?
-            .credentials;
+        let credentials = self.signing_credentials()?;
         let (mut pages, mut lines) = (0, 0);
         let mut token: Option<String> = None;
         loop {

@@ -183,6 +183,19 @@ pub struct Provider {
     last_source: RefCell<String>,
 }
 
+impl crate::service::Runtime {
+    /// The credentials to sign a pull with, from the cache or the chain.
+    pub(crate) fn signing_credentials(&self) -> Result<Credentials, crate::service::Failure> {
+        let sleep = |d| self.signals.sleep_for(d);
+        Ok(self.credentials.get(&sleep)?.credentials)
+    }
+
+    /// The first look at start (see Provider::first_fetch).
+    pub fn first_credentials(&self) -> Result<(), String> {
+        self.credentials.first_fetch(&|d| self.signals.sleep_for(d))
+    }
+}
+
 impl From<CredError> for crate::service::Failure {
     fn from(e: CredError) -> Self {
         use crate::costexplorer::{CeError, ErrorKind};
