@@ -7,98 +7,28 @@
 
 pub mod container;
 pub mod imds;
+mod local;
 pub mod profile;
+mod settings;
 mod static_keys;
 pub mod sts;
 pub mod web_identity;
 
-use crate::config::{ConfigError, Credentials, SecretSource};
+pub(crate) use local::{local_call, unreachable};
+use profile::profile_files;
+pub use settings::{DEFAULT_SESSION_NAME, RoleSettings, role_settings};
+
+use crate::config::{Credentials, SecretSource};
 use crate::http::Client;
 use crate::retry::{next_wait, retry_after};
-use serde_yaml::{Mapping, Value};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use time::OffsetDateTime;
 
-pub const DEFAULT_SESSION_NAME: &str = "source-aws-billing";
 /// Temporary credentials are fetched again this long before they expire.
 pub const REFRESH_BEFORE: Duration = Duration::from_secs(300);
 const STS_ATTEMPTS: u32 = 4;
-
-/// The config's `role_arn` and friends: a role assumed on top of whatever the chain gives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleSettings {
-    pub role_arn: Option<String>,
-    pub external_id: Option<String>,
-    pub role_session_name: String,
-    pub duration_seconds: Option<u32>,
-}
-
-/// Reads role_arn, external_id, role_session_name and duration_seconds from the config file.
-pub fn role_settings(map: &Mapping, file: &str) -> Result<RoleSettings, ConfigError> {
-    let string = |key: &str| -> Result<Option<String>, ConfigError> {
-        match map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
-            Some(_) => Err(ConfigError(format!("{file}: {key}: expected a string"))),
-        }
-    };
-    let role_arn = string("role_arn")?;
-    if let Some(arn) = &role_arn
-        && !(arn.starts_with("arn:") && arn.contains(":role/"))
-    {
-        return Err(ConfigError(format!(
-            "{file}: role_arn: expected a role ARN like arn:aws:iam::123456789012:role/name, found {arn:?}"
-        )));
-    }
-    let external_id = string("external_id")?;
-    if let Some(id) = &external_id
-        && !(2..=1224).contains(&id.len())
-    {
-        return Err(ConfigError(format!(
-            "{file}: external_id: expected 2-1224 characters"
-        )));
-    }
-    let role_session_name = string("role_session_name")?;
-    if let Some(name) = &role_session_name
-        && !((2..=64).contains(&name.len())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)))
-    {
-        return Err(ConfigError(format!(
-            "{file}: role_session_name: expected 2-64 letters, digits or +=,.@_-, found {name:?}"
-        )));
-    }
-    let duration_seconds = match map.get("duration_seconds") {
-        None | Some(Value::Null) => None,
-        Some(v) => match v.as_u64().filter(|d| (900..=43200).contains(d)) {
-            Some(d) => Some(d as u32),
-            None => {
-                return Err(ConfigError(format!(
-                    "{file}: duration_seconds: expected seconds 900-43200, found {}",
-                    serde_yaml::to_string(v).unwrap_or_default().trim()
-                )));
-            }
-        },
-    };
-    if role_arn.is_none() {
-        for key in ["external_id", "role_session_name", "duration_seconds"] {
-            if map.contains_key(key) {
-                return Err(ConfigError(format!(
-                    "{file}: {key}: only used with role_arn, which is not set"
-                )));
-            }
-        }
-    }
-    Ok(RoleSettings {
-        role_arn,
-        external_id,
-        role_session_name: role_session_name.unwrap_or_else(|| DEFAULT_SESSION_NAME.to_string()),
-        duration_seconds,
-    })
-}
 
 /// Credentials, when they stop working (None: never, read again at every use) and where
 /// they came from, for `check` (never a secret).
@@ -539,109 +469,6 @@ impl Obtained {
     }
 }
 
-/// The shared files and the profile chosen, from AWS_PROFILE, AWS_CONFIG_FILE,
-/// AWS_SHARED_CREDENTIALS_FILE and HOME.
-struct ProfileFiles {
-    name: String,
-    named: bool,
-    config: std::path::PathBuf,
-    credentials: std::path::PathBuf,
-}
-
-fn profile_files(env: &Env) -> ProfileFiles {
-    let home = env.get("HOME").unwrap_or("/");
-    let path = |var: &str, default: &str| -> std::path::PathBuf {
-        match env.get(var) {
-            Some(p) => match p.strip_prefix("~/") {
-                Some(rest) => std::path::Path::new(home).join(rest),
-                None => p.into(),
-            },
-            None => std::path::Path::new(home).join(default),
-        }
-    };
-    let name = env.get("AWS_PROFILE").or(env.get("AWS_DEFAULT_PROFILE"));
-    ProfileFiles {
-        name: name.unwrap_or("default").to_string(),
-        named: name.is_some(),
-        config: path("AWS_CONFIG_FILE", ".aws/config"),
-        credentials: path("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials"),
-    }
-}
-
-impl ProfileFiles {
-    fn plan(&self, session_default: &str) -> Result<Option<profile::Plan>, String> {
-        let read = |path: &std::path::Path| -> Result<Vec<(String, profile::Section)>, String> {
-            match std::fs::read_to_string(path) {
-                Ok(text) => profile::parse_ini(&path.display().to_string(), &text),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-                Err(e) => Err(format!(
-                    "{}: cannot read: {}",
-                    path.display(),
-                    crate::config::plain_io(&e)
-                )),
-            }
-        };
-        let profiles = profile::Profiles::build(read(&self.config)?, read(&self.credentials)?);
-        if self.named && !profiles.0.contains_key(&self.name) {
-            return Err(format!(
-                "profile {} (AWS_PROFILE): not found in {} or {}",
-                self.name,
-                self.config.display(),
-                self.credentials.display()
-            ));
-        }
-        profile::resolve(&profiles, &self.name, session_default)
-    }
-}
-
-/// A GET or PUT to a link-local or loopback credentials endpoint: no proxy, short timeout.
-pub(crate) fn local_call(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    timeout: Duration,
-) -> Result<(u16, Vec<u8>), ureq::Error> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(timeout))
-        .max_redirects(0)
-        .proxy(None)
-        .user_agent(concat!("source-aws-billing/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into();
-    let mut response = if method == "PUT" {
-        let mut b = agent.put(url);
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        b.send_empty()?
-    } else {
-        let mut b = agent.get(url);
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        b.call()?
-    };
-    let status = response.status().as_u16();
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(64 * 1024)
-        .read_to_vec()?;
-    Ok((status, body))
-}
-
-/// A failed local call as a short phrase ("no answer within 1 s", "connection refused").
-pub(crate) fn unreachable(e: &ureq::Error, timeout: Duration) -> String {
-    match e {
-        ureq::Error::Timeout(_) => format!("no answer within {} s", timeout.as_secs()),
-        ureq::Error::Io(io) => crate::config::plain_io(io).to_lowercase(),
-        ureq::Error::ConnectionFailed => "connection failed".into(),
-        ureq::Error::HostNotFound => "host not found".into(),
-        other => other.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -655,43 +482,5 @@ mod tests {
         assert!(!still_good(expires, datetime!(2026-11-30 13:00 UTC)));
         // Keys that never expire are read again at every use (a rotated secret takes effect).
         assert!(!still_good(None, datetime!(2026-11-30 11:00 UTC)));
-    }
-
-    fn settings(yaml: &str) -> Result<RoleSettings, ConfigError> {
-        role_settings(&serde_yaml::from_str(yaml).unwrap(), "config.yml")
-    }
-
-    #[test]
-    fn role_settings_default_and_validate() {
-        let none = settings("target: x\n").unwrap();
-        assert_eq!(none.role_arn, None);
-        assert_eq!(none.role_session_name, "source-aws-billing");
-        let full = settings(
-            "role_arn: arn:aws:iam::111122223333:role/payer-billing\nexternal_id: shared-ext\nrole_session_name: edge-1\nduration_seconds: 3600\n",
-        )
-        .unwrap();
-        assert_eq!(
-            full.role_arn.as_deref(),
-            Some("arn:aws:iam::111122223333:role/payer-billing")
-        );
-        assert_eq!(full.external_id.as_deref(), Some("shared-ext"));
-        assert_eq!(full.role_session_name, "edge-1");
-        assert_eq!(full.duration_seconds, Some(3600));
-        let error = |y| settings(y).unwrap_err().0;
-        assert_eq!(
-            error("role_arn: billing\n"),
-            "config.yml: role_arn: expected a role ARN like arn:aws:iam::123456789012:role/name, found \"billing\""
-        );
-        assert_eq!(
-            error("role_arn: arn:aws:iam::1:role/r\nduration_seconds: 60\n"),
-            "config.yml: duration_seconds: expected seconds 900-43200, found 60"
-        );
-        assert!(
-            error("role_arn: arn:aws:iam::1:role/r\nrole_session_name: a b\n")
-                .contains("role_session_name")
-        );
-        assert!(error("external_id: x1\n").contains("only used with role_arn"));
-        // The value of external_id is not echoed: it is shared with the other account.
-        assert!(!error("role_arn: arn:aws:iam::1:role/r\nexternal_id: Z\n").contains('Z'));
     }
 }

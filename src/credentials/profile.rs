@@ -1,5 +1,6 @@
-//! Shared config and credentials files (~/.aws): a small INI parser and profile resolution.
+//! Shared config and credentials files (~/.aws): which files and profile, a small INI parser, profile resolution.
 
+use super::Env;
 use super::sts::RoleRequest;
 use crate::config::Credentials;
 use std::collections::BTreeMap;
@@ -221,6 +222,61 @@ fn static_keys(name: &str, p: &super::profile::Section) -> Result<Option<Credent
         (None, Some(_)) => Err(format!(
             "profile {name}: aws_access_key_id: missing; expected the key id that goes with aws_secret_access_key"
         )),
+    }
+}
+
+/// The shared files and the profile chosen, from AWS_PROFILE, AWS_CONFIG_FILE,
+/// AWS_SHARED_CREDENTIALS_FILE and HOME.
+pub(super) struct ProfileFiles {
+    pub(super) name: String,
+    named: bool,
+    pub(super) config: std::path::PathBuf,
+    pub(super) credentials: std::path::PathBuf,
+}
+
+pub(super) fn profile_files(env: &Env) -> ProfileFiles {
+    let home = env.get("HOME").unwrap_or("/");
+    let path = |var: &str, default: &str| -> std::path::PathBuf {
+        match env.get(var) {
+            Some(p) => match p.strip_prefix("~/") {
+                Some(rest) => std::path::Path::new(home).join(rest),
+                None => p.into(),
+            },
+            None => std::path::Path::new(home).join(default),
+        }
+    };
+    let name = env.get("AWS_PROFILE").or(env.get("AWS_DEFAULT_PROFILE"));
+    ProfileFiles {
+        name: name.unwrap_or("default").to_string(),
+        named: name.is_some(),
+        config: path("AWS_CONFIG_FILE", ".aws/config"),
+        credentials: path("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials"),
+    }
+}
+
+impl ProfileFiles {
+    pub(super) fn plan(&self, session_default: &str) -> Result<Option<Plan>, String> {
+        let read = |path: &std::path::Path| -> Result<Vec<(String, Section)>, String> {
+            match std::fs::read_to_string(path) {
+                Ok(text) => parse_ini(&path.display().to_string(), &text),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(format!(
+                    "{}: cannot read: {}",
+                    path.display(),
+                    crate::config::plain_io(&e)
+                )),
+            }
+        };
+        let profiles = Profiles::build(read(&self.config)?, read(&self.credentials)?);
+        if self.named && !profiles.0.contains_key(&self.name) {
+            return Err(format!(
+                "profile {} (AWS_PROFILE): not found in {} or {}",
+                self.name,
+                self.config.display(),
+                self.credentials.display()
+            ));
+        }
+        resolve(&profiles, &self.name, session_default)
     }
 }
 
