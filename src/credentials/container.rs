@@ -73,48 +73,51 @@ pub fn allowed(url: &str) -> Result<(), String> {
     }
 }
 
+/// What the container endpoint and IMDS answer (credentials), or ECS/EKS's {"code","message"}.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Answer {
+    #[serde(alias = "code")]
+    code: Option<String>,
+    #[serde(alias = "message")]
+    message: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    token: Option<String>,
+    expiration: Option<String>,
+    role_arn: Option<String>,
+}
+
 /// The JSON both the container endpoint and IMDS answer with.
 pub fn parse(
     what: &str,
     body: &[u8],
 ) -> Result<(Credentials, Option<time::OffsetDateTime>, Option<String>), String> {
-    let json: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|_| format!("{what} sent an answer that is not JSON"))?;
-    let field = |k: &str| {
-        json.get(k)
-            .and_then(|v| v.as_str())
-            .filter(|v| !v.is_empty())
-    };
-    if let Some(code) = field("Code")
+    let answer: Answer = serde_json::from_slice(body)
+        .map_err(|_| format!("{what} sent an answer that is not JSON credentials"))?;
+    let field = |v: Option<String>| v.filter(|v| !v.is_empty());
+    if let Some(code) = field(answer.code)
         && code != "Success"
     {
-        return Err(format!(
-            "{what} answered Code {code:?}: {}",
-            field("Message").unwrap_or("")
-        ));
+        let message = field(answer.message).unwrap_or_default();
+        return Err(format!("{what} answered Code {code:?}: {message}"));
     }
-    let need = |k: &str| {
-        field(k)
-            .map(str::to_string)
-            .ok_or_else(|| format!("{what} sent credentials without {k}"))
+    let need = |v: Option<String>, k: &str| {
+        field(v).ok_or_else(|| format!("{what} sent credentials without {k}"))
     };
     let credentials = Credentials {
-        access_key_id: need("AccessKeyId")?,
-        secret_access_key: need("SecretAccessKey")?,
-        session_token: field("Token").map(str::to_string),
+        access_key_id: need(answer.access_key_id, "AccessKeyId")?,
+        secret_access_key: need(answer.secret_access_key, "SecretAccessKey")?,
+        session_token: field(answer.token),
     };
-    let expiration = match field("Expiration") {
+    let expiration = match field(answer.expiration).as_deref() {
         None => None,
         Some(e) => Some(
             super::sts::parse_time(e)
                 .ok_or_else(|| format!("{what} sent an Expiration that is not RFC 3339"))?,
         ),
     };
-    Ok((
-        credentials,
-        expiration,
-        field("RoleArn").map(str::to_string),
-    ))
+    Ok((credentials, expiration, field(answer.role_arn)))
 }
 
 /// GET the credentials, with the Authorization token; one retry on a network error or 5xx.
@@ -164,12 +167,14 @@ pub fn fetch(endpoint: &Endpoint) -> Result<Obtained, CredError> {
     };
     if status != 200 {
         // ECS and EKS answer {"code": ..., "message": ...}; never echo more than that.
-        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        let said = ["code", "message", "Code", "Message"]
-            .iter()
-            .filter_map(|k| json.get(*k).and_then(|v| v.as_str()))
-            .collect::<Vec<_>>()
-            .join(": ");
+        let said = match serde_json::from_slice::<Answer>(&body) {
+            Ok(a) => [a.code, a.message]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>(),
+            Err(_) => Vec::new(),
+        }
+        .join(": ");
         let hint = if status == 401 || status == 403 {
             " (is the authorization token right?)"
         } else {

@@ -1,5 +1,6 @@
 //! Plain GET/PUT to the link-local or loopback credential endpoints (container, IMDS): no proxy, short timeouts.
 
+use std::io::Read;
 use std::time::Duration;
 
 /// A GET or PUT to a link-local or loopback credentials endpoint: no proxy, short timeout.
@@ -11,7 +12,9 @@ pub(crate) fn local_call(
 ) -> Result<(u16, Vec<u8>), ureq::Error> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(timeout))
+        .timeout_connect(Some(timeout))
+        .timeout_per_read(Some(timeout))
+        .timeout_per_write(Some(timeout))
         .max_redirects(0)
         .proxy(None)
         .user_agent(concat!("source-aws-billing/", env!("CARGO_PKG_VERSION")))
@@ -22,7 +25,7 @@ pub(crate) fn local_call(
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        b.send_empty()?
+        b.send(&[][..])?
     } else {
         let mut b = agent.get(url);
         for (k, v) in headers {
@@ -31,11 +34,14 @@ pub(crate) fn local_call(
         b.call()?
     };
     let status = response.status().as_u16();
-    let body = response
+    let mut body = Vec::new();
+    response
         .body_mut()
         .with_config()
-        .limit(64 * 1024)
-        .read_to_vec()?;
+        .limit(u64::MAX)
+        .reader()
+        .take(64 * 1024)
+        .read_to_end(&mut body)?;
     Ok((status, body))
 }
 

@@ -57,8 +57,12 @@ pub fn read_token(path: &Path, now: OffsetDateTime) -> Result<String, String> {
 pub fn jwt_expiry(token: &str) -> Option<OffsetDateTime> {
     let payload = token.split('.').nth(1)?;
     let bytes = base64url(payload)?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    OffsetDateTime::from_unix_timestamp(claims.get("exp")?.as_i64()?).ok()
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        exp: Option<i64>,
+    }
+    let claims: Claims = serde_json::from_slice(&bytes).ok()?;
+    OffsetDateTime::from_unix_timestamp(claims.exp?).ok()
 }
 
 fn base64url(text: &str) -> Option<Vec<u8>> {
