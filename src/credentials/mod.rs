@@ -117,7 +117,12 @@ impl crate::service::Runtime {
     /// The credentials to sign a pull with, from the cache or the chain.
     pub(crate) fn signing_credentials(&self) -> Result<Credentials, crate::service::Failure> {
         let sleep = |d| self.signals.sleep_for(d);
-        Ok(self.credentials.get(&sleep)?.credentials)
+        match self.credentials.get(&sleep) {
+            Ok(got) => Ok(got.credentials),
+            // Asked to stop while waiting to retry STS.
+            Err(_) if self.signals.stopping() => Err(crate::service::Failure::Stopped),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The first look at start (see Provider::first_fetch).
