@@ -207,3 +207,33 @@ fn role_arn_is_assumed_with_the_keys_throttling_retried_and_a_refusal_not() {
     assert_eq!(run.stderr_lines().len(), 1, "{}", run.describe());
     assert!(!run.stderr.contains(SECRET_ACCESS_KEY));
 }
+
+#[test]
+fn an_sts_that_stays_unavailable_is_a_runtime_failure_not_bad_input() {
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    let (sts, seen) = fake_sts(vec![(503, String::new())]);
+    let sandbox = Sandbox::new("sts-down");
+    let role = "role_arn: arn:aws:iam::123456789012:role/billing-reader\n";
+    let config = sandbox.write_config(&ce.url(), "-", role);
+    let secret = sandbox.write_secret();
+    let run = Cmd::new()
+        .env("AWS_ENDPOINT_URL_STS", &sts.url())
+        .config(&config)
+        .secret(&secret)
+        .args(["once", "--date", DAY])
+        .run(WITHIN);
+    // Warned about at start, retried by the pull, then given up: exit 1 like a Cost Explorer outage.
+    run.assert_code(1);
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        8,
+        "4 attempts at start, 4 at the pull"
+    );
+    assert_eq!(ce.request_count(), 0);
+    assert!(
+        !run.stderr_lines_with(&["ERROR", "STS refused AssumeRole (HTTP 503): an empty body"])
+            .is_empty(),
+        "{}",
+        run.describe()
+    );
+}
