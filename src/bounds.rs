@@ -39,6 +39,13 @@ pub const TARGET_LIMITS: Limits = Limits {
     max_error_body: SMALL_BODY_BYTES,
 };
 
+/// STS requests (role assumption): small answers, the target's deadline.
+pub const STS_LIMITS: Limits = Limits {
+    deadline: TARGET_DEADLINE,
+    max_body: SMALL_BODY_BYTES,
+    max_error_body: SMALL_BODY_BYTES,
+};
+
 /// Attempts per Cost Explorer page before the pull is given up.
 pub const ATTEMPTS_PER_PAGE: u32 = 6;
 

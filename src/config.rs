@@ -17,7 +17,7 @@ pub const METRICS: [&str; 7] = [
     "UnblendedCost",
     "UsageQuantity",
 ];
-const CONFIG_KEYS: [&str; 16] = [
+const CONFIG_KEYS: [&str; 20] = [
     "target",
     "endpoint",
     "region",
@@ -34,6 +34,10 @@ const CONFIG_KEYS: [&str; 16] = [
     "ca_file",
     "secret",
     "name",
+    "role_arn",
+    "external_id",
+    "role_session_name",
+    "duration_seconds",
 ];
 const SECRET_KEYS: [&str; 4] = [
     "access_key_id",
@@ -156,6 +160,7 @@ pub struct Config {
     pub send_timeout_s: u64,
     pub ca_file: Option<PathBuf>,
     pub secret: SecretSource,
+    pub role: crate::credentials::RoleSettings,
 }
 
 /// What the command line says about where things are.
@@ -251,9 +256,14 @@ pub fn load_reporting(
             config_section: secret_section(&file, warn)?,
             env: env_credentials(env),
         },
+        role: crate::credentials::role_settings(file.map, file.name)?,
     };
-    credentials_reporting(&config.secret, warn)?;
-    Ok(config)
+    // Static keys, when given, are checked now (their warnings first); when none are given
+    // the rest of the credential chain is tried at start.
+    match credentials_reporting(&config.secret, warn) {
+        Err(e) if static_sources(&config.secret).1.is_some() => Err(e),
+        _ => Ok(config),
+    }
 }
 
 /// Warns about each key of `map` that is not in `known`.
@@ -431,6 +441,33 @@ fn credentials_reporting(
         "no AWS credentials: set access_key_id and secret_access_key in {name} \
          (or the config's secret: section, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
     ))
+}
+
+/// For the credential chain: what the static sources are, and whether any of them gives
+/// keys at all (a broken or named-but-missing secret file counts as given: it is reported).
+pub fn static_sources(source: &SecretSource) -> (String, Option<&'static str>) {
+    let looked = format!(
+        "access_key_id/secret_access_key in secret file {} or the config's secret: section, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+        source.file.display()
+    );
+    let in_file = match read_optional(&source.file, source.file_named) {
+        Err(_) => true,
+        Ok(None) => false,
+        Ok(Some(text)) => match parse_document("", &text) {
+            Err(_) => true,
+            Ok(map) => SECRET_KEYS.iter().any(|k| map.contains_key(*k)),
+        },
+    };
+    let given = if in_file {
+        Some("secret file")
+    } else if source.config_section.is_some() {
+        Some("the config's secret: section")
+    } else if source.env.is_some() {
+        Some("environment (AWS_ACCESS_KEY_ID)")
+    } else {
+        None
+    };
+    (looked, given)
 }
 
 fn credentials_from(doc: &Doc) -> Result<Option<Credentials>, ConfigError> {
@@ -942,8 +979,8 @@ mod tests {
 
     #[test]
     fn missing_or_partial_credentials_are_errors_that_hide_values() {
-        let e = load_with("target: http://x\n", None, &[]).unwrap_err().0;
-        assert!(e.starts_with("no AWS credentials"), "{e}");
+        // No static keys at all is not an error here: the rest of the chain is tried at start.
+        assert!(load_with("target: http://x\n", None, &[]).is_ok());
         let e = load_with("target: http://x\n", Some("access_key_id: AKID\n"), &[])
             .unwrap_err()
             .0;
@@ -1117,10 +1154,13 @@ mod tests {
 
     #[test]
     fn warnings_found_before_an_error_are_reported() {
-        let (_dir, o) = setup("target: http://x\npullhour: 3\n", Some("acces_key_id: A\n"));
+        let (_dir, o) = setup(
+            "target: http://x\npullhour: 3\n",
+            Some("access_key_id: A\nacces_key_id: A\n"),
+        );
         let mut warnings = Vec::new();
         let e = load_reporting(&o, &|_| None, &mut |w| warnings.push(w)).unwrap_err();
-        assert!(e.0.contains("no AWS credentials"), "{e}");
+        assert!(e.0.contains("secret_access_key: missing"), "{e}");
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(
             warnings[0].contains("did you mean \"pull_hour\""),

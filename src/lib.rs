@@ -6,6 +6,7 @@ pub mod breakdown;
 pub mod cli;
 pub mod config;
 pub mod costexplorer;
+pub mod credentials;
 pub mod deliver;
 pub mod event;
 pub mod http;

@@ -56,6 +56,11 @@ fn real_main() -> i32 {
             return 2;
         }
     };
+    // Credentials are looked for once up front: none at all is bad input, as a missing key was.
+    if let Err(e) = runtime.first_credentials() {
+        error!("{e}");
+        return 2;
+    }
     match cli.action {
         Action::Once { days, force } => service::once(&runtime, days, force),
         Action::Check => service::check(&runtime),

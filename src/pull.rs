@@ -2,7 +2,7 @@
 
 use crate::answer::{Check, Shape};
 use crate::bounds;
-use crate::config::{Credentials, load_credentials};
+use crate::config::Credentials;
 use crate::costexplorer::{self, Answer, CeError, ErrorKind};
 use crate::event::{Event, Line};
 use crate::http::Request;
@@ -27,15 +27,7 @@ impl Runtime {
         max_pages: usize,
         sink: &mut dyn FnMut(Line) -> Result<(), String>,
     ) -> Result<(usize, usize), Failure> {
-        let (credentials, warnings) = load_credentials(&self.config.secret).map_err(|e| {
-            Failure::CostExplorer(CeError {
-                kind: ErrorKind::Credentials,
-                message: e.0,
-            })
-        })?;
-        for w in warnings {
-            warn!("{w}");
-        }
+        let credentials = self.signing_credentials()?;
         // A pull cut short by `max_pages` (`check`'s one page) is never recorded: only
         // whether Cost Explorer accepts the signed request counts, not what it answers.
         let mut check = (max_pages == usize::MAX).then(|| {

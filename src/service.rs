@@ -20,6 +20,7 @@ pub struct Runtime {
     pub signals: Signals,
     pub(crate) ce: Client,
     pub(crate) target: Option<Client>,
+    pub credentials: crate::credentials::Provider,
 }
 
 /// How a pull failed.
@@ -70,6 +71,8 @@ impl Runtime {
             Target::Stdout => None,
         };
         Ok(Runtime {
+            // Before `config` moves in.
+            credentials: crate::credentials::Provider::new(&config, env)?,
             config,
             signals,
             ce,
@@ -257,9 +260,10 @@ pub fn check(rt: &Runtime) -> i32 {
     match rt.pull(day, day, 1, &mut |_| Ok(())) {
         Ok((_, n)) => {
             info!(
-                "check passed: Cost Explorer at {} accepted the signed request ({n} groups on the first page for {}); target {}",
+                "check passed: Cost Explorer at {} accepted the signed request ({n} groups on the first page for {}); credentials: {}; target {}",
                 crate::http::redact(&rt.config.endpoint),
                 format_date(day),
+                rt.credentials.source(),
                 target_name(&rt.config.target)
             );
             0

@@ -123,7 +123,13 @@ fn every_document_parses_and_none_names_a_namespace() {
     kinds.sort();
     assert_eq!(
         kinds,
-        ["ConfigMap", "Deployment", "PersistentVolumeClaim", "Secret"]
+        [
+            "ConfigMap",
+            "Deployment",
+            "PersistentVolumeClaim",
+            "Secret",
+            "ServiceAccount"
+        ]
     );
     for doc in &docs {
         assert!(doc["apiVersion"].is_string(), "apiVersion missing: {doc:?}");
@@ -285,10 +291,11 @@ fn the_shipped_config_and_secret_load_with_the_binarys_own_loader() {
     };
     let loaded = config::load(&overrides, &|_| None).map(|(config, warnings)| {
         let credentials = config::load_credentials(&config.secret);
-        (config, warnings, credentials)
+        let given = config::static_sources(&config.secret).1;
+        (config, warnings, (credentials, given))
     });
     let _ = std::fs::remove_dir_all(&dir);
-    let (config, warnings, credentials) =
+    let (config, warnings, (credentials, given)) =
         loaded.unwrap_or_else(|e| panic!("the manifest's config: {e}"));
     assert!(warnings.is_empty(), "unknown keys: {warnings:?}");
     assert!(
@@ -305,8 +312,37 @@ fn the_shipped_config_and_secret_load_with_the_binarys_own_loader() {
     assert!(config.ca_file.is_none());
     // State goes to the mounted claim (the binary's default, not moved elsewhere).
     assert_eq!(config.state_dir, Path::new("/vance/data"));
-    let (credentials, warnings) = credentials.expect("the manifest's secret.yml");
-    assert!(warnings.is_empty(), "unknown secret keys: {warnings:?}");
-    assert!(credentials.access_key_id.contains("REPLACE"));
-    assert!(credentials.secret_access_key.contains("REPLACE"));
+    // Shipped with the keys commented out, so the chain goes on to the pod's role ...
+    assert!(credentials.is_err(), "the Secret ships without keys");
+    assert_eq!(given, None);
+    // ... and uncommenting the two lines gives keys.
+    let uncommented = secret_text.replace("# access_key_id", "access_key_id");
+    let uncommented = uncommented.replace("# secret_access_key", "secret_access_key");
+    let keys: Value = serde_yaml::from_str(&uncommented).unwrap();
+    assert!(text(&keys["access_key_id"], "access_key_id").contains("REPLACE"));
+    assert!(text(&keys["secret_access_key"], "secret_access_key").contains("REPLACE"));
+}
+
+#[test]
+fn the_pod_runs_as_a_service_account_carrying_the_irsa_annotation() {
+    let account = only("ServiceAccount");
+    let deployment = only("Deployment");
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["serviceAccountName"].as_str(),
+        Some(name_of(&account))
+    );
+    let arn = text(
+        &account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        "the eks.amazonaws.com/role-arn annotation",
+    );
+    assert!(
+        arn.starts_with("arn:aws:iam::") && arn.contains(":role/"),
+        "{arn}"
+    );
+    // Without keys the pod must still start: the Secret volume is optional.
+    let (secret_volume, _) = mount_at(&container(&deployment), "/vance/secret");
+    assert_eq!(
+        volume(&deployment, &secret_volume)["secret"]["optional"].as_bool(),
+        Some(true)
+    );
 }

@@ -205,9 +205,15 @@ def run_binary(binary, tmp_path):
             if not k.startswith(("AWS_", "CONNECTOR_"))
             and k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "log_level")
         }
+        # Never a real metadata service or the tester's ~/.aws, unless the test says so.
+        isolated = {
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+        }
         proc = subprocess.run(
             argv,
-            env={**clean, **(env or {})},
+            env={**clean, **isolated, **(env or {})},
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

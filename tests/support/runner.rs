@@ -249,6 +249,13 @@ impl Cmd {
                 command.env_remove(&name);
             }
         }
+        // No test reaches a real metadata service or the tester's ~/.aws (a test may override).
+        command.env("AWS_EC2_METADATA_DISABLED", "true");
+        command.env("AWS_CONFIG_FILE", "/nonexistent/aws/config");
+        command.env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/aws/credentials",
+        );
         for (name, value) in &self.env {
             command.env(name, value);
         }

@@ -1,0 +1,123 @@
+//! The config's `role_arn`, `external_id`, `role_session_name` and `duration_seconds`: read and checked.
+
+use crate::config::ConfigError;
+use serde_yaml::{Mapping, Value};
+
+pub const DEFAULT_SESSION_NAME: &str = "source-aws-billing";
+
+/// The config's `role_arn` and friends: a role assumed on top of whatever the chain gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleSettings {
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+    pub role_session_name: String,
+    pub duration_seconds: Option<u32>,
+}
+
+/// Reads role_arn, external_id, role_session_name and duration_seconds from the config file.
+pub fn role_settings(map: &Mapping, file: &str) -> Result<RoleSettings, ConfigError> {
+    let string = |key: &str| -> Result<Option<String>, ConfigError> {
+        match map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+            Some(_) => Err(ConfigError(format!("{file}: {key}: expected a string"))),
+        }
+    };
+    let role_arn = string("role_arn")?;
+    if let Some(arn) = &role_arn
+        && !(arn.starts_with("arn:") && arn.contains(":role/"))
+    {
+        return Err(ConfigError(format!(
+            "{file}: role_arn: expected a role ARN like arn:aws:iam::123456789012:role/name, found {arn:?}"
+        )));
+    }
+    let external_id = string("external_id")?;
+    if let Some(id) = &external_id
+        && !(2..=1224).contains(&id.len())
+    {
+        return Err(ConfigError(format!(
+            "{file}: external_id: expected 2-1224 characters"
+        )));
+    }
+    let role_session_name = string("role_session_name")?;
+    if let Some(name) = &role_session_name
+        && !((2..=64).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)))
+    {
+        return Err(ConfigError(format!(
+            "{file}: role_session_name: expected 2-64 letters, digits or +=,.@_-, found {name:?}"
+        )));
+    }
+    let duration_seconds = match map.get("duration_seconds") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64().filter(|d| (900..=43200).contains(d)) {
+            Some(d) => Some(d as u32),
+            None => {
+                return Err(ConfigError(format!(
+                    "{file}: duration_seconds: expected seconds 900-43200, found {}",
+                    serde_yaml::to_string(v).unwrap_or_default().trim()
+                )));
+            }
+        },
+    };
+    if role_arn.is_none() {
+        for key in ["external_id", "role_session_name", "duration_seconds"] {
+            if map.contains_key(key) {
+                return Err(ConfigError(format!(
+                    "{file}: {key}: only used with role_arn, which is not set"
+                )));
+            }
+        }
+    }
+    Ok(RoleSettings {
+        role_arn,
+        external_id,
+        role_session_name: role_session_name.unwrap_or_else(|| DEFAULT_SESSION_NAME.to_string()),
+        duration_seconds,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(yaml: &str) -> Result<RoleSettings, ConfigError> {
+        role_settings(&serde_yaml::from_str(yaml).unwrap(), "config.yml")
+    }
+
+    #[test]
+    fn role_settings_default_and_validate() {
+        let none = settings("target: x\n").unwrap();
+        assert_eq!(none.role_arn, None);
+        assert_eq!(none.role_session_name, "source-aws-billing");
+        let full = settings(
+            "role_arn: arn:aws:iam::111122223333:role/payer-billing\nexternal_id: shared-ext\nrole_session_name: edge-1\nduration_seconds: 3600\n",
+        )
+        .unwrap();
+        assert_eq!(
+            full.role_arn.as_deref(),
+            Some("arn:aws:iam::111122223333:role/payer-billing")
+        );
+        assert_eq!(full.external_id.as_deref(), Some("shared-ext"));
+        assert_eq!(full.role_session_name, "edge-1");
+        assert_eq!(full.duration_seconds, Some(3600));
+        let error = |y| settings(y).unwrap_err().0;
+        assert_eq!(
+            error("role_arn: billing\n"),
+            "config.yml: role_arn: expected a role ARN like arn:aws:iam::123456789012:role/name, found \"billing\""
+        );
+        assert_eq!(
+            error("role_arn: arn:aws:iam::1:role/r\nduration_seconds: 60\n"),
+            "config.yml: duration_seconds: expected seconds 900-43200, found 60"
+        );
+        assert!(
+            error("role_arn: arn:aws:iam::1:role/r\nrole_session_name: a b\n")
+                .contains("role_session_name")
+        );
+        assert!(error("external_id: x1\n").contains("only used with role_arn"));
+        // The value of external_id is not echoed: it is shared with the other account.
+        assert!(!error("role_arn: arn:aws:iam::1:role/r\nexternal_id: Z\n").contains('Z'));
+    }
+}

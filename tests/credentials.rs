@@ -1,0 +1,239 @@
+//! The credential chain through the real binary: the shared profile files, the precedence of
+//! keys over profiles, and the one "no credentials" line (conformance covers the roles).
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::{
+    ACCESS_KEY_ID, CeOptions, Cmd, FakeCostExplorer, SECRET_ACCESS_KEY, SESSION_TOKEN, Sandbox,
+};
+
+const DAY: &str = "2022-06-13";
+const WITHIN: Duration = Duration::from_secs(20);
+
+fn profile_files(sandbox: &Sandbox, config: &str, credentials: &str) -> Cmd {
+    let config = sandbox.write("aws-config", config);
+    let credentials = sandbox.write("aws-credentials", credentials);
+    Cmd::new()
+        .env("AWS_CONFIG_FILE", config.to_str().unwrap())
+        .env("AWS_SHARED_CREDENTIALS_FILE", credentials.to_str().unwrap())
+}
+
+#[test]
+fn a_named_profile_from_the_shared_files_signs_the_pull() {
+    let ce = FakeCostExplorer::with_groups(2, 100);
+    let sandbox = Sandbox::new("profile");
+    let config = sandbox.write_config(&ce.url(), "-", "");
+    let run = profile_files(
+        &sandbox,
+        "[default]\nregion = us-east-1\n",
+        &format!(
+            "# work\n[other]\naws_access_key_id = AKIDOTHER\naws_secret_access_key = x\n\
+             [billing]\naws_access_key_id = {ACCESS_KEY_ID}\naws_secret_access_key = {SECRET_ACCESS_KEY}\n"
+        ),
+    )
+    .env("AWS_PROFILE", "billing")
+    .config(&config)
+    .args(["once", "--date", DAY])
+    .run(WITHIN);
+    run.assert_code(0);
+    assert_eq!(run.stdout.lines().count(), 2, "{}", run.describe());
+    ce.assert_no_violations();
+    assert!(!run.stderr.contains(SECRET_ACCESS_KEY));
+}
+
+#[test]
+fn keys_in_the_secret_file_win_over_a_profile() {
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    let sandbox = Sandbox::new("precedence");
+    let config = sandbox.write_config(&ce.url(), "-", "");
+    let secret = sandbox.write_secret();
+    let run = profile_files(
+        &sandbox,
+        "",
+        "[default]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = x\n",
+    )
+    .config(&config)
+    .secret(&secret)
+    .args(["check"])
+    .run(WITHIN);
+    run.assert_code(0);
+    ce.assert_no_violations();
+    assert!(
+        !run.stderr_lines_with(&["credentials: secret file"])
+            .is_empty(),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn a_named_profile_that_does_not_exist_or_loops_is_one_line_exit_2() {
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    let sandbox = Sandbox::new("profile-loop");
+    let config = sandbox.write_config(&ce.url(), "-", "");
+    let files = "[profile a]\nrole_arn = arn:aws:iam::1:role/a\nsource_profile = b\n\
+                 [profile b]\nrole_arn = arn:aws:iam::1:role/b\nsource_profile = a\n";
+    for (profile, needles) in [
+        (
+            "a",
+            &["profile a", "source_profile makes a loop: a -> b -> a"][..],
+        ),
+        ("nope", &["profile nope (AWS_PROFILE): not found in"][..]),
+    ] {
+        let run = profile_files(&sandbox, files, "")
+            .env("AWS_PROFILE", profile)
+            .config(&config)
+            .args(["once", "--date", DAY])
+            .run(WITHIN);
+        run.assert_code(2);
+        assert_eq!(run.stderr_lines().len(), 1, "{}", run.describe());
+        assert!(
+            !run.stderr_lines_with(needles).is_empty(),
+            "{}",
+            run.describe()
+        );
+    }
+    assert_eq!(ce.request_count(), 0);
+}
+
+#[test]
+fn no_credentials_names_each_source_and_the_metadata_service_that_did_not_answer() {
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    let sandbox = Sandbox::new("no-creds-imds");
+    let config = sandbox.write_config(&ce.url(), "-", "");
+    // A loopback port with nothing listening: refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let imds = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let run = Cmd::new()
+        .env("AWS_EC2_METADATA_DISABLED", "false")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds)
+        .env("AWS_SESSION_TOKEN", SESSION_TOKEN)
+        .config(&config)
+        .args(["once", "--date", DAY])
+        .run(WITHIN);
+    run.assert_code(2);
+    let lines = run.stderr_lines_with(&[
+        "no AWS credentials: looked at access_key_id",
+        "web identity",
+        "profile default",
+        "container credentials",
+        &format!("EC2 instance metadata at {imds} (connection refused)"),
+    ]);
+    assert_eq!(lines.len(), 1, "{}", run.describe());
+    assert!(!run.stderr.contains(SESSION_TOKEN));
+    assert_eq!(ce.request_count(), 0);
+}
+
+fn sts_fixture(name: &str) -> String {
+    let path = format!("{}/fixtures/sts/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(path).unwrap()
+}
+
+fn element(xml: &str, name: &str) -> String {
+    let start = xml.find(&format!("<{name}>")).unwrap() + name.len() + 2;
+    let end = start + xml[start..].find(&format!("</{name}>")).unwrap();
+    xml[start..end].to_string()
+}
+
+/// A fake STS answering with `answers` in turn (the last one again and again).
+fn fake_sts(answers: Vec<(u16, String)>) -> (support::http::Server, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let handler = move |r: &support::http::Request| {
+        let mut log = log.lock().unwrap();
+        log.push(r.header("authorization").unwrap_or("").to_string());
+        let (status, body) = answers[(log.len() - 1).min(answers.len() - 1)].clone();
+        support::http::Response::with_body(status, "text/xml", body)
+    };
+    let server = support::http::Server::bind_loopback(Arc::new(handler)).unwrap();
+    (server, seen)
+}
+
+#[test]
+fn role_arn_is_assumed_with_the_keys_throttling_retried_and_a_refusal_not() {
+    let answer = sts_fixture("assume_role.xml");
+    let ce = FakeCostExplorer::start(CeOptions {
+        groups_per_day: 1,
+        key_id: Some(element(&answer, "AccessKeyId")),
+        session_token: Some(element(&answer, "SessionToken")),
+        ..CeOptions::default()
+    });
+    let throttled = "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>\
+                     <Message>Rate exceeded</Message></Error></ErrorResponse>";
+    let (sts, seen) = fake_sts(vec![(400, throttled.into()), (200, answer.clone())]);
+    let sandbox = Sandbox::new("role-arn");
+    let role = "role_arn: arn:aws:iam::123456789012:role/billing-reader\n";
+    let config = sandbox.write_config(&ce.url(), "-", role);
+    let secret = sandbox.write_secret();
+    let run = Cmd::new()
+        .env("AWS_ENDPOINT_URL_STS", &sts.url())
+        .config(&config)
+        .secret(&secret)
+        .args(["once", "--date", DAY])
+        .run(WITHIN);
+    run.assert_code(0);
+    ce.assert_no_violations();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{}", run.describe());
+    assert!(
+        seen.iter()
+            .all(|a| a.contains(&format!("Credential={ACCESS_KEY_ID}/"))
+                && a.contains("/sts/aws4_request")),
+        "{seen:?}"
+    );
+    assert_eq!(
+        run.stderr_lines_with(&[
+            "STS refused AssumeRole (HTTP 400): Throttling: Rate exceeded; retrying in"
+        ])
+        .len(),
+        1,
+        "{}",
+        run.describe()
+    );
+
+    let (sts, seen) = fake_sts(vec![(403, sts_fixture("access_denied.xml"))]);
+    let run = Cmd::new()
+        .env("AWS_ENDPOINT_URL_STS", &sts.url())
+        .config(&config)
+        .secret(&secret)
+        .args(["once", "--date", DAY])
+        .run(WITHIN);
+    run.assert_code(2);
+    assert_eq!(seen.lock().unwrap().len(), 1, "a refusal is not retried");
+    assert_eq!(run.stderr_lines().len(), 1, "{}", run.describe());
+    assert!(!run.stderr.contains(SECRET_ACCESS_KEY));
+}
+
+#[test]
+fn an_sts_that_stays_unavailable_is_a_runtime_failure_not_bad_input() {
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    let (sts, seen) = fake_sts(vec![(503, String::new())]);
+    let sandbox = Sandbox::new("sts-down");
+    let role = "role_arn: arn:aws:iam::123456789012:role/billing-reader\n";
+    let config = sandbox.write_config(&ce.url(), "-", role);
+    let secret = sandbox.write_secret();
+    let run = Cmd::new()
+        .env("AWS_ENDPOINT_URL_STS", &sts.url())
+        .config(&config)
+        .secret(&secret)
+        .args(["once", "--date", DAY])
+        .run(WITHIN);
+    // Warned about at start, retried by the pull, then given up: exit 1 like a Cost Explorer outage.
+    run.assert_code(1);
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        8,
+        "4 attempts at start, 4 at the pull"
+    );
+    assert_eq!(ce.request_count(), 0);
+    assert!(
+        !run.stderr_lines_with(&["ERROR", "STS refused AssumeRole (HTTP 503): an empty body"])
+            .is_empty(),
+        "{}",
+        run.describe()
+    );
+}
