@@ -63,6 +63,8 @@ struct Response {
 struct ResultByTime {
     time_period: Period,
     #[serde(default)]
+    estimated: bool,
+    #[serde(default)]
     groups: Vec<Group>,
 }
 
@@ -130,6 +132,7 @@ pub fn parse_page(body: &[u8], metric: &str) -> Result<Page, CeError> {
                 service,
                 amount: value.amount.clone(),
                 unit: value.unit.clone(),
+                estimated: result.estimated,
             });
         }
     }
@@ -305,6 +308,9 @@ mod tests {
         let page = parse_page(&fixture("range-3-days.json"), "BlendedCost").unwrap();
         let dates: Vec<_> = page.lines.iter().map(|l| l.date.as_str()).collect();
         assert_eq!(dates, ["2022-06-11", "2022-06-13", "2022-06-13"]);
+        // Each line carries the Estimated flag of its own ResultsByTime entry.
+        let estimated: Vec<_> = page.lines.iter().map(|l| l.estimated).collect();
+        assert_eq!(estimated, [false, true, true]);
         assert_eq!(page.next_token, None);
     }
 

@@ -13,6 +13,8 @@ pub struct Line {
     pub service: String,
     pub amount: String,
     pub unit: String,
+    /// Cost Explorer's `Estimated` flag of the result this line came from.
+    pub estimated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +38,12 @@ pub struct Event {
     pub kind: String,
     pub datacontenttype: String,
     pub time: String,
+    /// Extension attribute: the numbers are Cost Explorer's estimate and may be revised.
+    #[serde(default)]
+    pub estimated: bool,
+    /// Extension attribute: 1, 2, ... for a line delivered again with new numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u32>,
     pub data: Data,
 }
 
@@ -49,6 +57,8 @@ impl Event {
             kind: TYPE.into(),
             datacontenttype: "application/json".into(),
             time,
+            estimated: line.estimated,
+            revision: None,
             data: Data {
                 vance_source: SOURCE.into(),
                 vance_type: TYPE.into(),
@@ -68,17 +78,22 @@ impl Event {
     /// Headers and body for POSTing this event in the given content mode.
     pub fn http_parts(&self, mode: ContentMode) -> (Vec<(&'static str, String)>, Vec<u8>) {
         match mode {
-            ContentMode::Binary => (
-                vec![
+            ContentMode::Binary => {
+                let mut headers = vec![
                     ("ce-specversion", self.specversion.clone()),
                     ("ce-id", self.id.clone()),
                     ("ce-source", self.source.clone()),
                     ("ce-type", self.kind.clone()),
                     ("ce-time", self.time.clone()),
-                    ("content-type", self.datacontenttype.clone()),
-                ],
-                serde_json::to_vec(&self.data).expect("plain strings always serialize"),
-            ),
+                    ("ce-estimated", self.estimated.to_string()),
+                ];
+                if let Some(r) = self.revision {
+                    headers.push(("ce-revision", r.to_string()));
+                }
+                headers.push(("content-type", self.datacontenttype.clone()));
+                let body = serde_json::to_vec(&self.data).expect("plain strings always serialize");
+                (headers, body)
+            }
             ContentMode::Structured => (
                 vec![("content-type", "application/cloudevents+json".into())],
                 self.to_json().into_bytes(),
@@ -121,6 +136,7 @@ mod tests {
                 service: "Amazon Elastic Compute Cloud - Compute".into(),
                 amount: "12.294".into(),
                 unit: "USD".into(),
+                estimated: false,
             },
             "4395ffa3-f6de-443c-bf0e-bb9798d26a1d".into(),
             "2022-06-14T07:05:55.777689Z".into(),
@@ -131,7 +147,7 @@ mod tests {
     fn structured_json_is_the_seed_example() {
         assert_eq!(
             sample().to_json(),
-            r#"{"specversion":"1.0","id":"4395ffa3-f6de-443c-bf0e-bb9798d26a1d","source":"cloud.aws.billing","type":"aws.service.daily","datacontenttype":"application/json","time":"2022-06-14T07:05:55.777689Z","data":{"vanceSource":"cloud.aws.billing","vanceType":"aws.service.daily","date":"2022-06-13","service":"Amazon Elastic Compute Cloud - Compute","amount":"12.294","unit":"USD"}}"#
+            r#"{"specversion":"1.0","id":"4395ffa3-f6de-443c-bf0e-bb9798d26a1d","source":"cloud.aws.billing","type":"aws.service.daily","datacontenttype":"application/json","time":"2022-06-14T07:05:55.777689Z","estimated":false,"data":{"vanceSource":"cloud.aws.billing","vanceType":"aws.service.daily","date":"2022-06-13","service":"Amazon Elastic Compute Cloud - Compute","amount":"12.294","unit":"USD"}}"#
         );
         let back: Event = serde_json::from_str(&sample().to_json()).unwrap();
         assert_eq!(back, sample());
@@ -151,6 +167,8 @@ mod tests {
         assert_eq!(get("ce-source"), Some("cloud.aws.billing"));
         assert_eq!(get("ce-type"), Some("aws.service.daily"));
         assert_eq!(get("ce-time"), Some("2022-06-14T07:05:55.777689Z"));
+        assert_eq!(get("ce-estimated"), Some("false"));
+        assert_eq!(get("ce-revision"), None);
         assert_eq!(get("content-type"), Some("application/json"));
         assert_eq!(
             String::from_utf8(body).unwrap(),

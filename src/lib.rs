@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod config;
 pub mod costexplorer;
+pub mod decimal;
 pub mod deliver;
 pub mod event;
 pub mod http;

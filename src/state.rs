@@ -677,6 +677,7 @@ mod tests {
             service: service.into(),
             amount: "1".into(),
             unit: "USD".into(),
+            estimated: false,
         };
         Event::new(line, crate::event::new_id(), "2022-06-14T00:00:00Z".into())
     }
