@@ -17,7 +17,7 @@ pub const METRICS: [&str; 7] = [
     "UnblendedCost",
     "UsageQuantity",
 ];
-const CONFIG_KEYS: [&str; 14] = [
+const CONFIG_KEYS: [&str; 16] = [
     "target",
     "endpoint",
     "region",
@@ -32,6 +32,8 @@ const CONFIG_KEYS: [&str; 14] = [
     "ca_file",
     "secret",
     "name",
+    "revise_days",
+    "summary",
 ];
 const SECRET_KEYS: [&str; 4] = [
     "access_key_id",
@@ -113,6 +115,8 @@ pub struct Config {
     pub send_timeout_s: u64,
     pub ca_file: Option<PathBuf>,
     pub secret: SecretSource,
+    /// `revise_days` and `summary` (see revise.rs).
+    pub revise: crate::revise::Settings,
 }
 
 /// What the command line says about where things are.
@@ -295,6 +299,7 @@ pub fn load(
             config_section,
             env: env_credentials,
         },
+        revise: crate::revise::settings(&map, &name)?,
     };
     let (_, secret_warnings) = load_credentials(&config.secret)?;
     warnings.extend(secret_warnings);

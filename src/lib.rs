@@ -10,6 +10,7 @@ pub mod http;
 pub mod log;
 pub mod pull;
 pub mod retry;
+pub mod revise;
 pub mod schedule;
 pub mod service;
 pub mod sign;
