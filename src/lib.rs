@@ -15,4 +15,5 @@ pub mod schedule;
 pub mod service;
 pub mod sign;
 pub mod signal;
+pub mod snapshot;
 pub mod state;

@@ -117,6 +117,17 @@ pub struct Index {
 }
 
 /// What to do with a pulled line of a day being revised.
+/// What became of a known line the pull did not bring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vanished {
+    /// It was pulled (or handled already).
+    Seen,
+    /// Gone, and zero already: kept as it is, with this revision.
+    Keep(u32),
+    /// Gone: send it with amount "0" as this revision.
+    Revise(u32),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Same numbers as last delivered: not sent; keeps this revision number.
@@ -172,21 +183,21 @@ impl Index {
         }
     }
 
-    /// For a line last delivered as `data` that the pull did not bring: `Some(revision)`
-    /// of its zero-amount revision, or `None` (it was seen, or it is zero already).
-    /// Either way it stays known, with the returned or its old revision number.
-    pub fn vanished(&mut self, data: &Data) -> Option<u32> {
-        let k = self.find(key_of(data))?;
-        if k.seen || k.zero {
-            return None;
+    /// For a line last delivered as `data`, once the pull is over: was it seen, and if not,
+    /// does it get a zero-amount revision (not when it is zero already)?
+    pub fn vanished(&mut self, data: &Data) -> Vanished {
+        let Some(k) = self.find(key_of(data)) else {
+            return Vanished::Seen;
+        };
+        if k.seen {
+            return Vanished::Seen;
         }
         k.seen = true;
-        Some(k.revision + 1)
-    }
-
-    /// The revision a known line keeps when it is not revised.
-    pub fn revision_of(&mut self, data: &Data) -> u32 {
-        self.find(key_of(data)).map_or(0, |k| k.revision)
+        if k.zero {
+            Vanished::Keep(k.revision)
+        } else {
+            Vanished::Revise(k.revision + 1)
+        }
     }
 }
 
@@ -249,11 +260,17 @@ mod tests {
             Verdict::Unchanged(0)
         );
         // EC2 was not pulled again: one revision to zero; S3 was seen; Gone is zero already.
-        assert_eq!(index.vanished(&data("2026-11-20", "EC2", "1.5")), Some(2));
-        assert_eq!(index.vanished(&data("2026-11-20", "EC2", "1.5")), None);
-        assert_eq!(index.vanished(&data("2026-11-20", "S3", "2")), None);
-        assert_eq!(index.vanished(&data("2026-11-20", "Gone", "0")), None);
-        assert_eq!(index.revision_of(&data("2026-11-20", "Gone", "0")), 4);
+        let ec2 = data("2026-11-20", "EC2", "1.5");
+        assert_eq!(index.vanished(&ec2), Vanished::Revise(2));
+        assert_eq!(index.vanished(&ec2), Vanished::Seen);
+        assert_eq!(
+            index.vanished(&data("2026-11-20", "S3", "2")),
+            Vanished::Seen
+        );
+        assert_eq!(
+            index.vanished(&data("2026-11-20", "Gone", "0")),
+            Vanished::Keep(4)
+        );
         assert_eq!(zeroed(&data("2026-11-20", "EC2", "1.5")).amount, "0");
     }
 

@@ -149,7 +149,7 @@ pub fn once(rt: &Runtime, days: Option<(Date, Date)>, force: bool) -> i32 {
         }
         return 0;
     };
-    let batch = match rt.pull_to_spool(&mut state, from, to, force) {
+    let batch = match rt.pull_to_spool(&mut state, from, to, force, false) {
         Ok(b) => b,
         Err(Failure::Stopped) => return 0,
         Err(e) => {
@@ -392,7 +392,7 @@ fn service_step(rt: &Runtime, state: &mut State) -> Result<(), Failure> {
         state.mark_delivered(first, last).map_err(Failure::State)?;
         return Ok(());
     }
-    let batch = rt.pull_to_spool(state, first, last, false)?;
+    let batch = rt.pull_to_spool(state, first, last, false, true)?;
     let delivery = rt
         .deliver_batch(state, batch, None)
         .map_err(Failure::State)?;
