@@ -341,12 +341,14 @@ pub fn promote(batch: &Path) -> Result<(), String> {
             let Some(day) = parse_date(&stored.d.date) else {
                 continue;
             };
-            if !days.contains_key(&day) {
-                let tmp = day_file(state_dir, day).with_extension("jsonl.tmp");
-                let f = File::create(&tmp).map_err(|e| write_error(&tmp, &e))?;
-                days.insert(day, (tmp, BufWriter::new(f), false));
-            }
-            let (tmp, w, estimated) = days.get_mut(&day).expect("inserted above");
+            let (tmp, w, estimated) = match days.entry(day) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    let tmp = day_file(state_dir, day).with_extension("jsonl.tmp");
+                    let f = File::create(&tmp).map_err(|e| write_error(&tmp, &e))?;
+                    v.insert((tmp, BufWriter::new(f), false))
+                }
+            };
             *estimated |= stored.e;
             writeln!(w, "{line}").map_err(|e| write_error(tmp, &e))?;
         }
