@@ -17,12 +17,14 @@ pub const METRICS: [&str; 7] = [
     "UnblendedCost",
     "UsageQuantity",
 ];
-const CONFIG_KEYS: [&str; 16] = [
+const CONFIG_KEYS: [&str; 18] = [
     "target",
     "endpoint",
     "region",
     "pull_hour",
     "metric",
+    "group_by",
+    "filter",
     "content_mode",
     "state_dir",
     "max_spool_mb",
@@ -104,7 +106,9 @@ pub struct Config {
     pub endpoint: String,
     pub region: String,
     pub pull_hour: u8,
+    /// The first of `breakdown.metrics`: the one in `amount` and `unit`.
     pub metric: String,
+    pub breakdown: crate::breakdown::Breakdown,
     pub content_mode: ContentMode,
     pub state_dir: PathBuf,
     /// The user chose state_dir (config or env): failing to use it is an error, not a warning.
@@ -192,16 +196,7 @@ pub fn load(
     let pull_hour = file
         .integer("pull_hour", 0, 23, "an hour 0-23 (UTC)")?
         .unwrap_or(2) as u8;
-    let metric = match file.string("metric")? {
-        Some(m) if METRICS.contains(&m.as_str()) => m,
-        Some(m) => {
-            return err(format!(
-                "{name}: metric: expected one of {}, found {m:?}",
-                METRICS.join(", ")
-            ));
-        }
-        None => "BlendedCost".to_string(),
-    };
+    let breakdown = crate::breakdown::from_config(&map, &name)?;
     let content_mode = match file.string("content_mode")?.as_deref() {
         None | Some("binary") => ContentMode::Binary,
         Some("structured") => ContentMode::Structured,
@@ -284,7 +279,8 @@ pub fn load(
         endpoint,
         region,
         pull_hour,
-        metric,
+        metric: breakdown.metrics[0].clone(),
+        breakdown,
         content_mode,
         state_dir,
         state_dir_named,

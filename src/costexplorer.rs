@@ -1,6 +1,7 @@
 //! GetCostAndUsage: the request body, the response pages, and what an error means.
 
-use crate::event::Line;
+use crate::breakdown::Breakdown;
+use crate::event::{Group as LineGroup, Line, Metric};
 use serde::{Deserialize, Serialize};
 use time::Date;
 
@@ -12,8 +13,10 @@ pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 struct Body<'a> {
     time_period: Period,
     granularity: &'a str,
-    metrics: [&'a str; 1],
-    group_by: [GroupBy; 1],
+    metrics: &'a [String],
+    group_by: Vec<GroupBy<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    filter: Option<&'a serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next_page_token: Option<&'a str>,
 }
@@ -27,24 +30,34 @@ struct Period {
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct GroupBy {
+struct GroupBy<'a> {
     r#type: &'static str,
-    key: &'static str,
+    key: &'a str,
 }
 
 /// The JSON body for the inclusive day range `first..=last` (End is exclusive on the wire).
-pub fn request_body(first: Date, last: Date, metric: &str, page_token: Option<&str>) -> String {
+pub fn request_body(
+    first: Date,
+    last: Date,
+    breakdown: &Breakdown,
+    page_token: Option<&str>,
+) -> String {
     let body = Body {
         time_period: Period {
             start: crate::schedule::format_date(first),
             end: crate::schedule::format_date(last.next_day().unwrap_or(last)),
         },
         granularity: "DAILY",
-        metrics: [metric],
-        group_by: [GroupBy {
-            r#type: "DIMENSION",
-            key: "SERVICE",
-        }],
+        metrics: &breakdown.metrics,
+        group_by: breakdown
+            .group_by
+            .iter()
+            .map(|g| {
+                let (r#type, key) = g.wire();
+                GroupBy { r#type, key }
+            })
+            .collect(),
+        filter: breakdown.filter.as_ref(),
         next_page_token: page_token,
     };
     serde_json::to_string(&body).expect("plain structs always serialize")
@@ -106,7 +119,8 @@ pub struct CeError {
 }
 
 /// Interprets a 2xx body as a page of lines, amounts copied as the exact strings sent.
-pub fn parse_page(body: &[u8], metric: &str) -> Result<Page, CeError> {
+/// Each group must carry one key per `group_by` entry and every requested metric.
+pub fn parse_page(body: &[u8], breakdown: &Breakdown) -> Result<Page, CeError> {
     let response: Response = serde_json::from_slice(body).map_err(|e| CeError {
         kind: ErrorKind::Permanent,
         message: format!(
@@ -114,24 +128,50 @@ pub fn parse_page(body: &[u8], metric: &str) -> Result<Page, CeError> {
             snippet(body)
         ),
     })?;
+    let permanent = |message: String| CeError {
+        kind: ErrorKind::Permanent,
+        message,
+    };
     let mut lines = Vec::new();
     for result in response.results_by_time {
-        for group in result.groups {
-            let service = group.keys.into_iter().next().unwrap_or_default();
-            let Some(value) = group.metrics.get(metric) else {
-                return Err(CeError {
-                    kind: ErrorKind::Permanent,
-                    message: format!(
-                        "Cost Explorer result for {service:?} on {} has no {metric} metric",
-                        result.time_period.start
-                    ),
+        let date = result.time_period.start;
+        for mut group in result.groups {
+            if group.keys.len() != breakdown.group_by.len() {
+                return Err(permanent(format!(
+                    "Cost Explorer result {:?} on {date} has {} key(s) for {} GroupBy entries",
+                    group.keys,
+                    group.keys.len(),
+                    breakdown.group_by.len()
+                )));
+            }
+            let mut metrics = Vec::with_capacity(breakdown.metrics.len());
+            for name in &breakdown.metrics {
+                let Some(value) = group.metrics.remove(name) else {
+                    return Err(permanent(format!(
+                        "Cost Explorer result for {:?} on {date} has no {name} metric",
+                        group.keys.join(" / ")
+                    )));
+                };
+                metrics.push(Metric {
+                    name: name.clone(),
+                    amount: value.amount,
+                    unit: value.unit,
                 });
-            };
+            }
+            let groups = breakdown
+                .group_by
+                .iter()
+                .zip(&group.keys)
+                .map(|(by, key)| LineGroup {
+                    by: by.clone(),
+                    value: by.value_of(key),
+                })
+                .collect();
             lines.push(Line {
-                date: result.time_period.start.clone(),
-                service,
-                amount: value.amount.clone(),
-                unit: value.unit.clone(),
+                date: date.clone(),
+                groups,
+                metrics,
+                routing: breakdown.routing,
                 estimated: result.estimated,
             });
         }
@@ -258,6 +298,13 @@ mod tests {
     use super::*;
     use time::macros::date;
 
+    fn metric(name: &str) -> Breakdown {
+        Breakdown {
+            metrics: vec![name.to_string()],
+            ..Breakdown::default()
+        }
+    }
+
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(format!("{}/fixtures/ce/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
     }
@@ -268,7 +315,7 @@ mod tests {
             request_body(
                 date!(2022 - 06 - 13),
                 date!(2022 - 06 - 13),
-                "BlendedCost",
+                &metric("BlendedCost"),
                 None
             ),
             r#"{"TimePeriod":{"Start":"2022-06-13","End":"2022-06-14"},"Granularity":"DAILY","Metrics":["BlendedCost"],"GroupBy":[{"Type":"DIMENSION","Key":"SERVICE"}]}"#
@@ -276,7 +323,7 @@ mod tests {
         let paged = request_body(
             date!(2022 - 12 - 30),
             date!(2022 - 12 - 31),
-            "UnblendedCost",
+            &metric("UnblendedCost"),
             Some("tok"),
         );
         assert!(
@@ -288,24 +335,24 @@ mod tests {
 
     #[test]
     fn pages_keep_amounts_as_exact_strings() {
-        let first = parse_page(&fixture("page-1-of-2.json"), "BlendedCost").unwrap();
+        let first = parse_page(&fixture("page-1-of-2.json"), &metric("BlendedCost")).unwrap();
         assert_eq!(first.next_token.as_deref(), Some("AAMA-EXAMPLE-TOKEN-2"));
-        let amounts: Vec<_> = first.lines.iter().map(|l| l.amount.as_str()).collect();
+        let amounts: Vec<_> = first.lines.iter().map(|l| l.amount()).collect();
         assert_eq!(amounts, ["0.01", "12.294", "0.0000001234"]);
         assert_eq!(
-            first.lines[1].service,
+            first.lines[1].groups[0].value,
             "Amazon Elastic Compute Cloud - Compute"
         );
         assert_eq!(first.lines[1].date, "2022-06-13");
-        let last = parse_page(&fixture("page-2-of-2.json"), "BlendedCost").unwrap();
+        let last = parse_page(&fixture("page-2-of-2.json"), &metric("BlendedCost")).unwrap();
         assert_eq!(last.next_token, None);
-        assert_eq!(last.lines[0].amount, "-12.5");
-        assert_eq!(last.lines[1].amount, "3.1000000000");
+        assert_eq!(last.lines[0].amount(), "-12.5");
+        assert_eq!(last.lines[1].amount(), "3.1000000000");
     }
 
     #[test]
     fn a_range_dates_each_line_by_its_result_and_empty_token_ends() {
-        let page = parse_page(&fixture("range-3-days.json"), "BlendedCost").unwrap();
+        let page = parse_page(&fixture("range-3-days.json"), &metric("BlendedCost")).unwrap();
         let dates: Vec<_> = page.lines.iter().map(|l| l.date.as_str()).collect();
         assert_eq!(dates, ["2022-06-11", "2022-06-13", "2022-06-13"]);
         // Each line carries the Estimated flag of its own ResultsByTime entry.
@@ -314,9 +361,79 @@ mod tests {
         assert_eq!(page.next_token, None);
     }
 
+    fn breakdown() -> Breakdown {
+        use crate::breakdown::GroupBy;
+        Breakdown {
+            group_by: vec![
+                GroupBy::Dimension("LINKED_ACCOUNT"),
+                GroupBy::Tag("team".into()),
+            ],
+            metrics: vec!["UnblendedCost".into(), "UsageQuantity".into()],
+            filter: Some(
+                serde_json::json!({"Not": {"Dimensions": {"Key": "RECORD_TYPE", "Values": ["Credit"]}}}),
+            ),
+            routing: true,
+        }
+    }
+
+    #[test]
+    fn a_breakdown_body_groups_by_each_entry_asks_every_metric_and_sends_the_filter() {
+        assert_eq!(
+            request_body(
+                date!(2022 - 06 - 13),
+                date!(2022 - 06 - 13),
+                &breakdown(),
+                None
+            ),
+            r#"{"TimePeriod":{"Start":"2022-06-13","End":"2022-06-14"},"Granularity":"DAILY","Metrics":["UnblendedCost","UsageQuantity"],"GroupBy":[{"Type":"DIMENSION","Key":"LINKED_ACCOUNT"},{"Type":"TAG","Key":"team"}],"Filter":{"Not":{"Dimensions":{"Key":"RECORD_TYPE","Values":["Credit"]}}}}"#
+        );
+        let mut cc = breakdown();
+        cc.group_by = vec![crate::breakdown::GroupBy::CostCategory("Teams".into())];
+        let body = request_body(date!(2022 - 06 - 13), date!(2022 - 06 - 13), &cc, None);
+        assert!(
+            body.contains(r#""GroupBy":[{"Type":"COST_CATEGORY","Key":"Teams"}]"#),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn breakdown_groups_keep_each_key_and_every_metric() {
+        let body = br#"{"ResultsByTime":[{"TimePeriod":{"Start":"2022-06-13","End":"2022-06-14"},"Estimated":true,"Groups":[
+            {"Keys":["123456789012","team$web"],"Metrics":{"UnblendedCost":{"Amount":"1.10","Unit":"USD"},"UsageQuantity":{"Amount":"24","Unit":"Hrs"}}},
+            {"Keys":["123456789012","team$"],"Metrics":{"UsageQuantity":{"Amount":"0","Unit":"N/A"},"UnblendedCost":{"Amount":"-0.0000000001","Unit":"USD"}}}]}]}"#;
+        let page = parse_page(body, &breakdown()).unwrap();
+        let line = &page.lines[0];
+        assert_eq!(line.groups[0].value, "123456789012");
+        assert_eq!(line.groups[1].value, "web");
+        assert_eq!(page.lines[1].groups[1].value, "", "untagged");
+        assert!(line.routing);
+        let metrics: Vec<_> = page.lines[1]
+            .metrics
+            .iter()
+            .map(|m| (m.name.as_str(), m.amount.as_str(), m.unit.as_str()))
+            .collect();
+        assert_eq!(
+            metrics,
+            [
+                ("UnblendedCost", "-0.0000000001", "USD"),
+                ("UsageQuantity", "0", "N/A")
+            ],
+            "in the order asked, whatever the order sent"
+        );
+        let mut one = breakdown();
+        one.group_by.pop();
+        let e = parse_page(body, &one).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Permanent);
+        assert!(
+            e.message.contains("has 2 key(s) for 1 GroupBy entries"),
+            "{}",
+            e.message
+        );
+    }
+
     #[test]
     fn a_missing_metric_is_an_error_not_a_zero() {
-        let e = parse_page(&fixture("page-1-of-2.json"), "UnblendedCost").unwrap_err();
+        let e = parse_page(&fixture("page-1-of-2.json"), &metric("UnblendedCost")).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Permanent);
         assert!(
             e.message.contains("no UnblendedCost metric"),
@@ -373,7 +490,7 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::Transient);
         assert!(e.message.starts_with("Cost Explorer answered HTTP 502 with a non-JSON body: \"<html><head><title>502 Bad Gateway"), "{}", e.message);
         assert!(!e.message.contains('\n'));
-        let e = parse_page(&fixture("error-proxy.html"), "BlendedCost").unwrap_err();
+        let e = parse_page(&fixture("error-proxy.html"), &metric("BlendedCost")).unwrap_err();
         assert!(e.message.contains("not a GetCostAndUsage result"));
         assert_eq!(
             parse_error(403, b"").message,

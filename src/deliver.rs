@@ -25,14 +25,14 @@ impl Runtime {
             let event: Event = serde_json::from_str(json).map_err(|e| format!("spool line {}: {e}", costexplorer::snippet(json.as_bytes())))?;
             match self.send_event(&event, deadline) {
                 Sent::Delivered => {
-                    debug!("delivered {} / {} / {} {} (id {})", event.data.date, event.data.service, event.data.amount, event.data.unit, event.id);
+                    debug!("delivered {} / {} / {} {} (id {})", event.data.date, event.data.label(), event.data.amount, event.data.unit, event.id);
                     outcome.delivered += 1;
                     Ok(true)
                 }
                 Sent::Rejected(status, reason) => {
                     error!(
-                        "the target rejected the event for {:?} on {} with HTTP {status}: {reason}; kept in dead-letter.jsonl",
-                        event.data.service, event.data.date
+                        "the target rejected the event for {} on {} with HTTP {status}: {reason}; kept in dead-letter.jsonl",
+                        event.data.label(), event.data.date
                     );
                     state.dead_letter(status, &reason, json)?;
                     outcome.rejected += 1;

@@ -1,31 +1,131 @@
 //! A billing line as a CloudEvent, and its HTTP binding in binary or structured mode.
 
+use crate::breakdown::GroupBy;
 use crate::config::ContentMode;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 pub const SOURCE: &str = "cloud.aws.billing";
 pub const TYPE: &str = "aws.service.daily";
+/// Extension attribute: the numbers are Cost Explorer's estimate and may be revised.
+pub const ESTIMATED: &str = "estimated";
+/// Extension attribute: 1, 2, ... for a line delivered again with new numbers.
+pub const REVISION: &str = "revision";
 
-/// One group of a Cost Explorer result: a service's cost on a day, exactly as sent.
+/// One group of a Cost Explorer result on a day: its group values and metrics, exactly as sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
     pub date: String,
-    pub service: String,
-    pub amount: String,
-    pub unit: String,
+    /// One or two, in `group_by` order; tag and cost category values already split from
+    /// their `key$` prefix.
+    pub groups: Vec<Group>,
+    /// At least one, in `metric` order; the first gives `amount` and `unit`.
+    pub metrics: Vec<Metric>,
+    /// The groups also become extension attributes (`group_by` was configured).
+    pub routing: bool,
     /// Cost Explorer's `Estimated` flag of the result this line came from.
     pub estimated: bool,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub by: GroupBy,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metric {
+    pub name: String,
+    pub amount: String,
+    pub unit: String,
+}
+
+impl Line {
+    /// A line of the seed's shape: one service, one metric.
+    pub fn service(date: &str, service: &str, metric: &str, amount: &str, unit: &str) -> Line {
+        Line {
+            date: date.into(),
+            groups: vec![Group {
+                by: GroupBy::Dimension("SERVICE"),
+                value: service.into(),
+            }],
+            metrics: vec![Metric {
+                name: metric.into(),
+                amount: amount.into(),
+                unit: unit.into(),
+            }],
+            routing: false,
+            estimated: false,
+        }
+    }
+
+    /// The amount of the first metric.
+    pub fn amount(&self) -> &str {
+        self.metrics.first().map_or("", |m| m.amount.as_str())
+    }
+
+    /// The unit of the first metric.
+    pub fn unit(&self) -> &str {
+        self.metrics.first().map_or("", |m| m.unit.as_str())
+    }
+
+    /// Names the same line across pulls: the date and each group (as configured) with its
+    /// value, as a JSON array, e.g. `["2022-06-13","SERVICE","Amazon S3","TAG:team","web"]`.
+    pub fn key(&self) -> String {
+        let mut parts = vec![self.date.clone()];
+        for g in &self.groups {
+            parts.push(g.by.label());
+            parts.push(g.value.clone());
+        }
+        serde_json::to_string(&parts).expect("strings always serialize")
+    }
+}
+
+/// `amount` and `unit` of one metric in `metrics`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Amount {
+    pub amount: String,
+    pub unit: String,
+}
+
+/// The event data. With no breakdown keys in the config it is the seed's exactly:
+/// vanceSource, vanceType, date, service, amount, unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Data {
     pub vance_source: String,
     pub vance_type: String,
     pub date: String,
-    pub service: String,
+    /// Present when SERVICE is grouped (always, by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Other grouped dimensions by their lower camel case field (`linkedAccount`).
+    #[serde(flatten)]
+    pub dimensions: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cost_categories: BTreeMap<String, String>,
     pub amount: String,
     pub unit: String,
+    /// Every metric, when the config asks for more than one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, Amount>,
+}
+
+impl Data {
+    /// What the line is, for log lines: `"Amazon S3"`, `"Amazon S3" / "123456789012"`.
+    pub fn label(&self) -> String {
+        let mut parts: Vec<String> = self.service.iter().map(|s| format!("{s:?}")).collect();
+        parts.extend(self.dimensions.values().map(|v| format!("{v:?}")));
+        parts.extend(self.tags.iter().map(|(k, v)| format!("{k}={v:?}")));
+        parts.extend(
+            self.cost_categories
+                .iter()
+                .map(|(k, v)| format!("{k}={v:?}")),
+        );
+        parts.join(" / ")
+    }
 }
 
 /// The whole event, in the field order of the seed document.
@@ -38,18 +138,62 @@ pub struct Event {
     pub kind: String,
     pub datacontenttype: String,
     pub time: String,
-    /// Extension attribute: the numbers are Cost Explorer's estimate and may be revised.
-    #[serde(default)]
-    pub estimated: bool,
-    /// Extension attribute: 1, 2, ... for a line delivered again with new numbers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revision: Option<u32>,
+    /// Extension attributes (routing by group: `service`, `linkedaccount`, `tagteam`, ...).
+    #[serde(flatten)]
+    pub extensions: BTreeMap<String, serde_json::Value>,
     pub data: Data,
 }
 
 impl Event {
     /// `id` is made once per event and kept across retries and restarts.
     pub fn new(line: Line, id: String, time: String) -> Event {
+        let mut data = Data {
+            vance_source: SOURCE.into(),
+            vance_type: TYPE.into(),
+            date: line.date,
+            service: None,
+            dimensions: BTreeMap::new(),
+            tags: BTreeMap::new(),
+            cost_categories: BTreeMap::new(),
+            amount: String::new(),
+            unit: String::new(),
+            metrics: BTreeMap::new(),
+        };
+        let mut extensions = BTreeMap::new();
+        extensions.insert(ESTIMATED.into(), serde_json::Value::Bool(line.estimated));
+        for group in line.groups {
+            if line.routing
+                && let Some(name) = group.by.attribute()
+            {
+                extensions.insert(name, serde_json::Value::String(group.value.clone()));
+            }
+            match group.by {
+                GroupBy::Dimension("SERVICE") => data.service = Some(group.value),
+                GroupBy::Dimension(_) => {
+                    let field = group.by.field().expect("a dimension has a field");
+                    data.dimensions.insert(field, group.value);
+                }
+                GroupBy::Tag(key) => {
+                    data.tags.insert(key, group.value);
+                }
+                GroupBy::CostCategory(name) => {
+                    data.cost_categories.insert(name, group.value);
+                }
+            }
+        }
+        if let Some(first) = line.metrics.first() {
+            data.amount = first.amount.clone();
+            data.unit = first.unit.clone();
+        }
+        if line.metrics.len() > 1 {
+            for m in line.metrics {
+                let amount = Amount {
+                    amount: m.amount,
+                    unit: m.unit,
+                };
+                data.metrics.insert(m.name, amount);
+            }
+        }
         Event {
             specversion: "1.0".into(),
             id,
@@ -57,17 +201,27 @@ impl Event {
             kind: TYPE.into(),
             datacontenttype: "application/json".into(),
             time,
-            estimated: line.estimated,
-            revision: None,
-            data: Data {
-                vance_source: SOURCE.into(),
-                vance_type: TYPE.into(),
-                date: line.date,
-                service: line.service,
-                amount: line.amount,
-                unit: line.unit,
-            },
+            extensions,
+            data,
         }
+    }
+
+    /// The `estimated` attribute (false when absent, as in a spool written before it).
+    pub fn estimated(&self) -> bool {
+        self.extensions.get(ESTIMATED) == Some(&serde_json::Value::Bool(true))
+    }
+
+    /// The `revision` attribute, if this event is a revision.
+    pub fn revision(&self) -> Option<u32> {
+        self.extensions
+            .get(REVISION)
+            .and_then(|v| v.as_u64())
+            .and_then(|n| u32::try_from(n).ok())
+    }
+
+    /// Marks this event as revision `n` of its line.
+    pub fn set_revision(&mut self, n: u32) {
+        self.extensions.insert(REVISION.into(), n.into());
     }
 
     /// The structured-mode JSON: one line, as printed for `--target -` and kept in the spool.
@@ -75,31 +229,52 @@ impl Event {
         serde_json::to_string(self).expect("plain strings always serialize")
     }
 
-    /// Headers and body for POSTing this event in the given content mode.
-    pub fn http_parts(&self, mode: ContentMode) -> (Vec<(&'static str, String)>, Vec<u8>) {
+    /// Headers and body for POSTing this event in the given content mode. In binary mode
+    /// every attribute is a `ce-` header, its value percent-encoded as the HTTP binding says.
+    pub fn http_parts(&self, mode: ContentMode) -> (Vec<(String, String)>, Vec<u8>) {
         match mode {
             ContentMode::Binary => {
-                let mut headers = vec![
-                    ("ce-specversion", self.specversion.clone()),
-                    ("ce-id", self.id.clone()),
-                    ("ce-source", self.source.clone()),
-                    ("ce-type", self.kind.clone()),
-                    ("ce-time", self.time.clone()),
-                    ("ce-estimated", self.estimated.to_string()),
-                ];
-                if let Some(r) = self.revision {
-                    headers.push(("ce-revision", r.to_string()));
+                let mut headers: Vec<(String, String)> = [
+                    ("ce-specversion", &self.specversion),
+                    ("ce-id", &self.id),
+                    ("ce-source", &self.source),
+                    ("ce-type", &self.kind),
+                    ("ce-time", &self.time),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), percent_encode(v)))
+                .collect();
+                for (name, value) in &self.extensions {
+                    let value = match value {
+                        serde_json::Value::String(s) => percent_encode(s),
+                        other => other.to_string(),
+                    };
+                    headers.push((format!("ce-{name}"), value));
                 }
-                headers.push(("content-type", self.datacontenttype.clone()));
+                headers.push(("content-type".into(), self.datacontenttype.clone()));
                 let body = serde_json::to_vec(&self.data).expect("plain strings always serialize");
                 (headers, body)
             }
             ContentMode::Structured => (
-                vec![("content-type", "application/cloudevents+json".into())],
+                vec![("content-type".into(), "application/cloudevents+json".into())],
                 self.to_json().into_bytes(),
             ),
         }
     }
+}
+
+/// A header value as the CloudEvents HTTP binding (3.1.3.2) wants it: UTF-8 bytes of space,
+/// `"`, `%` and anything outside printable ASCII as `%XX`, so no value can break or add a header.
+pub fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if (0x21..=0x7e).contains(&b) && b != b'"' && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// A random (version 4) UUID from 16 random bytes.
@@ -131,13 +306,13 @@ mod tests {
 
     fn sample() -> Event {
         Event::new(
-            Line {
-                date: "2022-06-13".into(),
-                service: "Amazon Elastic Compute Cloud - Compute".into(),
-                amount: "12.294".into(),
-                unit: "USD".into(),
-                estimated: false,
-            },
+            Line::service(
+                "2022-06-13",
+                "Amazon Elastic Compute Cloud - Compute",
+                "BlendedCost",
+                "12.294",
+                "USD",
+            ),
             "4395ffa3-f6de-443c-bf0e-bb9798d26a1d".into(),
             "2022-06-14T07:05:55.777689Z".into(),
         )
@@ -181,9 +356,107 @@ mod tests {
         let (headers, body) = sample().http_parts(ContentMode::Structured);
         assert_eq!(
             headers,
-            vec![("content-type", "application/cloudevents+json".to_string())]
+            vec![(
+                "content-type".to_string(),
+                "application/cloudevents+json".to_string()
+            )]
         );
         assert_eq!(body, sample().to_json().into_bytes());
+    }
+
+    fn breakdown_line() -> Line {
+        let group = |by: GroupBy, value: &str| Group {
+            by,
+            value: value.into(),
+        };
+        let metric = |name: &str, amount: &str, unit: &str| Metric {
+            name: name.into(),
+            amount: amount.into(),
+            unit: unit.into(),
+        };
+        Line {
+            date: "2022-06-13".into(),
+            groups: vec![
+                group(GroupBy::Dimension("LINKED_ACCOUNT"), "123456789012"),
+                group(GroupBy::Tag("team".into()), "web \"1\" é\r\nX-Evil: 1"),
+            ],
+            metrics: vec![
+                metric("UnblendedCost", "-0.0000000001", "USD"),
+                metric("UsageQuantity", "3.5", "N/A"),
+            ],
+            routing: true,
+            estimated: true,
+        }
+    }
+
+    #[test]
+    fn a_breakdown_adds_fields_tags_metrics_and_routing_attributes() {
+        let event = Event::new(breakdown_line(), "id-1".into(), "t".into());
+        assert_eq!(
+            event.to_json(),
+            r#"{"specversion":"1.0","id":"id-1","source":"cloud.aws.billing","type":"aws.service.daily","datacontenttype":"application/json","time":"t","estimated":true,"linkedaccount":"123456789012","tagteam":"web \"1\" é\r\nX-Evil: 1","data":{"vanceSource":"cloud.aws.billing","vanceType":"aws.service.daily","date":"2022-06-13","linkedAccount":"123456789012","tags":{"team":"web \"1\" é\r\nX-Evil: 1"},"amount":"-0.0000000001","unit":"USD","metrics":{"UnblendedCost":{"amount":"-0.0000000001","unit":"USD"},"UsageQuantity":{"amount":"3.5","unit":"N/A"}}}}"#
+        );
+        let back: Event = serde_json::from_str(&event.to_json()).unwrap();
+        assert_eq!(back, event, "the spool reads back what it wrote");
+        let mut line = breakdown_line();
+        line.groups[1] = Group {
+            by: GroupBy::CostCategory("Teams".into()),
+            value: "".into(),
+        };
+        line.routing = false;
+        let event = Event::new(line, "id-1".into(), "t".into());
+        assert_eq!(event.extensions.keys().collect::<Vec<_>>(), ["estimated"]);
+        assert_eq!(
+            serde_json::to_value(&event.data).unwrap()["costCategories"],
+            serde_json::json!({"Teams": ""})
+        );
+    }
+
+    #[test]
+    fn binary_headers_percent_encode_values_so_none_breaks_or_adds_a_header() {
+        let event = Event::new(breakdown_line(), "id-1".into(), "t".into());
+        let (headers, body) = event.http_parts(ContentMode::Binary);
+        let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        assert_eq!(get("ce-linkedaccount").as_deref(), Some("123456789012"));
+        assert_eq!(get("ce-estimated").as_deref(), Some("true"));
+        let mut revised = event.clone();
+        revised.set_revision(2);
+        let (headers, _) = revised.http_parts(ContentMode::Binary);
+        assert!(headers.contains(&("ce-revision".to_string(), "2".to_string())));
+        assert_eq!(revised.revision(), Some(2));
+        assert_eq!(
+            get("ce-tagteam").as_deref(),
+            Some("web%20%221%22%20%C3%A9%0D%0AX-Evil:%201")
+        );
+        for (name, value) in &headers {
+            assert!(
+                value
+                    .bytes()
+                    .all(|b| (0x21..=0x7e).contains(&b) && b != b'"'),
+                "{name}: {value}"
+            );
+        }
+        let data: Data = serde_json::from_slice(&body).unwrap();
+        assert_eq!(data, event.data);
+        assert_eq!(percent_encode("a%b c"), "a%25b%20c");
+        assert_eq!(percent_encode("Amazon S3"), "Amazon%20S3");
+    }
+
+    #[test]
+    fn line_keys_name_the_date_and_each_group() {
+        assert_eq!(
+            breakdown_line().key(),
+            r#"["2022-06-13","LINKED_ACCOUNT","123456789012","TAG:team","web \"1\" é\r\nX-Evil: 1"]"#
+        );
+        let mut other = breakdown_line();
+        other.metrics[0].amount = "7".into();
+        assert_eq!(
+            other.key(),
+            breakdown_line().key(),
+            "numbers are not part of the key"
+        );
+        other.date = "2022-06-14".into();
+        assert_ne!(other.key(), breakdown_line().key());
     }
 
     #[test]

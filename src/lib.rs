@@ -1,5 +1,6 @@
 //! source-aws-billing: yesterday's AWS cost per service, delivered daily as CloudEvents.
 
+pub mod breakdown;
 pub mod cli;
 pub mod config;
 pub mod costexplorer;

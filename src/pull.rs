@@ -39,7 +39,7 @@ impl Runtime {
         let mut token: Option<String> = None;
         loop {
             let body =
-                costexplorer::request_body(first, last, &self.config.metric, token.as_deref());
+                costexplorer::request_body(first, last, &self.config.breakdown, token.as_deref());
             let mut attempt = 0;
             let page = loop {
                 let mut request = Request {
@@ -60,9 +60,10 @@ impl Runtime {
                         })
                     })?;
                 let (result, hint) = match self.ce.send(&request) {
-                    Ok(r) if (200..300).contains(&r.status) => {
-                        (costexplorer::parse_page(&r.body, &self.config.metric), None)
-                    }
+                    Ok(r) if (200..300).contains(&r.status) => (
+                        costexplorer::parse_page(&r.body, &self.config.breakdown),
+                        None,
+                    ),
                     Ok(r) => {
                         let hint = r
                             .header("retry-after")

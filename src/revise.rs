@@ -81,9 +81,16 @@ fn hash(parts: &[&str]) -> u64 {
     h.finish()
 }
 
-/// What identifies a line within the revise window: its date and group keys.
+/// What identifies a line within the revise window: its date and group keys (the data
+/// without its numbers).
 pub fn key_of(data: &Data) -> u64 {
-    hash(&[&data.date, &data.service])
+    let keys = Data {
+        amount: String::new(),
+        unit: String::new(),
+        metrics: Default::default(),
+        ..data.clone()
+    };
+    hash(&[&serde_json::to_string(&keys).expect("plain strings always serialize")])
 }
 
 /// A fingerprint of everything a line says (amounts, units, keys).
@@ -93,10 +100,12 @@ pub fn value_of(data: &Data) -> u64 {
 
 /// The data of a line that disappeared: its keys with every amount `"0"`.
 pub fn zeroed(data: &Data) -> Data {
-    Data {
-        amount: "0".into(),
-        ..data.clone()
+    let mut zero = data.clone();
+    zero.amount = "0".into();
+    for m in zero.metrics.values_mut() {
+        m.amount = "0".into();
     }
+    zero
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,14 +215,8 @@ mod tests {
     use super::*;
 
     fn data(date: &str, service: &str, amount: &str) -> Data {
-        Data {
-            vance_source: "cloud.aws.billing".into(),
-            vance_type: "aws.service.daily".into(),
-            date: date.into(),
-            service: service.into(),
-            amount: amount.into(),
-            unit: "USD".into(),
-        }
+        let line = crate::event::Line::service(date, service, "BlendedCost", amount, "USD");
+        crate::event::Event::new(line, String::new(), String::new()).data
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! so never doubled); a crash after it leaves the batch and its snapshot, delivered and
 //! promoted on the next start (never lost).
 
-use crate::event::{Data, Event};
+use crate::event::{Data, ESTIMATED, Event, REVISION};
 use crate::revise::{Index, Vanished, Verdict, window_start};
 use crate::schedule::{format_date, parse_date};
 use crate::state::{batch_name, sync_dir, write_error};
@@ -31,6 +31,9 @@ struct Stored {
     /// Cost Explorer's Estimated flag when it was delivered.
     e: bool,
     d: Data,
+    /// Routing attributes of the line (`service`, `linkedaccount`, ...), when configured.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    x: BTreeMap<String, serde_json::Value>,
 }
 
 /// A snapshot being written beside a spool batch; removed when dropped uncommitted.
@@ -48,14 +51,25 @@ impl Drop for Writer {
 }
 
 impl Writer {
-    fn record(&mut self, data: &Data, revision: u32, estimated: bool) -> Result<(), String> {
+    fn record(
+        &mut self,
+        (data, routing): (&Data, &BTreeMap<String, serde_json::Value>),
+        revision: u32,
+        estimated: bool,
+    ) -> Result<(), String> {
         let Some(file) = &mut self.file else {
             return Ok(());
         };
+        let x = routing
+            .iter()
+            .filter(|(k, _)| k.as_str() != ESTIMATED && k.as_str() != REVISION)
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
         let line = serde_json::to_string(&StoredRef {
             r: revision,
             e: estimated,
             d: data,
+            x,
         })
         .expect("plain strings always serialize");
         writeln!(file, "{line}").map_err(|e| write_error(&self.tmp, &e))
@@ -67,6 +81,8 @@ struct StoredRef<'a> {
     r: u32,
     e: bool,
     d: &'a Data,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    x: BTreeMap<&'a str, &'a serde_json::Value>,
 }
 
 /// One pull's revision work: which delivered days it pulls again, what was last delivered
@@ -213,7 +229,7 @@ impl Round {
     pub fn judge(&mut self, mut event: Event, delivered: bool) -> Result<Option<Event>, String> {
         let day = parse_date(&event.data.date);
         let revised = day.is_some_and(|d| self.days.contains(&d));
-        let estimated = event.estimated;
+        let estimated = event.estimated();
         if let (true, Some(day)) = (revised, day) {
             self.now_estimated.insert(day, estimated);
         }
@@ -222,18 +238,18 @@ impl Round {
                 return Ok(None);
             }
             if estimated && self.keep_days > 0 {
-                self.record(&event.data, 0, estimated)?;
+                self.record((&event.data, &event.extensions), 0, estimated)?;
             }
             return Ok(Some(event));
         }
         match self.index.judge(&event.data) {
             Verdict::Unchanged(r) => {
-                self.record(&event.data, r, estimated)?;
+                self.record((&event.data, &event.extensions), r, estimated)?;
                 Ok(None)
             }
             Verdict::Revise(n) => {
-                self.record(&event.data, n, estimated)?;
-                event.revision = Some(n);
+                self.record((&event.data, &event.extensions), n, estimated)?;
+                event.set_revision(n);
                 Ok(Some(event))
             }
         }
@@ -256,11 +272,11 @@ impl Round {
                 let estimated = now.unwrap_or(s.e);
                 match self.index.vanished(&s.d) {
                     Vanished::Seen => Ok(()),
-                    Vanished::Keep(r) => self.record(&s.d, r, estimated),
+                    Vanished::Keep(r) => self.record((&s.d, &s.x), r, estimated),
                     Vanished::Revise(n) => {
                         let data = crate::revise::zeroed(&s.d);
-                        self.record(&data, n, estimated)?;
-                        out(revision_event(data, estimated, n, time))
+                        self.record((&data, &s.x), n, estimated)?;
+                        out(revision_event(data, s.x, estimated, n, time))
                     }
                 }
             })?;
@@ -268,9 +284,14 @@ impl Round {
         Ok(())
     }
 
-    fn record(&mut self, data: &Data, revision: u32, estimated: bool) -> Result<(), String> {
+    fn record(
+        &mut self,
+        line: (&Data, &BTreeMap<String, serde_json::Value>),
+        revision: u32,
+        estimated: bool,
+    ) -> Result<(), String> {
         match &mut self.writer {
-            Some(w) => w.record(data, revision, estimated),
+            Some(w) => w.record(line, revision, estimated),
             None => Ok(()),
         }
     }
@@ -288,7 +309,15 @@ impl Round {
     }
 }
 
-fn revision_event(data: Data, estimated: bool, revision: u32, time: &str) -> Event {
+fn revision_event(
+    data: Data,
+    mut extensions: BTreeMap<String, serde_json::Value>,
+    estimated: bool,
+    revision: u32,
+    time: &str,
+) -> Event {
+    extensions.insert(ESTIMATED.into(), estimated.into());
+    extensions.insert(REVISION.into(), revision.into());
     Event {
         specversion: "1.0".into(),
         id: crate::event::new_id(),
@@ -296,8 +325,7 @@ fn revision_event(data: Data, estimated: bool, revision: u32, time: &str) -> Eve
         kind: crate::event::TYPE.into(),
         datacontenttype: "application/json".into(),
         time: time.into(),
-        estimated,
-        revision: Some(revision),
+        extensions,
         data,
     }
 }
@@ -405,17 +433,9 @@ mod tests {
     use crate::event::Line;
 
     fn event(date: &str, service: &str, amount: &str, estimated: bool) -> Event {
-        Event::new(
-            Line {
-                date: date.into(),
-                service: service.into(),
-                amount: amount.into(),
-                unit: "USD".into(),
-                estimated,
-            },
-            crate::event::new_id(),
-            "2026-11-25T02:00:00Z".into(),
-        )
+        let mut line = Line::service(date, service, "BlendedCost", amount, "USD");
+        line.estimated = estimated;
+        Event::new(line, crate::event::new_id(), "2026-11-25T02:00:00Z".into())
     }
 
     fn dir() -> PathBuf {
@@ -474,9 +494,9 @@ mod tests {
             .map(|e| {
                 (
                     e.data.date.clone(),
-                    e.data.service.clone(),
+                    e.data.service.clone().unwrap_or_default(),
                     e.data.amount.clone(),
-                    e.revision,
+                    e.revision(),
                 )
             })
             .collect()
@@ -496,7 +516,7 @@ mod tests {
             &[],
         );
         assert_eq!(
-            first.iter().map(|e| e.revision).collect::<Vec<_>>(),
+            first.iter().map(|e| e.revision()).collect::<Vec<_>>(),
             [None, None]
         );
         assert!(day_file(&d, date("2026-11-20")).exists());
@@ -599,7 +619,7 @@ mod tests {
             let sent = round
                 .judge(event("2026-11-20", "EC2", "2", true), true)
                 .unwrap();
-            assert_eq!(sent.and_then(|e| e.revision), Some(1));
+            assert_eq!(sent.and_then(|e| e.revision()), Some(1));
             // Dropped here, as a failed pull drops it.
         }
         assert_eq!(fs::read(day_file(&d, date("2026-11-20"))).unwrap(), before);

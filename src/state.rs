@@ -678,13 +678,7 @@ mod tests {
     }
 
     fn event(service: &str) -> Event {
-        let line = Line {
-            date: "2022-06-13".into(),
-            service: service.into(),
-            amount: "1".into(),
-            unit: "USD".into(),
-            estimated: false,
-        };
+        let line = Line::service("2022-06-13", service, "BlendedCost", "1", "USD");
         Event::new(line, crate::event::new_id(), "2022-06-14T00:00:00Z".into())
     }
 
@@ -713,7 +707,7 @@ mod tests {
     fn pending(batch: &mut Batch) -> Vec<String> {
         take(batch, usize::MAX)
             .into_iter()
-            .map(|e| e.data.service)
+            .map(|e| e.data.service.unwrap_or_default())
             .collect()
     }
 

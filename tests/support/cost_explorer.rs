@@ -78,8 +78,8 @@ struct State {
     script: VecDeque<Response>,
     always: Option<Response>,
     violations: Vec<String>,
-    /// token -> (start, end, metric, offset)
-    tokens: HashMap<String, (String, String, String, usize)>,
+    /// token -> (the query it pages: the body without its token, offset)
+    tokens: HashMap<String, (String, usize)>,
 }
 
 struct Shared {
@@ -177,6 +177,90 @@ impl FakeCostExplorer {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// One generated group as Cost Explorer sends it: Keys in GroupBy order, and
+/// (metric, amount, unit) in Metrics order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generated {
+    pub date: String,
+    pub keys: Vec<String>,
+    pub metrics: Vec<(String, String, String)>,
+}
+
+/// A GroupBy entry of a request: (Type, Key).
+pub type GroupByEntry = (String, String);
+
+/// The request's GroupBy as Cost Explorer validates it: one or two entries of a known type.
+fn parse_group_by(value: &Value) -> Result<Vec<GroupByEntry>, String> {
+    let entries = match value.as_array() {
+        Some(list) if (1..=2).contains(&list.len()) => list,
+        _ => return Err(format!("GroupBy {value} (expected one or two entries)")),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        match (entry["Type"].as_str(), entry["Key"].as_str()) {
+            (Some(t @ ("DIMENSION" | "TAG" | "COST_CATEGORY")), Some(k)) if !k.is_empty() => {
+                out.push((t.to_string(), k.to_string()));
+            }
+            _ => return Err(format!("GroupBy entry {entry} (expected Type and Key)")),
+        }
+    }
+    Ok(out)
+}
+
+/// The Keys value of group `group` for one GroupBy entry: services and accounts by number,
+/// tags as `key$value` (every third group untagged: `key$`; some values non-ASCII),
+/// cost categories as `name$value`.
+pub fn key_for(entry: &GroupByEntry, group: usize) -> String {
+    let (kind, key) = (entry.0.as_str(), entry.1.as_str());
+    match (kind, key) {
+        ("DIMENSION", "SERVICE") => service_name(group),
+        ("DIMENSION", "LINKED_ACCOUNT") => format!("{:012}", 100_000_000_000usize + group),
+        ("DIMENSION", other) => format!("{other} {group:04}"),
+        ("TAG", _) if group.is_multiple_of(3) => format!("{key}$"),
+        ("TAG", _) if group % 3 == 1 => format!("{key}$équipe \"{group}\""),
+        ("TAG", _) => format!("{key}$web-{group}"),
+        _ => format!("{key}$Team {group}"),
+    }
+}
+
+/// What the generator answers for days in [start, end) to a request with this GroupBy and
+/// these Metrics; the nth metric of a group is the amount of the (group + n)th.
+pub fn breakdown_lines(
+    options: &CeOptions,
+    start: &str,
+    end: &str,
+    group_by: &[GroupByEntry],
+    metrics: &[String],
+) -> Vec<Generated> {
+    let (Some(start), Some(end)) = (parse_date(start), parse_date(end)) else {
+        panic!("breakdown_lines: bad dates {start} {end}");
+    };
+    let mut lines = Vec::new();
+    let mut day = start;
+    while day < end {
+        for group in 1..=options.groups_per_day {
+            let metrics = metrics
+                .iter()
+                .enumerate()
+                .map(|(n, m)| {
+                    let unit = match m.as_str() {
+                        "UsageQuantity" | "NormalizedUsageAmount" => "N/A".to_string(),
+                        _ => options.unit.clone(),
+                    };
+                    (m.clone(), amount_for(day, group + n), unit)
+                })
+                .collect();
+            lines.push(Generated {
+                date: format_date(day),
+                keys: group_by.iter().map(|e| key_for(e, group)).collect(),
+                metrics,
+            });
+        }
+        day = day.next_day().expect("date in range");
+    }
+    lines
 }
 
 /// The lines the default generator produces for days in [start, end).
@@ -407,32 +491,41 @@ fn generate(
             body["Granularity"]
         ));
     }
-    let metric = match body["Metrics"].as_array().map(Vec::as_slice) {
-        Some([Value::String(metric)]) => metric.clone(),
+    let metrics: Vec<String> = match body["Metrics"].as_array() {
+        Some(list) if !list.is_empty() && list.iter().all(Value::is_string) => list
+            .iter()
+            .map(|m| m.as_str().unwrap_or_default().to_string())
+            .collect(),
         _ => {
             return Err(format!(
-                "Metrics {} (expected one metric name)",
+                "Metrics {} (expected a list of metric names)",
                 body["Metrics"]
             ));
         }
     };
-    if body["GroupBy"] != json!([{"Type": "DIMENSION", "Key": "SERVICE"}]) {
-        return Err(format!("GroupBy {}", body["GroupBy"]));
+    let group_by = parse_group_by(&body["GroupBy"])?;
+    if let Some(filter) = body.get("Filter")
+        && !filter.is_object()
+    {
+        return Err(format!("Filter {filter} (expected an Expression object)"));
     }
+    let mut query = body.clone();
+    if let Some(map) = query.as_object_mut() {
+        map.remove("NextPageToken");
+    }
+    let query = query.to_string();
 
     let offset = match body.get("NextPageToken") {
         None | Some(Value::Null) => 0,
         Some(Value::String(token)) => match state.tokens.get(token) {
-            Some((s, e, m, offset)) if *s == start_text && *e == end_text && *m == metric => {
-                *offset
-            }
+            Some((q, offset)) if *q == query => *offset,
             Some(_) => return Err(format!("NextPageToken {token} belongs to another query")),
             None => return Err(format!("NextPageToken {token:?} was never handed out")),
         },
         Some(other) => return Err(format!("NextPageToken {other} is not a string")),
     };
 
-    let lines = expected_lines(options, &start_text, &end_text);
+    let lines = breakdown_lines(options, &start_text, &end_text, &group_by, &metrics);
     let page_size = options.page_size.max(1);
     let page_end = (offset + page_size).min(lines.len());
     let page = &lines[offset.min(lines.len())..page_end];
@@ -446,10 +539,12 @@ fn generate(
         }
     }
     for line in page {
-        let group = json!({
-            "Keys": [line.service],
-            "Metrics": {metric.as_str(): {"Amount": line.amount, "Unit": line.unit}}
-        });
+        let metrics: serde_json::Map<String, Value> = line
+            .metrics
+            .iter()
+            .map(|(name, amount, unit)| (name.clone(), json!({"Amount": amount, "Unit": unit})))
+            .collect();
+        let group = json!({"Keys": line.keys, "Metrics": metrics});
         let same_day = results
             .last()
             .is_some_and(|r| r["TimePeriod"]["Start"] == line.date.as_str());
@@ -466,16 +561,14 @@ fn generate(
     }
 
     let mut answer = json!({
-        "GroupDefinitions": [{"Type": "DIMENSION", "Key": "SERVICE"}],
+        "GroupDefinitions": body["GroupBy"],
         "ResultsByTime": results,
         "DimensionValueAttributes": [],
     });
     let next_token = if page_end < lines.len() {
         // Opaque, with characters a client must not re-encode or trim.
         let token = format!("AQICAH+{:04}/pg{}==", state.tokens.len() + 1, page_end);
-        state
-            .tokens
-            .insert(token.clone(), (start_text, end_text, metric, page_end));
+        state.tokens.insert(token.clone(), (query, page_end));
         answer["NextPageToken"] = Value::String(token.clone());
         Some(token)
     } else {
