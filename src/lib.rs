@@ -12,6 +12,7 @@ pub mod log;
 pub mod pull;
 pub mod retry;
 pub mod revise;
+pub mod revise_cmd;
 pub mod schedule;
 pub mod service;
 pub mod sign;

@@ -127,14 +127,14 @@ impl Runtime {
     }
 
     /// Pulls into the spool. Lines of days already delivered are left out unless `force`;
-    /// with `revise`, estimated days of the revise window are pulled again (snapshot.rs).
+    /// with `revise` (days), estimated days that far back are pulled again (snapshot.rs).
     pub(crate) fn pull_to_spool(
         &self,
         state: &mut State,
         first: Date,
         last: Date,
         force: bool,
-        revise: bool,
+        revise: Option<u32>,
     ) -> Result<Batch, Failure> {
         let limit = self.config.max_spool_mb * MIB;
         let already = state.spool_bytes();
@@ -150,8 +150,8 @@ impl Runtime {
         let mut round = Round::start(
             state.dir(),
             self.config.revise.revise_days,
-            days,
             revise,
+            days,
             &delivered,
             true,
         )

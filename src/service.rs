@@ -90,7 +90,7 @@ pub(crate) fn describe_range(first: Date, last: Date) -> String {
     }
 }
 
-fn yesterday() -> Date {
+pub(crate) fn yesterday() -> Date {
     OffsetDateTime::now_utc().date() - time::Duration::days(1)
 }
 
@@ -149,7 +149,7 @@ pub fn once(rt: &Runtime, days: Option<(Date, Date)>, force: bool) -> i32 {
         }
         return 0;
     };
-    let batch = match rt.pull_to_spool(&mut state, from, to, force, false) {
+    let batch = match rt.pull_to_spool(&mut state, from, to, force, None) {
         Ok(b) => b,
         Err(Failure::Stopped) => return 0,
         Err(e) => {
@@ -171,7 +171,7 @@ pub fn once(rt: &Runtime, days: Option<(Date, Date)>, force: bool) -> i32 {
     }
 }
 
-fn finish_once(rt: &Runtime, total: Delivery) -> i32 {
+pub(crate) fn finish_once(rt: &Runtime, total: Delivery) -> i32 {
     if rt.signals.stopping() {
         return 0;
     }
@@ -392,7 +392,13 @@ fn service_step(rt: &Runtime, state: &mut State) -> Result<(), Failure> {
         state.mark_delivered(first, last).map_err(Failure::State)?;
         return Ok(());
     }
-    let batch = rt.pull_to_spool(state, first, last, false, true)?;
+    let batch = rt.pull_to_spool(
+        state,
+        first,
+        last,
+        false,
+        Some(rt.config.revise.revise_days),
+    )?;
     let delivery = rt
         .deliver_batch(state, batch, None)
         .map_err(Failure::State)?;

@@ -162,15 +162,16 @@ fn each_stored(
 }
 
 impl Round {
-    /// Plans a pull of `first..=last`: with `revise`, the delivered days of the revise
-    /// window up to `last` whose last numbers were estimated are pulled again too. With
-    /// `record`, the batch's snapshot is written and day files older than the window are
-    /// dropped; without a state_dir nothing is revised or recorded.
+    /// Plans a pull of `first..=last`: with `window` (days), the delivered days from
+    /// `window` days before `last` up to `last` whose last numbers were estimated are pulled
+    /// again too. With `record`, the batch's snapshot is written and day files older than
+    /// `revise_days` before `last` are dropped; without a state_dir nothing is revised or
+    /// recorded.
     pub fn start(
         dir: Option<&Path>,
         revise_days: u32,
+        window: Option<u32>,
         (first, last): (Date, Date),
-        revise: bool,
         delivered: &dyn Fn(Date) -> bool,
         record: bool,
     ) -> Result<Round, String> {
@@ -187,12 +188,13 @@ impl Round {
             return Ok(round);
         };
         let oldest = window_start(last, revise_days);
+        let revise_from = window.map(|w| window_start(last, w));
         for day in snapshot_days(dir) {
             if day < oldest || revise_days == 0 {
                 if record {
                     let _ = fs::remove_file(day_file(dir, day));
                 }
-            } else if revise && day <= last && delivered(day) {
+            } else if revise_from.is_some_and(|f| day >= f) && day <= last && delivered(day) {
                 round.days.insert(day);
             }
         }
@@ -464,8 +466,8 @@ mod tests {
         let mut round = Round::start(
             Some(dir),
             3,
+            Some(3),
             (date(first), date(last)),
-            true,
             &|d| delivered.contains(&d),
             true,
         )
@@ -609,8 +611,8 @@ mod tests {
             let mut round = Round::start(
                 Some(&d),
                 3,
+                Some(3),
                 (date("2026-11-21"), date("2026-11-21")),
-                true,
                 &|d| d == date("2026-11-20"),
                 true,
             )
