@@ -93,7 +93,10 @@ pub struct Amount {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Data {
+    // Empty only in a day summary, which carries none of them.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub vance_source: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub vance_type: String,
     pub date: String,
     /// Present when SERVICE is grouped (always, by default).
@@ -106,11 +109,22 @@ pub struct Data {
     pub tags: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cost_categories: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub amount: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub unit: String,
     /// Every metric, when the config asks for more than one.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metrics: BTreeMap<String, Amount>,
+    /// Day summary only (summary.rs): the day's line count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<u64>,
+    /// Day summary only: the exact sum of the day's amounts per unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totals: Option<BTreeMap<String, String>>,
+    /// Day summary only: Cost Explorer's Estimated flag of the day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated: Option<bool>,
 }
 
 impl Data {
@@ -158,6 +172,9 @@ impl Event {
             amount: String::new(),
             unit: String::new(),
             metrics: BTreeMap::new(),
+            lines: None,
+            totals: None,
+            estimated: None,
         };
         let mut extensions = BTreeMap::new();
         extensions.insert(ESTIMATED.into(), serde_json::Value::Bool(line.estimated));

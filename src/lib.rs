@@ -19,3 +19,4 @@ pub mod sign;
 pub mod signal;
 pub mod snapshot;
 pub mod state;
+pub mod summary;

@@ -155,7 +155,8 @@ impl Runtime {
             &delivered,
             true,
         )
-        .map_err(Failure::State)?;
+        .map_err(Failure::State)?
+        .with_summary(self.config.revise.summary);
         let first = round.first;
         let mut writer = state.spool_writer(first, last).map_err(Failure::State)?;
         let time = rfc3339(OffsetDateTime::now_utc());

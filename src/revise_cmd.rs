@@ -100,7 +100,7 @@ fn preview(rt: &Runtime, dir: &std::path::Path, n: u32) -> i32 {
     let keep = rt.config.revise.revise_days;
     // Every day with a snapshot was delivered: a snapshot is kept only once its batch is.
     let mut round = match Round::start(Some(dir), keep, window, (first, last), &|_| true, false) {
-        Ok(r) => r,
+        Ok(r) => r.with_summary(rt.config.revise.summary),
         Err(e) => {
             error!("{e}");
             return 1;

@@ -17,6 +17,7 @@ use crate::event::{Data, ESTIMATED, Event, REVISION};
 use crate::revise::{Index, Vanished, Verdict, window_start};
 use crate::schedule::{format_date, parse_date};
 use crate::state::{batch_name, sync_dir, write_error};
+use crate::summary::Totals;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -95,6 +96,9 @@ pub struct Round {
     writer: Option<Writer>,
     /// The Estimated flag each revised day came back with.
     now_estimated: BTreeMap<Date, bool>,
+    /// Day summaries (`summary: true`): this pull's totals, and each day's last summary revision.
+    totals: Option<Totals>,
+    summary_rev: BTreeMap<Date, u32>,
     /// The first day to pull: the oldest revised day, or the pull's own first day.
     pub first: Date,
 }
@@ -182,6 +186,8 @@ impl Round {
             keep_days: revise_days,
             writer: None,
             now_estimated: BTreeMap::new(),
+            totals: None,
+            summary_rev: BTreeMap::new(),
             first,
         };
         let Some(dir) = dir else {
@@ -200,7 +206,11 @@ impl Round {
         }
         for day in &round.days {
             each_stored(dir, *day, &mut |s| {
-                round.index.insert(&s.d, s.r);
+                if s.d.lines.is_some() {
+                    round.summary_rev.insert(*day, s.r);
+                } else {
+                    round.index.insert(&s.d, s.r);
+                }
                 Ok(())
             })?;
         }
@@ -218,6 +228,12 @@ impl Round {
             });
         }
         Ok(round)
+    }
+
+    /// Also sends a summary event after each day's lines (`summary: true`).
+    pub fn with_summary(mut self, on: bool) -> Round {
+        self.totals = on.then(Totals::default);
+        self
     }
 
     /// Days this pull revises.
@@ -242,9 +258,20 @@ impl Round {
             if estimated && self.keep_days > 0 {
                 self.record((&event.data, &event.extensions), 0, estimated)?;
             }
+            if let Some(t) = &mut self.totals {
+                t.add(&event.data, estimated, true)?;
+            }
             return Ok(Some(event));
         }
-        match self.index.judge(&event.data) {
+        let verdict = self.index.judge(&event.data);
+        if let Some(t) = &mut self.totals {
+            t.add(
+                &event.data,
+                estimated,
+                matches!(verdict, Verdict::Revise(_)),
+            )?;
+        }
+        match verdict {
             Verdict::Unchanged(r) => {
                 self.record((&event.data, &event.extensions), r, estimated)?;
                 Ok(None)
@@ -258,30 +285,71 @@ impl Round {
     }
 
     /// After the pull: a zero-amount revision for each line of a revised day that the
-    /// pull no longer brought.
+    /// pull no longer brought, then the day summaries (`summary: true`).
     pub fn vanished(
         &mut self,
         time: &str,
         out: &mut dyn FnMut(Event) -> Result<(), String>,
     ) -> Result<(), String> {
-        let Some(dir) = self.dir.clone() else {
-            return Ok(());
-        };
+        let dir = self.dir.clone();
         for day in self.days.clone() {
+            let Some(dir) = &dir else { break };
             // A day that came back final makes its vanished lines final too.
             let now = self.now_estimated.get(&day).copied();
-            each_stored(&dir, day, &mut |s| {
+            each_stored(dir, day, &mut |s| {
                 let estimated = now.unwrap_or(s.e);
+                if s.d.lines.is_some() {
+                    return Ok(()); // the day's last summary, not a line
+                }
                 match self.index.vanished(&s.d) {
                     Vanished::Seen => Ok(()),
                     Vanished::Keep(r) => self.record((&s.d, &s.x), r, estimated),
                     Vanished::Revise(n) => {
+                        if let Some(t) = &mut self.totals {
+                            t.vanished(&s.d.date, estimated);
+                        }
                         let data = crate::revise::zeroed(&s.d);
                         self.record((&data, &s.x), n, estimated)?;
                         out(revision_event(data, s.x, estimated, n, time))
                     }
                 }
             })?;
+        }
+        self.summaries(time, out)
+    }
+
+    /// One summary per day of the pull whose lines go out: a first one for a new day,
+    /// the next revision of it for a revised day where something changed.
+    fn summaries(
+        &mut self,
+        time: &str,
+        out: &mut dyn FnMut(Event) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let Some(totals) = self.totals.take() else {
+            return Ok(());
+        };
+        let none = BTreeMap::new();
+        for (date, day) in &totals.days {
+            let Some(d) = parse_date(date) else { continue };
+            let revised = self.days.contains(&d);
+            let last = self.summary_rev.get(&d).copied();
+            let data = crate::summary::data(date, day);
+            let revision = match (revised, day.changed) {
+                (true, false) => {
+                    // Nothing changed: the last summary stands and is kept as it was.
+                    if let Some(r) = last {
+                        self.record((&data, &none), r, day.estimated)?;
+                    }
+                    continue;
+                }
+                (true, true) => last.map(|r| r + 1),
+                (false, _) => None,
+            };
+            if revised || (day.estimated && self.keep_days > 0) {
+                self.record((&data, &none), revision.unwrap_or(0), day.estimated)?;
+            }
+            let id = crate::event::new_id();
+            out(crate::summary::event(data, revision, id, time.to_string()))?;
         }
         Ok(())
     }

@@ -298,3 +298,100 @@ fn a_crash_before_the_batch_is_visible_keeps_the_old_snapshot() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// An exact sum of decimal strings with at most 10 fraction digits, done here with scaled
+/// integers (independent of the crate's decimal module).
+fn scaled_sum(amounts: &[String]) -> String {
+    let total: i128 = amounts
+        .iter()
+        .map(|a| {
+            let (neg, digits) = a
+                .strip_prefix('-')
+                .map_or((false, a.as_str()), |d| (true, d));
+            let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+            let v = format!("{int}{frac:0<10}").parse::<i128>().unwrap();
+            if neg { -v } else { v }
+        })
+        .sum();
+    let sign = if total < 0 { "-" } else { "" };
+    let t = total.unsigned_abs();
+    format!("{sign}{}.{:010}", t / 10_000_000_000, t % 10_000_000_000)
+}
+
+/// (revision, data) of each accepted summary event, in order.
+fn summaries(receiver: &FakeReceiver) -> Vec<(Option<u32>, serde_json::Value)> {
+    receiver
+        .accepted()
+        .iter()
+        .filter(|r| r.request.header("ce-type") == Some("aws.service.daily.summary"))
+        .map(|r| {
+            let revision = r.request.header("ce-revision").map(|v| v.parse().unwrap());
+            (revision, r.request.json().unwrap())
+        })
+        .collect()
+}
+
+/// The summary's data is exactly {date, lines, totals: {USD}, estimated}, and its total
+/// equals the sum of `amounts` (compared as numbers: the scale may differ).
+fn assert_summary(data: &serde_json::Value, date: &str, lines: u64, amounts: &[String]) {
+    let total = data["totals"]["USD"]
+        .as_str()
+        .expect("a USD total string")
+        .to_string();
+    assert_eq!(scaled_sum(&[total.clone()]), scaled_sum(amounts), "{data}");
+    assert_eq!(
+        *data,
+        serde_json::json!({"date": date, "lines": lines, "totals": {"USD": total}, "estimated": true})
+    );
+}
+
+#[test]
+fn a_day_summary_follows_the_lines_and_each_revision_round_with_exact_totals() {
+    let ce = FakeCostExplorer::with_groups(3, 100);
+    let receiver = FakeReceiver::start();
+    let sandbox = Sandbox::new("revise-summary");
+    let d2 = days_ago(2);
+    let run = |args: &[&str]| {
+        sandbox
+            .cmd(&ce.url(), &receiver.url(), "summary: true\n")
+            .args(args)
+            .run(WITHIN)
+            .assert_code(0);
+    };
+    run(&["once", "--date", &d2]);
+    let amounts: Vec<String> = ce
+        .expected_lines(&d2, &support::next_day(&d2))
+        .into_iter()
+        .map(|l| l.amount)
+        .collect();
+    assert_eq!(receiver.accepted_count(), 4);
+    let last = receiver
+        .accepted()
+        .last()
+        .unwrap()
+        .request
+        .header("ce-type")
+        .map(str::to_string);
+    assert_eq!(
+        last.as_deref(),
+        Some("aws.service.daily.summary"),
+        "after the day's lines"
+    );
+    let first = summaries(&receiver);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].0, None);
+    assert_summary(&first[0].1, &d2, 3, &amounts);
+
+    ce.revise(&d2, "Service 0001", "99.5");
+    ce.remove(&d2, "Service 0002");
+    run(&["revise"]);
+    let second = summaries(&receiver);
+    assert_eq!(second.len(), 2, "{second:?}");
+    assert_eq!(second[1].0, Some(1));
+    let s3 = amount(&ce, &d2, "Service 0003");
+    assert_summary(&second[1].1, &d2, 2, &["99.5".into(), s3]);
+    // Nothing changed: no lines and no summary.
+    let count = receiver.accepted_count();
+    run(&["revise"]);
+    assert_eq!(receiver.accepted_count(), count);
+}
