@@ -19,7 +19,20 @@ pub struct Request {
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
+    /// At most the client's cap for this status; the rest was not read.
     pub body: Vec<u8>,
+    /// The peer sent more than the cap.
+    pub truncated: bool,
+}
+
+/// What one request may cost: its time from connect to the last byte, and the bytes read.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub deadline: Duration,
+    /// Bytes read of a 2xx body.
+    pub max_body: u64,
+    /// Bytes read of any other body (it only explains the status).
+    pub max_error_body: u64,
 }
 
 impl Response {
@@ -51,7 +64,7 @@ pub struct Client {
     /// The ca_file roots, tried when the built-in roots do not trust a server.
     extra: Option<ureq::Agent>,
     use_extra: std::cell::Cell<bool>,
-    max_body: u64,
+    limits: Limits,
 }
 
 const USER_AGENT: &str = concat!("source-aws-billing/", env!("CARGO_PKG_VERSION"));
@@ -61,18 +74,22 @@ impl Client {
     pub fn new(
         url: &str,
         ca_file: Option<&Path>,
-        max_body: u64,
+        limits: Limits,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Client, String> {
         let proxy = proxy_for(url, env)?;
+        let phase = Phases::of(limits.deadline);
         let agent = |roots: RootCerts| -> ureq::Agent {
             ureq::Agent::config_builder()
                 .http_status_as_error(false)
-                .timeout_connect(Some(Duration::from_secs(10)))
-                // Per read and write, not global: a global timeout makes ureq resolve the host
-                // in a new thread for every request.
-                .timeout_per_read(Some(Duration::from_secs(60)))
-                .timeout_per_write(Some(Duration::from_secs(60)))
+                // The deadline as a budget per phase, not one global timeout: with a global
+                // (or per-call) timeout ureq resolves the host in a new thread for every
+                // request, which cost a third of the delivery speed.
+                .timeout_connect(Some(phase.connect))
+                .timeout_send_request(Some(phase.send))
+                .timeout_send_body(Some(phase.send))
+                .timeout_recv_response(Some(phase.response))
+                .timeout_recv_body(Some(phase.body))
                 .user_agent(USER_AGENT)
                 .max_redirects(0)
                 .proxy(proxy.clone())
@@ -88,7 +105,7 @@ impl Client {
             builtin: agent(RootCerts::WebPki),
             extra,
             use_extra: std::cell::Cell::new(false),
-            max_body,
+            limits,
         })
     }
 
@@ -137,24 +154,59 @@ impl Client {
                 )
             })
             .collect();
-        // Only the first max_body bytes are kept: the status decides, the body only explains.
+        // Read up to the cap and one byte more, whatever Content-Length claims: past it,
+        // nothing more is read (the connection is then dropped, not reused).
+        let cap = if (200..300).contains(&status) {
+            self.limits.max_body
+        } else {
+            self.limits.max_error_body
+        };
         let mut body = Vec::new();
         response
             .body_mut()
             .with_config()
             .limit(u64::MAX)
             .reader()
-            .take(self.max_body)
+            .take(cap + 1)
             .read_to_end(&mut body)
             .map_err(|e| SendError {
-                message: format!("{}: reading the answer failed: {e}", origin(&request.url)),
+                message: format!(
+                    "{}: reading the answer failed: {}",
+                    origin(&request.url),
+                    crate::log::peer(&e.to_string())
+                ),
                 permanent: false,
             })?;
+        let truncated = body.len() as u64 > cap;
+        body.truncate(cap as usize);
         Ok(Response {
             status,
             headers,
             body,
+            truncated,
         })
+    }
+}
+
+/// A request's deadline split over its phases (connect incl. TLS, sending, waiting for the
+/// status line and headers, reading the body); their sum is the deadline.
+#[derive(Debug, PartialEq, Eq)]
+struct Phases {
+    connect: Duration,
+    send: Duration,
+    response: Duration,
+    body: Duration,
+}
+
+impl Phases {
+    fn of(deadline: Duration) -> Phases {
+        // 1/6 + 2 x 1/12 + 1/3 + 1/3
+        Phases {
+            connect: deadline / 6,
+            send: deadline / 12,
+            response: deadline / 3,
+            body: deadline / 3,
+        }
     }
 }
 
@@ -206,7 +258,7 @@ pub fn redact(url: &str) -> String {
 }
 
 fn describe(url: &str, e: &ureq::Error, have_ca_file: bool) -> SendError {
-    let text = e.to_string();
+    let text = crate::log::peer(&e.to_string());
     let place = origin(url);
     if text.contains("invalid peer certificate") && !text.contains("UnknownIssuer") {
         // Expired, or for another name: no root set can fix that.
@@ -350,6 +402,15 @@ mod tests {
         assert!(no_proxy_matches("[::1]", "::1"));
         assert!(!no_proxy_matches("example.com", "badexample.com"));
         assert!(!no_proxy_matches("", "example.com"));
+    }
+
+    #[test]
+    fn the_phases_add_up_to_the_deadline() {
+        for secs in [30, 60] {
+            let d = Duration::from_secs(secs);
+            let p = Phases::of(d);
+            assert_eq!(p.connect + p.send * 2 + p.response + p.body, d);
+        }
     }
 
     #[test]

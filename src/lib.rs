@@ -1,5 +1,7 @@
 //! source-aws-billing: yesterday's AWS cost per service, delivered daily as CloudEvents.
 
+pub mod answer;
+pub mod bounds;
 pub mod breakdown;
 pub mod cli;
 pub mod config;

@@ -1,7 +1,9 @@
 //! Pulling from Cost Explorer: signed requests page by page, retried, into the spool.
 
-use crate::config::load_credentials;
-use crate::costexplorer::{self, CeError, ErrorKind};
+use crate::answer::{Check, Shape};
+use crate::bounds;
+use crate::config::{Credentials, load_credentials};
+use crate::costexplorer::{self, Answer, CeError, ErrorKind};
 use crate::event::{Event, Line};
 use crate::http::Request;
 use crate::retry::{next_wait, retry_after};
@@ -10,7 +12,8 @@ use crate::service::{Failure, MIB, Runtime, describe_range};
 use crate::snapshot::Round;
 use crate::state::{Batch, State};
 use crate::{debug, info, warn};
-use std::time::Duration;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
 use time::{Date, OffsetDateTime};
 
 /// Attempts per Cost Explorer page before the pull is given up (for now).
@@ -18,7 +21,9 @@ const PULL_ATTEMPTS: u32 = 6;
 
 impl Runtime {
     /// Pulls `first..=last`, page by page (at most `max_pages`), calling `sink` for each line.
-    /// Returns (pages, lines). Throttling, 5xx and network errors are retried here.
+    /// Returns (pages, lines). Throttling, 5xx, network errors and answers that do not fit
+    /// the request are retried here; a paging loop or too many pages end the pull. The pull
+    /// is Ok only once the whole answer was checked: whoever records lines waits for it.
     pub fn pull(
         &self,
         first: Date,
@@ -35,95 +40,181 @@ impl Runtime {
         for w in warnings {
             warn!("{w}");
         }
+        let mut check = Check::new(Shape {
+            first,
+            last,
+            group_by: self.config.breakdown.group_by.len(),
+            metrics: self.config.breakdown.metrics.clone(),
+        });
+        let page_cap = bounds::page_cap(first, last);
+        let mut tokens_seen = HashSet::new();
+        let mut failing = Duration::ZERO;
         let (mut pages, mut lines) = (0, 0);
         let mut token: Option<String> = None;
         loop {
             let body =
                 costexplorer::request_body(first, last, &self.config.breakdown, token.as_deref());
-            let mut attempt = 0;
-            let page = loop {
-                let mut request = Request {
-                    method: "POST",
-                    url: format!("{}/", self.config.endpoint),
-                    headers: vec![
-                        ("content-type".into(), costexplorer::CONTENT_TYPE.into()),
-                        ("x-amz-target".into(), costexplorer::TARGET.into()),
-                    ],
-                    body: body.clone().into_bytes(),
-                };
-                let now = std::time::SystemTime::now();
-                crate::sign::sign(&mut request, &credentials, &self.config.region, "ce", now)
-                    .map_err(|m| {
-                        Failure::CostExplorer(CeError {
-                            kind: ErrorKind::Permanent,
-                            message: m,
-                        })
-                    })?;
-                let (result, hint) = match self.ce.send(&request) {
-                    Ok(r) if (200..300).contains(&r.status) => (
-                        costexplorer::parse_page(&r.body, &self.config.breakdown),
-                        None,
-                    ),
-                    Ok(r) => {
-                        let hint = r
-                            .header("retry-after")
-                            .and_then(|v| retry_after(v, OffsetDateTime::now_utc()));
-                        (Err(costexplorer::parse_error(r.status, &r.body)), hint)
-                    }
-                    Err(e) if e.permanent => (
-                        Err(CeError {
-                            kind: ErrorKind::Permanent,
-                            message: format!("Cost Explorer: {e}"),
-                        }),
-                        None,
-                    ),
-                    Err(e) => (
-                        Err(CeError {
-                            kind: ErrorKind::Transient,
-                            message: format!("Cost Explorer unreachable: {e}"),
-                        }),
-                        None,
-                    ),
-                };
-                // Belt and braces: an error text never carries the keys it was signed with.
-                let result = result.map_err(|mut e| {
-                    let secrets = [
-                        Some(&credentials.secret_access_key),
-                        credentials.session_token.as_ref(),
-                    ];
-                    for secret in secrets.into_iter().flatten() {
-                        e.message = e.message.replace(secret.as_str(), "***");
-                    }
-                    e
-                });
-                match result {
-                    Ok(page) => break page,
-                    Err(e) if e.kind == ErrorKind::Transient && attempt + 1 < PULL_ATTEMPTS => {
-                        let wait = next_wait(
-                            attempt,
-                            self.max_backoff().min(Duration::from_secs(60)),
-                            hint,
-                        );
-                        warn!("{}; retrying in {:.1}s", e.message, wait.as_secs_f32());
-                        if self.signals.sleep_for(wait) {
-                            return Err(Failure::Stopped);
-                        }
-                        attempt += 1;
-                    }
-                    Err(e) => return Err(Failure::CostExplorer(e)),
-                }
-            };
+            let page = self.page(&credentials, &body, &mut check, &mut failing)?;
             pages += 1;
-            debug!("page {pages}: {} groups", page.lines.len());
-            for line in page.lines {
+            let next = page.next_token().map(str::to_string);
+            debug!(
+                "page {pages}: {} result(s)",
+                page.results_by_time.as_ref().map_or(0, Vec::len)
+            );
+            if let Some(t) = &next {
+                if !tokens_seen.insert(t.clone()) {
+                    return Err(bad_paging(format!(
+                        "Cost Explorer sent NextPageToken {:?} a second time in one pull (page {pages}): it pages in a loop; stopped",
+                        crate::log::peer(t)
+                    )));
+                }
+                if pages >= page_cap && pages < max_pages {
+                    return Err(bad_paging(format!(
+                        "Cost Explorer sent more than {page_cap} pages for {} ({} a day is the bound); stopped",
+                        describe_range(first, last),
+                        bounds::PAGES_PER_DAY
+                    )));
+                }
+            }
+            for line in page.into_lines(&self.config.breakdown) {
                 lines += 1;
                 sink(line).map_err(Failure::State)?;
             }
-            match page.next_token {
+            match next {
                 Some(t) if pages < max_pages => token = Some(t),
                 _ => return Ok((pages, lines)),
             }
         }
+    }
+
+    /// One page: signed attempts, retried while they fail in a way that waiting can help
+    /// and the pull's failing budget lasts; the answer is checked against the request.
+    fn page(
+        &self,
+        credentials: &Credentials,
+        body: &str,
+        check: &mut Check,
+        failing: &mut Duration,
+    ) -> Result<Answer, Failure> {
+        let mut attempt = 0;
+        loop {
+            let started = Instant::now();
+            let (result, hint) = self.attempt(credentials, body);
+            let result = result.and_then(|answer| {
+                check
+                    .page(&answer, answer.next_token().is_none())
+                    .map_err(|e| CeError {
+                        kind: ErrorKind::Transient,
+                        message: format!(
+                            "Cost Explorer sent an answer that does not fit the request: {e}"
+                        ),
+                    })?;
+                Ok(answer)
+            });
+            let e = match result {
+                Ok(answer) => return Ok(answer),
+                Err(e) => e,
+            };
+            *failing += started.elapsed();
+            let wait = next_wait(
+                attempt,
+                self.max_backoff().min(Duration::from_secs(60)),
+                hint,
+            );
+            if e.kind != ErrorKind::Transient || attempt + 1 >= PULL_ATTEMPTS {
+                return Err(Failure::CostExplorer(e));
+            }
+            if !bounds::may_retry(*failing, wait) {
+                return Err(Failure::CostExplorer(CeError {
+                    message: format!(
+                        "{}; giving up: this pull spent {}s failing (the bound is {}s)",
+                        e.message,
+                        failing.as_secs(),
+                        bounds::PULL_FAILING_BUDGET.as_secs()
+                    ),
+                    ..e
+                }));
+            }
+            warn!("{}; retrying in {:.1}s", e.message, wait.as_secs_f32());
+            if self.signals.sleep_for(wait) {
+                return Err(Failure::Stopped);
+            }
+            *failing += wait;
+            attempt += 1;
+        }
+    }
+
+    /// One signed request: its answer parsed (not yet checked), or what went wrong, with
+    /// the Retry-After hint. An error text never carries the keys it was signed with.
+    fn attempt(
+        &self,
+        credentials: &Credentials,
+        body: &str,
+    ) -> (Result<Answer, CeError>, Option<Duration>) {
+        let mut request = Request {
+            method: "POST",
+            url: format!("{}/", self.config.endpoint),
+            headers: vec![
+                ("content-type".into(), costexplorer::CONTENT_TYPE.into()),
+                ("x-amz-target".into(), costexplorer::TARGET.into()),
+            ],
+            body: body.as_bytes().to_vec(),
+        };
+        let now = std::time::SystemTime::now();
+        if let Err(m) = crate::sign::sign(&mut request, credentials, &self.config.region, "ce", now)
+        {
+            let e = CeError {
+                kind: ErrorKind::Permanent,
+                message: m,
+            };
+            return (Err(e), None);
+        }
+        let transient = |message: String| CeError {
+            kind: ErrorKind::Transient,
+            message,
+        };
+        let (result, hint) = match self.ce.send(&request) {
+            Ok(r) if (200..300).contains(&r.status) && r.truncated => (
+                Err(transient(format!(
+                    "Cost Explorer sent an answer page larger than {} MiB; not read further",
+                    bounds::PAGE_BYTES / MIB
+                ))),
+                None,
+            ),
+            Ok(r) if (200..300).contains(&r.status) => (
+                costexplorer::parse_answer(&r.body)
+                    .map_err(|e| transient(format!("Cost Explorer sent an answer that is {e}"))),
+                None,
+            ),
+            Ok(r) => {
+                let hint = r
+                    .header("retry-after")
+                    .and_then(|v| retry_after(v, OffsetDateTime::now_utc()));
+                (Err(costexplorer::parse_error(r.status, &r.body)), hint)
+            }
+            Err(e) if e.permanent => (
+                Err(CeError {
+                    kind: ErrorKind::Permanent,
+                    message: format!("Cost Explorer: {e}"),
+                }),
+                None,
+            ),
+            Err(e) => (
+                Err(transient(format!("Cost Explorer unreachable: {e}"))),
+                None,
+            ),
+        };
+        let result = result.map_err(|mut e| {
+            let secrets = [
+                Some(&credentials.secret_access_key),
+                credentials.session_token.as_ref(),
+            ];
+            for secret in secrets.into_iter().flatten() {
+                e.message = e.message.replace(secret.as_str(), "***");
+            }
+            e
+        });
+        (result, hint)
     }
 
     /// Pulls into the spool. Lines of days already delivered are left out unless `force`;
@@ -146,12 +237,11 @@ impl Runtime {
             )));
         }
         let delivered = |d| !force && state.is_delivered(d);
-        let days = (first, last);
         let mut round = Round::start(
             state.dir(),
             self.config.revise.revise_days,
             revise,
-            days,
+            (first, last),
             &delivered,
             true,
         )
@@ -202,4 +292,12 @@ impl Runtime {
             }
         }
     }
+}
+
+/// Cost Explorer paged in a way no real answer does: not retried (it would cost again).
+fn bad_paging(message: String) -> Failure {
+    Failure::CostExplorer(CeError {
+        kind: ErrorKind::Permanent,
+        message,
+    })
 }

@@ -64,9 +64,9 @@ impl Runtime {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Runtime, String> {
         let ca = config.ca_file.as_deref();
-        let ce = Client::new(&config.endpoint, ca, 512 * MIB, env)?;
+        let ce = Client::new(&config.endpoint, ca, crate::bounds::CE_LIMITS, env)?;
         let target = match &config.target {
-            Target::Http(url) => Some(Client::new(url, ca, 64 * 1024, env)?),
+            Target::Http(url) => Some(Client::new(url, ca, crate::bounds::TARGET_LIMITS, env)?),
             Target::Stdout => None,
         };
         Ok(Runtime {

@@ -257,3 +257,58 @@ fn bad_breakdown_keys_exit_2_naming_the_key_before_any_request() {
         assert_eq!(ce.request_count(), 0, "{config}: no paid call");
     }
 }
+
+#[test]
+fn an_answer_short_of_a_group_key_or_a_metric_is_refused_not_delivered() {
+    use support::cost_explorer::{answer, day_result};
+    // day_result groups carry only BlendedCost.
+    for (config, groups, complaint) in [
+        (
+            "group_by: [SERVICE, LINKED_ACCOUNT]\n",
+            vec![(vec!["Amazon S3"], "1")],
+            "expected 2 non-empty key(s)",
+        ),
+        (
+            "metric: [BlendedCost, UnblendedCost]\n",
+            vec![(vec!["Amazon S3"], "1")],
+            "no UnblendedCost metric",
+        ),
+    ] {
+        let ce = FakeCostExplorer::with_groups(1, 100);
+        let page = json!({"ResultsByTime": [day_result(DAY, &groups)]});
+        ce.always(answer(&page));
+        let sandbox = Sandbox::new("breakdown-short");
+        let run = sandbox
+            .cmd(&ce.url(), "-", config)
+            .args(["once", "--date", DAY])
+            .run(WITHIN);
+        run.assert_code(1);
+        assert!(run.stdout.is_empty(), "{config}: {}", run.describe());
+        assert!(
+            run.stderr.contains(complaint),
+            "{config}: {}",
+            run.describe()
+        );
+    }
+}
+
+#[test]
+fn cost_explorers_own_refusal_of_a_filter_is_shown_as_it_came() {
+    let ce = FakeCostExplorer::with_groups(2, 100);
+    let sandbox = Sandbox::new("breakdown-filter-refused");
+    let config = "filter:\n  Dimensions: {Key: RECORD_TYPE, Values: [Credit]}\n  Tags: {Key: team, Values: [web]}\n";
+    let run = sandbox
+        .cmd(&ce.url(), "-", config)
+        .args(["once", "--date", DAY])
+        .run(WITHIN);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(
+            "Cost Explorer refused the request (HTTP 400): ValidationException: Expression has more than one roots."
+        ),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(ce.request_count(), 1, "a refusal is not retried");
+    assert!(run.stdout.is_empty());
+}

@@ -338,7 +338,11 @@ fn assert_summary(data: &serde_json::Value, date: &str, lines: u64, amounts: &[S
         .as_str()
         .expect("a USD total string")
         .to_string();
-    assert_eq!(scaled_sum(std::slice::from_ref(&total)), scaled_sum(amounts), "{data}");
+    assert_eq!(
+        scaled_sum(std::slice::from_ref(&total)),
+        scaled_sum(amounts),
+        "{data}"
+    );
     assert_eq!(
         *data,
         serde_json::json!({"date": date, "lines": lines, "totals": {"USD": total}, "estimated": true})

@@ -71,12 +71,16 @@ pub struct Served {
     pub groups: usize,
 }
 
+/// Answers a request from its parsed body and its number (1 for the first request).
+pub type Rule = Arc<dyn Fn(&Value, usize) -> Response + Send + Sync>;
+
 #[derive(Default)]
 struct State {
     requests: Vec<Request>,
     served: Vec<Served>,
     script: VecDeque<Response>,
     always: Option<Response>,
+    rule: Option<Rule>,
     violations: Vec<String>,
     /// token -> (the query it pages: the body without its token, offset)
     tokens: HashMap<String, (String, usize)>,
@@ -138,6 +142,12 @@ impl FakeCostExplorer {
     /// Once the script is used up, answer every request with this instead of generating.
     pub fn always(&self, response: Response) {
         self.state().always = Some(response);
+    }
+
+    /// Once the script is used up, answer every request with `rule` (a lying Cost Explorer:
+    /// cycling tokens, short or misdated answers, bad keys).
+    pub fn answer_with(&self, rule: impl Fn(&Value, usize) -> Response + Send + Sync + 'static) {
+        self.state().rule = Some(Arc::new(rule));
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -402,7 +412,15 @@ fn handle(shared: &Shared, request: &Request) -> Response {
         return error_response(400, body.to_string());
     }
 
-    let scripted = state.script.pop_front().or_else(|| state.always.clone());
+    let ruled = state.rule.clone().map(|rule| {
+        let body = request.json().unwrap_or(Value::Null);
+        move |n| rule(&body, n)
+    });
+    let scripted = state
+        .script
+        .pop_front()
+        .or_else(|| state.always.clone())
+        .or_else(|| ruled.map(|answer| answer(state.requests.len())));
     if let Some(response) = scripted {
         state.served.push(Served {
             status: response.status,
@@ -411,6 +429,19 @@ fn handle(shared: &Shared, request: &Request) -> Response {
             groups: 0,
         });
         return response;
+    }
+
+    // Cost Explorer's own answer to a Filter it cannot read: a ValidationException.
+    let filter = request.json().ok().and_then(|b| b.get("Filter").cloned());
+    if let Some(message) = filter.as_ref().and_then(filter_problem) {
+        state.served.push(Served {
+            status: 400,
+            scripted: false,
+            next_token: None,
+            groups: 0,
+        });
+        let body = json!({"__type": "ValidationException", "message": message});
+        return error_response(400, body.to_string());
     }
 
     match generate(&shared.options, &mut state, request) {
@@ -439,6 +470,37 @@ fn handle(shared: &Shared, request: &Request) -> Response {
                     .to_string(),
             )
         }
+    }
+}
+
+/// What Cost Explorer says about an Expression it cannot read (its messages), if anything.
+pub fn filter_problem(expression: &Value) -> Option<String> {
+    const ROOTS: [&str; 6] = ["And", "Or", "Not", "Dimensions", "Tags", "CostCategories"];
+    let Some(map) = expression.as_object() else {
+        return Some(format!("Expression {expression} is not an object"));
+    };
+    let roots: Vec<&String> = map.keys().filter(|k| ROOTS.contains(&k.as_str())).collect();
+    if roots.len() != 1 || map.len() != 1 {
+        return Some(
+            "Expression has more than one roots. Only one root operator is allowed for each \
+             expression: And, Or, Not, Dimensions, Tags, CostCategories"
+                .to_string(),
+        );
+    }
+    let value = &map[roots[0].as_str()];
+    match roots[0].as_str() {
+        "And" | "Or" => match value.as_array() {
+            Some(list) if list.len() >= 2 => list.iter().find_map(filter_problem),
+            _ => Some(format!(
+                "{} needs a list of at least two expressions",
+                roots[0]
+            )),
+        },
+        "Not" => filter_problem(value),
+        _ => match (value["Key"].as_str(), value["Values"].as_array()) {
+            (Some(_), Some(_)) => None,
+            _ => Some(format!("{} needs Key and Values", roots[0])),
+        },
     }
 }
 
@@ -527,11 +589,6 @@ fn generate(
         }
     };
     let group_by = parse_group_by(&body["GroupBy"])?;
-    if let Some(filter) = body.get("Filter")
-        && !filter.is_object()
-    {
-        return Err(format!("Filter {filter} (expected an Expression object)"));
-    }
     let mut query = body.clone();
     if let Some(map) = query.as_object_mut() {
         map.remove("NextPageToken");
@@ -635,4 +692,29 @@ fn result_by_time(day: Date, groups: Vec<Value>, estimated: bool) -> Value {
         "Groups": groups,
         "Estimated": estimated
     })
+}
+
+/// A 200 answer with this JSON body.
+pub fn answer(body: &Value) -> Response {
+    Response::with_body(200, CONTENT_TYPE, body.to_string())
+}
+
+/// One `ResultsByTime` entry for `day` with groups of (keys, amount).
+pub fn day_result(day: &str, groups: &[(Vec<&str>, &str)]) -> Value {
+    let end = parse_date(day)
+        .and_then(|d| d.next_day())
+        .map(format_date)
+        .unwrap_or_else(|| "2022-06-14".to_string());
+    day_result_between(day, &end, groups)
+}
+
+/// A `ResultsByTime` entry with any Start and End text (a lying answer may send anything).
+pub fn day_result_between(start: &str, end: &str, groups: &[(Vec<&str>, &str)]) -> Value {
+    let groups: Vec<Value> = groups
+        .iter()
+        .map(|(keys, amount)| {
+            json!({"Keys": keys, "Metrics": {"BlendedCost": {"Amount": amount, "Unit": "USD"}}})
+        })
+        .collect();
+    json!({"TimePeriod": {"Start": start, "End": end}, "Total": {}, "Groups": groups, "Estimated": false})
 }

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One parsed request. Header names are lower-cased; values are kept as sent.
 #[derive(Clone, Debug)]
@@ -153,6 +153,89 @@ impl Server {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+}
+
+/// Writes whatever it likes to the connection after reading one request (then the
+/// connection is closed): a peer that drips, lies about lengths or never stops.
+pub type RawHandler = Arc<dyn Fn(&Request, &mut TcpStream) -> io::Result<()> + Send + Sync>;
+
+impl Server {
+    /// Bind 127.0.0.1 on a free port; each request is answered by `handler` writing raw bytes.
+    pub fn bind_raw(handler: RawHandler) -> io::Result<Server> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_flag = Arc::clone(&stop);
+        let accept = thread::spawn(move || {
+            for (number, stream) in listener.incoming().enumerate() {
+                if stop_flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let handler = Arc::clone(&handler);
+                thread::spawn(move || -> io::Result<()> {
+                    let mut writer = stream.try_clone()?;
+                    let mut reader = BufReader::new(stream);
+                    if let Some(request) =
+                        read_request(&mut reader, &mut writer, number as u64 + 1)?
+                    {
+                        handler(&request, &mut writer)?;
+                    }
+                    Ok(())
+                });
+            }
+        });
+        Ok(Server {
+            addr,
+            stop,
+            accept: Some(accept),
+        })
+    }
+}
+
+/// Writes `head` (status line and headers, ending in a blank line), then `total` body bytes:
+/// `prefix` and then `fill` repeated, in 64 KiB writes. Stops quietly when the client leaves.
+pub fn stream_body(
+    stream: &mut TcpStream,
+    head: &str,
+    prefix: &[u8],
+    fill: u8,
+    total: u64,
+) -> io::Result<()> {
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(prefix)?;
+    let block = vec![fill; 64 * 1024];
+    let mut left = total.saturating_sub(prefix.len() as u64);
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        if stream.write_all(&block[..n]).is_err() {
+            return Ok(());
+        }
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// Writes `head`, then `piece` every `every` until the client leaves or `max` pieces are sent.
+pub fn drip(
+    stream: &mut TcpStream,
+    head: &str,
+    piece: &[u8],
+    every: Duration,
+    max: usize,
+) -> io::Result<()> {
+    stream.write_all(head.as_bytes())?;
+    for _ in 0..max {
+        thread::sleep(every); // the pace of the drip, not synchronisation
+        if stream
+            .write_all(piece)
+            .and_then(|_| stream.flush())
+            .is_err()
+        {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Server {
