@@ -90,6 +90,8 @@ struct State {
     removed: Vec<(String, String)>,
     /// Days up to this one (YYYY-MM-DD) are final (`Estimated: false`); later ones are estimates.
     final_through: Option<String>,
+    /// Every nth generated group (0: none) has moved to a new amount (for the benchmark).
+    drift: usize,
 }
 
 struct Shared {
@@ -200,6 +202,11 @@ impl FakeCostExplorer {
     /// From now on, the group whose first key is `key` on `date` is no longer sent.
     pub fn remove(&self, date: &str, key: &str) {
         self.state().removed.push((date.into(), key.into()));
+    }
+
+    /// From now on, every `n`th generated group of a request has a new amount (every metric).
+    pub fn drift(&self, n: usize) {
+        self.state().drift = n;
     }
 
     /// From now on, days up to `date` are final (`Estimated: false`), as AWS finishes metering.
@@ -620,6 +627,13 @@ fn generate(
         if let Some(amount) = state.revised.get(&key) {
             for m in &mut line.metrics {
                 m.1 = amount.clone();
+            }
+        }
+    }
+    if state.drift > 0 {
+        for line in lines.iter_mut().step_by(state.drift) {
+            for m in &mut line.metrics {
+                m.1 = "1.2345".into();
             }
         }
     }
