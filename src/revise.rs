@@ -158,6 +158,11 @@ impl Index {
         self.sorted = false;
     }
 
+    /// Room for `n` more lines, so that building the index never doubles it.
+    pub fn reserve(&mut self, n: usize) {
+        self.known.reserve_exact(n);
+    }
+
     pub fn len(&self) -> usize {
         self.known.len()
     }

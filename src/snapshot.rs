@@ -126,6 +126,11 @@ fn snapshot_days(state_dir: &Path) -> BTreeSet<Date> {
         .unwrap_or_default()
 }
 
+fn count_lines(path: &Path) -> usize {
+    let Ok(file) = File::open(path) else { return 0 };
+    BufReader::new(file).split(b'\n').count()
+}
+
 /// Calls `f` for each stored line of `day` (none when the day has no snapshot).
 fn each_stored(
     state_dir: &Path,
@@ -204,6 +209,13 @@ impl Round {
                 round.days.insert(day);
             }
         }
+        // Counted first: the index is then allocated once, at its final size.
+        let lines: usize = round
+            .days
+            .iter()
+            .map(|d| count_lines(&day_file(dir, *d)))
+            .sum();
+        round.index.reserve(lines);
         for day in &round.days {
             each_stored(dir, *day, &mut |s| {
                 if s.d.lines.is_some() {
