@@ -17,7 +17,7 @@ pub fn page_cap(first: Date, last: Date) -> usize {
 pub const LINES_PER_DAY: usize = 250_000;
 
 /// Bytes read of one Cost Explorer answer page; a page past it fails the attempt.
-pub const PAGE_BYTES: u64 = 4 * 1024 * 1024;
+pub const PAGE_BYTES: u64 = 2 * 1024 * 1024;
 /// Bytes read of an error body or of a target's answer; the rest is not read.
 pub const SMALL_BODY_BYTES: u64 = 64 * 1024;
 

@@ -128,43 +128,57 @@ impl Answer {
 
     /// The billing lines of a checked answer (each group has one key per `group_by` entry and
     /// every metric: `answer::Check`), amounts moved as the exact strings sent, metrics in
-    /// the order of `metric`.
-    pub fn into_lines(self, breakdown: &Breakdown) -> Vec<Line> {
-        let mut lines = Vec::new();
-        for result in self.results_by_time.unwrap_or_default() {
-            let date = result.time_period.start;
-            let estimated = result.estimated;
-            for mut group in result.groups.unwrap_or_default() {
-                let mut metrics = Vec::with_capacity(breakdown.metrics.len());
-                for name in &breakdown.metrics {
-                    if let Some(i) = group.metrics.iter().position(|(n, _)| n == name) {
-                        let (name, value) = group.metrics.swap_remove(i);
-                        metrics.push(Metric {
-                            name,
-                            amount: value.amount,
-                            unit: value.unit,
-                        });
-                    }
-                }
-                let groups = breakdown
-                    .group_by
-                    .iter()
-                    .zip(&group.keys)
-                    .map(|(by, key)| LineGroup {
-                        by: by.clone(),
-                        value: by.value_of(key),
+    /// the order of `metric`. One at a time: the parsed page shrinks as its lines go, it is
+    /// never held twice.
+    pub fn into_lines<'a>(self, breakdown: &'a Breakdown) -> impl Iterator<Item = Line> + 'a {
+        self.results_by_time
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(move |result| {
+                let date = result.time_period.start;
+                let estimated = result.estimated;
+                result
+                    .groups
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |group| Line {
+                        estimated,
+                        ..breakdown.line(date.clone(), group)
                     })
-                    .collect();
-                lines.push(Line {
-                    date: date.clone(),
-                    groups,
-                    metrics,
-                    routing: breakdown.routing,
-                    estimated,
+            })
+    }
+}
+
+impl Breakdown {
+    /// One group of a result as a line: its keys by `group_by`, its metrics by `metric`.
+    fn line(&self, date: String, mut group: Group) -> Line {
+        let mut metrics = Vec::with_capacity(self.metrics.len());
+        for name in &self.metrics {
+            if let Some(i) = group.metrics.iter().position(|(n, _)| n == name) {
+                let (name, value) = group.metrics.swap_remove(i);
+                metrics.push(Metric {
+                    name,
+                    amount: value.amount,
+                    unit: value.unit,
                 });
             }
         }
-        lines
+        let groups = self
+            .group_by
+            .iter()
+            .zip(&group.keys)
+            .map(|(by, key)| LineGroup {
+                by: by.clone(),
+                value: by.value_of(key),
+            })
+            .collect();
+        Line {
+            date,
+            groups,
+            metrics,
+            routing: self.routing,
+            estimated: false,
+        }
     }
 }
 
@@ -354,7 +368,7 @@ mod tests {
     fn pages_keep_amounts_as_exact_strings() {
         let first = parse_answer(&fixture("page-1-of-2.json")).unwrap();
         assert_eq!(first.next_token(), Some("AAMA-EXAMPLE-TOKEN-2"));
-        let lines = first.into_lines(&metric("BlendedCost"));
+        let lines: Vec<_> = first.into_lines(&metric("BlendedCost")).collect();
         let amounts: Vec<_> = lines.iter().map(|l| l.amount()).collect();
         assert_eq!(amounts, ["0.01", "12.294", "0.0000001234"]);
         assert_eq!(
@@ -364,7 +378,7 @@ mod tests {
         assert_eq!(lines[1].date, "2022-06-13");
         let last = parse_answer(&fixture("page-2-of-2.json")).unwrap();
         assert_eq!(last.next_token(), None);
-        let lines = last.into_lines(&metric("BlendedCost"));
+        let lines: Vec<_> = last.into_lines(&metric("BlendedCost")).collect();
         assert_eq!(lines[0].amount(), "-12.5");
         assert_eq!(lines[1].amount(), "3.1000000000");
     }
@@ -373,7 +387,7 @@ mod tests {
     fn a_range_dates_each_line_by_its_result_and_empty_token_ends() {
         let page = parse_answer(&fixture("range-3-days.json")).unwrap();
         assert_eq!(page.next_token(), None);
-        let lines = page.into_lines(&metric("BlendedCost"));
+        let lines: Vec<_> = page.into_lines(&metric("BlendedCost")).collect();
         let dates: Vec<_> = lines.iter().map(|l| l.date.as_str()).collect();
         assert_eq!(dates, ["2022-06-11", "2022-06-13", "2022-06-13"]);
         // Each line carries the Estimated flag of its own ResultsByTime entry.
@@ -421,7 +435,10 @@ mod tests {
         let body = br#"{"ResultsByTime":[{"TimePeriod":{"Start":"2022-06-13","End":"2022-06-14"},"Estimated":true,"Groups":[
             {"Keys":["123456789012","team$web"],"Metrics":{"UnblendedCost":{"Amount":"1.10","Unit":"USD"},"UsageQuantity":{"Amount":"24","Unit":"Hrs"}}},
             {"Keys":["123456789012","team$"],"Metrics":{"UsageQuantity":{"Amount":"0","Unit":"N/A"},"UnblendedCost":{"Amount":"-0.0000000001","Unit":"USD"}}}]}]}"#;
-        let lines = parse_answer(body).unwrap().into_lines(&breakdown());
+        let lines = parse_answer(body)
+            .unwrap()
+            .into_lines(&breakdown())
+            .collect::<Vec<_>>();
         let line = &lines[0];
         assert_eq!(line.groups[0].value, "123456789012");
         assert_eq!(line.groups[1].value, "web");

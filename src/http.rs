@@ -161,23 +161,17 @@ impl Client {
         } else {
             self.limits.max_error_body
         };
-        let mut body = Vec::new();
-        response
-            .body_mut()
-            .with_config()
-            .limit(u64::MAX)
-            .reader()
-            .take(cap + 1)
-            .read_to_end(&mut body)
-            .map_err(|e| SendError {
-                message: format!(
-                    "{}: reading the answer failed: {}",
-                    origin(&request.url),
-                    crate::log::peer(&e.to_string())
-                ),
-                permanent: false,
-            })?;
+        let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
+        let body = read_capped(&mut reader, cap + 1).map_err(|e| SendError {
+            message: format!(
+                "{}: reading the answer failed: {}",
+                origin(&request.url),
+                crate::log::peer(&e.to_string())
+            ),
+            permanent: false,
+        })?;
         let truncated = body.len() as u64 > cap;
+        let mut body = body;
         body.truncate(cap as usize);
         Ok(Response {
             status,
@@ -185,6 +179,31 @@ impl Client {
             body,
             truncated,
         })
+    }
+}
+
+/// Up to `max` bytes of `reader`, grown by at most 64 KiB at a time (never to twice what
+/// was read, as doubling would), starting small (most answers are empty).
+fn read_capped(reader: &mut impl Read, max: u64) -> std::io::Result<Vec<u8>> {
+    const STEP: usize = 64 * 1024;
+    let mut body = Vec::new();
+    loop {
+        let room = (max - body.len() as u64).min(body.len().clamp(512, STEP) as u64) as usize;
+        if room == 0 {
+            return Ok(body);
+        }
+        body.reserve_exact(room);
+        let start = body.len();
+        body.resize(start + room, 0);
+        match reader.read(&mut body[start..]) {
+            Ok(0) => {
+                body.truncate(start);
+                return Ok(body);
+            }
+            Ok(n) => body.truncate(start + n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => body.truncate(start),
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -402,6 +421,16 @@ mod tests {
         assert!(no_proxy_matches("[::1]", "::1"));
         assert!(!no_proxy_matches("example.com", "badexample.com"));
         assert!(!no_proxy_matches("", "example.com"));
+    }
+
+    #[test]
+    fn reading_stops_at_the_cap_whatever_comes() {
+        let mut endless = std::io::repeat(b'x');
+        let body = read_capped(&mut endless, 200_001).unwrap();
+        assert_eq!(body.len(), 200_001);
+        assert!(body.capacity() < 200_001 + 64 * 1024, "{}", body.capacity());
+        let body = read_capped(&mut &b"short"[..], 1000).unwrap();
+        assert_eq!(body, b"short");
     }
 
     #[test]

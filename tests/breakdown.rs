@@ -63,6 +63,7 @@ fn two_keys_and_several_metrics_are_asked_in_one_request_and_carried_exactly() {
         .run(WITHIN);
     run.assert_code(0);
     ce.assert_no_violations();
+    assert!(!run.stderr.contains("unknown key"), "{}", run.describe());
     let bodies = ce.bodies();
     assert_eq!(
         bodies.len(),
