@@ -1,8 +1,8 @@
 //! Last delivered lines of the revise window vs a new pull → which lines go out again, as which revision.
 //!
 //! Pure: lines are compared by two 64-bit hashes, one of the line's key (date and group
-//! keys) and one of its event data (every number and unit), so the index of a day holds
-//! 24 bytes per line, never the lines themselves.
+//! keys) and one of its event data (every number and unit), kept in a hash table of 24-byte
+//! slots whose storage the caller gives (a file, so memory holds one bit per slot).
 
 use crate::config::ConfigError;
 use crate::event::Data;
@@ -108,21 +108,72 @@ pub fn zeroed(data: &Data) -> Data {
     zero
 }
 
+/// Bytes of one slot of the index: key hash, value hash, revision, flags.
+pub const SLOT: usize = 24;
+const USED: u32 = 1;
+/// Already all zero: disappearing again changes nothing.
+const ZERO: u32 = 2;
+
+/// Where the index's slots live: a Vec in tests, a file in state_dir for a pull
+/// (snapshot.rs), so that the index takes no memory however many lines it knows.
+pub trait Slots {
+    fn get(&mut self, i: usize) -> Result<[u8; SLOT], String>;
+    fn set(&mut self, i: usize, slot: [u8; SLOT]) -> Result<(), String>;
+}
+
+impl Slots for Vec<[u8; SLOT]> {
+    fn get(&mut self, i: usize) -> Result<[u8; SLOT], String> {
+        Ok(self[i])
+    }
+    fn set(&mut self, i: usize, slot: [u8; SLOT]) -> Result<(), String> {
+        self[i] = slot;
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Known {
     key: u64,
     value: u64,
     revision: u32,
-    /// Already all zero: disappearing again changes nothing.
-    zero: bool,
-    seen: bool,
+    flags: u32,
 }
 
-/// What was last delivered for the lines of the days being revised.
-#[derive(Debug, Default)]
-pub struct Index {
-    known: Vec<Known>,
-    sorted: bool,
+impl Known {
+    fn encode(&self) -> [u8; SLOT] {
+        let mut b = [0u8; SLOT];
+        b[..8].copy_from_slice(&self.key.to_le_bytes());
+        b[8..16].copy_from_slice(&self.value.to_le_bytes());
+        b[16..20].copy_from_slice(&self.revision.to_le_bytes());
+        b[20..].copy_from_slice(&self.flags.to_le_bytes());
+        b
+    }
+
+    fn decode(b: &[u8; SLOT]) -> Option<Known> {
+        let word =
+            |r: std::ops::Range<usize>| b[r].iter().rev().fold(0u64, |n, x| n << 8 | u64::from(*x));
+        let flags = word(20..24) as u32;
+        (flags & USED != 0).then(|| Known {
+            key: word(0..8),
+            value: word(8..16),
+            revision: word(16..20) as u32,
+            flags,
+        })
+    }
+}
+
+/// What was last delivered for the lines of the days being revised: an open-addressing
+/// hash table of 24-byte slots in `S`, twice as many slots as lines; only a bit per slot
+/// (seen in this pull) is kept in memory.
+pub struct Index<S: Slots> {
+    slots: S,
+    mask: usize,
+    seen: Vec<u64>,
+}
+
+/// Slots for an index of `lines` lines (a power of two, at least twice as many).
+pub fn capacity_for(lines: usize) -> usize {
+    (lines.saturating_mul(2)).next_power_of_two().max(16)
 }
 
 /// What to do with a pulled line of a day being revised.
@@ -145,73 +196,87 @@ pub enum Verdict {
     Revise(u32),
 }
 
-impl Index {
-    /// Adds a line as last delivered with `revision` (0: the first delivery).
-    pub fn insert(&mut self, data: &Data, revision: u32) {
-        self.known.push(Known {
-            key: key_of(data),
-            value: value_of(data),
-            revision,
-            zero: value_of(&zeroed(data)) == value_of(data),
-            seen: false,
-        });
-        self.sorted = false;
-    }
-
-    /// Room for `n` more lines, so that building the index never doubles it.
-    pub fn reserve(&mut self, n: usize) {
-        self.known.reserve_exact(n);
-    }
-
-    pub fn len(&self) -> usize {
-        self.known.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.known.is_empty()
-    }
-
-    fn find(&mut self, key: u64) -> Option<&mut Known> {
-        if !self.sorted {
-            self.known.sort_unstable_by_key(|k| k.key);
-            self.known.shrink_to_fit();
-            self.sorted = true;
+impl<S: Slots> Index<S> {
+    /// An empty index over `slots`, which hold `capacity_for(lines)` zeroed slots.
+    pub fn new(slots: S, lines: usize) -> Index<S> {
+        let capacity = capacity_for(lines);
+        Index {
+            slots,
+            mask: capacity - 1,
+            seen: vec![0; capacity.div_ceil(64)],
         }
-        let i = self.known.binary_search_by_key(&key, |k| k.key).ok()?;
-        Some(&mut self.known[i])
+    }
+
+    /// The slot of `key`: its own, or the empty one where it would go.
+    fn probe(&mut self, key: u64) -> Result<(usize, Option<Known>), String> {
+        let mut i = (key as usize) & self.mask;
+        for _ in 0..=self.mask {
+            match Known::decode(&self.slots.get(i)?) {
+                None => return Ok((i, None)),
+                Some(k) if k.key == key => return Ok((i, Some(k))),
+                Some(_) => i = (i + 1) & self.mask,
+            }
+        }
+        Err("the revision index is full".into())
+    }
+
+    /// Marks slot `i` seen; true if it was already.
+    fn see(&mut self, i: usize) -> bool {
+        let (word, bit) = (i / 64, 1u64 << (i % 64));
+        let was = self.seen[word] & bit != 0;
+        self.seen[word] |= bit;
+        was
+    }
+
+    /// Adds a line as last delivered with `revision` (0: the first delivery).
+    pub fn insert(&mut self, data: &Data, revision: u32) -> Result<(), String> {
+        let key = key_of(data);
+        let value = value_of(data);
+        let zero = if value_of(&zeroed(data)) == value {
+            ZERO
+        } else {
+            0
+        };
+        let (i, _) = self.probe(key)?;
+        let known = Known {
+            key,
+            value,
+            revision,
+            flags: USED | zero,
+        };
+        self.slots.set(i, known.encode())
     }
 
     /// Judges a pulled line against what was last delivered for its key.
-    pub fn judge(&mut self, data: &Data) -> Verdict {
+    pub fn judge(&mut self, data: &Data) -> Result<Verdict, String> {
         let value = value_of(data);
-        match self.find(key_of(data)) {
-            Some(k) => {
-                k.seen = true;
+        Ok(match self.probe(key_of(data))? {
+            (i, Some(k)) => {
+                self.see(i);
                 if k.value == value {
                     Verdict::Unchanged(k.revision)
                 } else {
                     Verdict::Revise(k.revision + 1)
                 }
             }
-            None => Verdict::Revise(1),
-        }
+            (_, None) => Verdict::Revise(1),
+        })
     }
 
     /// For a line last delivered as `data`, once the pull is over: was it seen, and if not,
     /// does it get a zero-amount revision (not when it is zero already)?
-    pub fn vanished(&mut self, data: &Data) -> Vanished {
-        let Some(k) = self.find(key_of(data)) else {
-            return Vanished::Seen;
+    pub fn vanished(&mut self, data: &Data) -> Result<Vanished, String> {
+        let (i, Some(k)) = self.probe(key_of(data))? else {
+            return Ok(Vanished::Seen);
         };
-        if k.seen {
-            return Vanished::Seen;
+        if self.see(i) {
+            return Ok(Vanished::Seen);
         }
-        k.seen = true;
-        if k.zero {
+        Ok(if k.flags & ZERO != 0 {
             Vanished::Keep(k.revision)
         } else {
             Vanished::Revise(k.revision + 1)
-        }
+        })
     }
 }
 
@@ -226,57 +291,86 @@ mod tests {
 
     #[test]
     fn changed_lines_are_revised_unchanged_ones_are_not() {
-        let mut index = Index::default();
-        index.insert(&data("2026-11-20", "EC2", "1.5"), 0);
-        index.insert(&data("2026-11-20", "S3", "2"), 2);
-        index.insert(&data("2026-11-21", "S3", "2"), 0);
+        let mut index = Index::new(vec![[0u8; SLOT]; capacity_for(8)], 8);
+        index.insert(&data("2026-11-20", "EC2", "1.5"), 0).unwrap();
+        index.insert(&data("2026-11-20", "S3", "2"), 2).unwrap();
+        index.insert(&data("2026-11-21", "S3", "2"), 0).unwrap();
         assert_eq!(
-            index.judge(&data("2026-11-20", "EC2", "1.5")),
+            index.judge(&data("2026-11-20", "EC2", "1.5")).unwrap(),
             Verdict::Unchanged(0)
         );
         assert_eq!(
-            index.judge(&data("2026-11-20", "EC2", "1.50")),
+            index.judge(&data("2026-11-20", "EC2", "1.50")).unwrap(),
             Verdict::Revise(1)
         );
         assert_eq!(
-            index.judge(&data("2026-11-20", "S3", "2.1")),
+            index.judge(&data("2026-11-20", "S3", "2.1")).unwrap(),
             Verdict::Revise(3)
         );
         // A unit is part of what a line says.
         let mut eur = data("2026-11-21", "S3", "2");
         eur.unit = "EUR".into();
-        assert_eq!(index.judge(&eur), Verdict::Revise(1));
+        assert_eq!(index.judge(&eur).unwrap(), Verdict::Revise(1));
         // The same service on another day is another line.
         assert_eq!(
-            index.judge(&data("2026-11-22", "S3", "2")),
+            index.judge(&data("2026-11-22", "S3", "2")).unwrap(),
             Verdict::Revise(1)
         );
     }
 
     #[test]
-    fn appeared_lines_are_first_revisions_and_vanished_ones_go_to_zero_once() {
-        let mut index = Index::default();
-        index.insert(&data("2026-11-20", "EC2", "1.5"), 1);
-        index.insert(&data("2026-11-20", "S3", "2"), 0);
-        index.insert(&data("2026-11-20", "Gone", "0"), 4);
+    fn a_full_table_of_colliding_slots_still_finds_every_line() {
+        let n = 1000;
+        let mut index = Index::new(vec![[0u8; SLOT]; capacity_for(n)], n);
+        for i in 0..n {
+            index
+                .insert(&data("2026-11-20", &format!("S{i}"), &i.to_string()), 0)
+                .unwrap();
+        }
+        for i in 0..n {
+            let same = data("2026-11-20", &format!("S{i}"), &i.to_string());
+            assert_eq!(index.judge(&same).unwrap(), Verdict::Unchanged(0));
+        }
         assert_eq!(
-            index.judge(&data("2026-11-20", "New", "0.01")),
+            index.judge(&data("2026-11-20", "S1", "2")).unwrap(),
             Verdict::Revise(1)
         );
         assert_eq!(
-            index.judge(&data("2026-11-20", "S3", "2")),
+            index.vanished(&data("2026-11-20", "S7", "7")).unwrap(),
+            Vanished::Seen
+        );
+        // A table with no free slot says so instead of looping.
+        let mut tiny = Index::new(vec![[0u8; SLOT]; 16], 8);
+        for i in 0..16 {
+            tiny.insert(&data("d", &format!("S{i}"), "1"), 0).unwrap();
+        }
+        assert!(tiny.judge(&data("d", "new", "1")).is_err());
+    }
+
+    #[test]
+    fn appeared_lines_are_first_revisions_and_vanished_ones_go_to_zero_once() {
+        let mut index = Index::new(vec![[0u8; SLOT]; capacity_for(8)], 8);
+        index.insert(&data("2026-11-20", "EC2", "1.5"), 1).unwrap();
+        index.insert(&data("2026-11-20", "S3", "2"), 0).unwrap();
+        index.insert(&data("2026-11-20", "Gone", "0"), 4).unwrap();
+        assert_eq!(
+            index.judge(&data("2026-11-20", "New", "0.01")).unwrap(),
+            Verdict::Revise(1)
+        );
+        assert_eq!(
+            index.judge(&data("2026-11-20", "S3", "2")).unwrap(),
             Verdict::Unchanged(0)
         );
         // EC2 was not pulled again: one revision to zero; S3 was seen; Gone is zero already.
         let ec2 = data("2026-11-20", "EC2", "1.5");
-        assert_eq!(index.vanished(&ec2), Vanished::Revise(2));
-        assert_eq!(index.vanished(&ec2), Vanished::Seen);
+        assert_eq!(index.vanished(&ec2).unwrap(), Vanished::Revise(2));
+        assert_eq!(index.vanished(&ec2).unwrap(), Vanished::Seen);
         assert_eq!(
-            index.vanished(&data("2026-11-20", "S3", "2")),
+            index.vanished(&data("2026-11-20", "S3", "2")).unwrap(),
             Vanished::Seen
         );
         assert_eq!(
-            index.vanished(&data("2026-11-20", "Gone", "0")),
+            index.vanished(&data("2026-11-20", "Gone", "0")).unwrap(),
             Vanished::Keep(4)
         );
         assert_eq!(zeroed(&data("2026-11-20", "EC2", "1.5")).amount, "0");

@@ -14,7 +14,7 @@
 //! promoted on the next start (never lost).
 
 use crate::event::{Data, ESTIMATED, Event, REVISION};
-use crate::revise::{Index, Vanished, Verdict, window_start};
+use crate::revise::{Index, SLOT, Slots, Vanished, Verdict, capacity_for, window_start};
 use crate::schedule::{format_date, parse_date};
 use crate::state::{batch_name, sync_dir, write_error};
 use crate::summary::Totals;
@@ -91,7 +91,8 @@ struct StoredRef<'a> {
 pub struct Round {
     dir: Option<PathBuf>,
     days: BTreeSet<Date>,
-    index: Index,
+    /// On disk, in an unlinked file in state_dir: only one bit per line stays in memory.
+    index: Option<Index<FileSlots>>,
     keep_days: u32,
     writer: Option<Writer>,
     /// The Estimated flag each revised day came back with.
@@ -124,6 +125,57 @@ fn snapshot_days(state_dir: &Path) -> BTreeSet<Date> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The revision index's slots: a file in state_dir, unlinked as soon as it is made (nothing
+/// to clean up after a crash); its pages live in the page cache, not in this process.
+struct FileSlots {
+    file: File,
+}
+
+impl FileSlots {
+    fn new(state_dir: &Path, capacity: usize) -> Result<FileSlots, String> {
+        let path = state_dir.join(format!(".revise-index.{}", std::process::id()));
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| write_error(&path, &e))?;
+        let _ = fs::remove_file(&path);
+        file.set_len((capacity * SLOT) as u64)
+            .map_err(|e| write_error(&path, &e))?;
+        Ok(FileSlots { file })
+    }
+}
+
+impl Slots for FileSlots {
+    fn get(&mut self, i: usize) -> Result<[u8; SLOT], String> {
+        use std::os::unix::fs::FileExt;
+        let mut slot = [0u8; SLOT];
+        self.file
+            .read_exact_at(&mut slot, (i * SLOT) as u64)
+            .map_err(|e| {
+                format!(
+                    "the revision index: cannot read: {}",
+                    crate::config::plain_io(&e)
+                )
+            })?;
+        Ok(slot)
+    }
+
+    fn set(&mut self, i: usize, slot: [u8; SLOT]) -> Result<(), String> {
+        use std::os::unix::fs::FileExt;
+        self.file
+            .write_all_at(&slot, (i * SLOT) as u64)
+            .map_err(|e| {
+                format!(
+                    "the revision index: cannot write: {}",
+                    crate::config::plain_io(&e)
+                )
+            })
+    }
 }
 
 fn count_lines(path: &Path) -> usize {
@@ -187,7 +239,7 @@ impl Round {
         let mut round = Round {
             dir: dir.map(Path::to_path_buf),
             days: BTreeSet::new(),
-            index: Index::default(),
+            index: None,
             keep_days: revise_days,
             writer: None,
             now_estimated: BTreeMap::new(),
@@ -209,23 +261,27 @@ impl Round {
                 round.days.insert(day);
             }
         }
-        // Counted first: the index is then allocated once, at its final size.
+        // Counted first: the table is made once, at its final size.
         let lines: usize = round
             .days
             .iter()
             .map(|d| count_lines(&day_file(dir, *d)))
             .sum();
-        round.index.reserve(lines);
+        let mut index = match round.days.is_empty() {
+            true => None,
+            false => Some(Index::new(FileSlots::new(dir, capacity_for(lines))?, lines)),
+        };
         for day in &round.days {
             each_stored(dir, *day, &mut |s| {
                 if s.d.lines.is_some() {
                     round.summary_rev.insert(*day, s.r);
+                    Ok(())
                 } else {
-                    round.index.insert(&s.d, s.r);
+                    index.as_mut().map_or(Ok(()), |i| i.insert(&s.d, s.r))
                 }
-                Ok(())
             })?;
         }
+        round.index = index;
         if let Some(day) = round.days.first() {
             round.first = round.first.min(*day);
         }
@@ -275,7 +331,10 @@ impl Round {
             }
             return Ok(Some(event));
         }
-        let verdict = self.index.judge(&event.data);
+        let verdict = match &mut self.index {
+            Some(index) => index.judge(&event.data)?,
+            None => Verdict::Revise(1),
+        };
         if let Some(t) = &mut self.totals {
             t.add(
                 &event.data,
@@ -313,7 +372,10 @@ impl Round {
                 if s.d.lines.is_some() {
                     return Ok(()); // the day's last summary, not a line
                 }
-                match self.index.vanished(&s.d) {
+                let Some(index) = &mut self.index else {
+                    return Ok(());
+                };
+                match index.vanished(&s.d)? {
                     Vanished::Seen => Ok(()),
                     Vanished::Keep(r) => self.record((&s.d, &s.x), r, estimated),
                     Vanished::Revise(n) => {
