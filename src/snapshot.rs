@@ -3,7 +3,7 @@
 //! `revise/<date>.jsonl` holds one line per billing line of a delivered day whose numbers
 //! were estimated: `{"r":<revision>,"e":<estimated>,"d":<event data>}`. Only days inside
 //! the revise window are kept, so the directory holds at most `revise_days` + 1 days
-//! of lines (about 200 bytes a line).
+//! of lines (about 260 bytes a line with two group keys).
 //!
 //! A pull that revises or first delivers such days writes the days' new snapshot beside
 //! its spool batch (`spool/<batch>.revise`, made visible before the batch itself); when
