@@ -392,13 +392,8 @@ fn service_step(rt: &Runtime, state: &mut State) -> Result<(), Failure> {
         state.mark_delivered(first, last).map_err(Failure::State)?;
         return Ok(());
     }
-    let batch = rt.pull_to_spool(
-        state,
-        first,
-        last,
-        false,
-        Some(rt.config.revise.revise_days),
-    )?;
+    let revise = Some(rt.config.revise.revise_days);
+    let batch = rt.pull_to_spool(state, first, last, false, revise)?;
     let delivery = rt
         .deliver_batch(state, batch, None)
         .map_err(Failure::State)?;
