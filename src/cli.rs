@@ -13,6 +13,9 @@ usage:
                                 pull one day (default: yesterday, UTC) or an inclusive range,
                                 deliver, exit (--force pulls a day that was already delivered)
   source-aws-billing check      validate config and secret, make one signed Cost Explorer call
+  source-aws-billing revise [--days N]
+                                pull again the delivered days of the last revise_days (or N)
+                                days whose numbers were estimates; deliver what changed
   source-aws-billing --help | --version
 
 options:
@@ -33,6 +36,10 @@ pub enum Action {
         force: bool,
     },
     Check,
+    /// `days` overrides revise_days.
+    Revise {
+        days: Option<u32>,
+    },
     Help,
     Version,
 }
@@ -50,6 +57,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     let mut command: Option<&str> = None;
     let (mut config, mut secret, mut target) = (None, None, None);
     let (mut date, mut from, mut to, mut force) = (None, None, None, false);
+    let mut revise_days: Option<u32> = None;
     let mut i = 0;
     while i < args.len() {
         let arg = args[i].as_str();
@@ -76,13 +84,25 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             "--from" => from = Some(parse_date(flag, &value(flag)?)?),
             "--to" => to = Some(parse_date(flag, &value(flag)?)?),
             "--force" => force = true,
-            "run" | "once" | "check" if command.is_none() => command = Some(arg),
+            "--days" => {
+                let v = value(flag)?;
+                match v.parse::<u32>() {
+                    Ok(n) if n <= crate::revise::MAX_REVISE_DAYS => revise_days = Some(n),
+                    _ => {
+                        return Err(format!(
+                            "--days: expected a number of days 0-{}, found {v:?}",
+                            crate::revise::MAX_REVISE_DAYS
+                        ));
+                    }
+                }
+            }
+            "run" | "once" | "check" | "revise" if command.is_none() => command = Some(arg),
             _ if arg.starts_with('-') => {
                 return Err(format!("unknown option {arg:?}; see --help"));
             }
             _ => {
                 return Err(format!(
-                    "unknown command {arg:?}; expected run, once or check"
+                    "unknown command {arg:?}; expected run, once, check or revise"
                 ));
             }
         }
@@ -94,8 +114,14 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             "--date, --from, --to and --force go with the once command, not {command}"
         ));
     }
+    if command != "revise" && revise_days.is_some() {
+        return Err(format!(
+            "--days goes with the revise command, not {command}"
+        ));
+    }
     let action = match command {
         "run" => Action::Run,
+        "revise" => Action::Revise { days: revise_days },
         "check" => Action::Check,
         _ => {
             let days = match (date, from, to) {
@@ -246,6 +272,18 @@ mod tests {
     }
 
     #[test]
+    fn revise_takes_days() {
+        assert_eq!(
+            p(&["revise"]).unwrap().action,
+            Action::Revise { days: None }
+        );
+        assert_eq!(
+            p(&["revise", "--days=5", "--target", "-"]).unwrap().action,
+            Action::Revise { days: Some(5) }
+        );
+    }
+
+    #[test]
     fn bad_usage_is_one_line() {
         for (args, want) in [
             (&["once", "--date", "2022-13-01"][..], "expected a date"),
@@ -275,6 +313,8 @@ mod tests {
                 &["once", "--from", "1999-12-31", "--to", "2022-01-01"],
                 "from 2000-01-01 on",
             ),
+            (&["revise", "--days", "63"], "0-62"),
+            (&["once", "--days", "3"], "goes with the revise command"),
         ] {
             let err = p(args).unwrap_err();
             assert!(err.contains(want), "{args:?}: {err}");

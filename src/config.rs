@@ -17,7 +17,7 @@ pub const METRICS: [&str; 7] = [
     "UnblendedCost",
     "UsageQuantity",
 ];
-const CONFIG_KEYS: [&str; 20] = [
+const CONFIG_KEYS: [&str; 22] = [
     "target",
     "endpoint",
     "region",
@@ -38,6 +38,8 @@ const CONFIG_KEYS: [&str; 20] = [
     "external_id",
     "role_session_name",
     "duration_seconds",
+    "revise_days",
+    "summary",
 ];
 const SECRET_KEYS: [&str; 4] = [
     "access_key_id",
@@ -161,6 +163,8 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     pub secret: SecretSource,
     pub role: crate::credentials::RoleSettings,
+    /// `revise_days` and `summary` (see revise.rs).
+    pub revise: crate::revise::Settings,
 }
 
 /// What the command line says about where things are.
@@ -257,6 +261,7 @@ pub fn load_reporting(
             env: env_credentials(env),
         },
         role: crate::credentials::role_settings(file.map, file.name)?,
+        revise: crate::revise::settings(file.map, file.name)?,
     };
     // Static keys, when given, are checked now (their warnings first); when none are given
     // the rest of the credential chain is tried at start.

@@ -76,6 +76,9 @@ pub struct Answer {
 pub struct DayResult {
     pub time_period: Period,
     pub groups: Option<Vec<Group>>,
+    /// Cost Explorer's numbers for the day may still change.
+    #[serde(default)]
+    pub estimated: bool,
 }
 
 #[derive(Deserialize, Debug)]
@@ -133,11 +136,15 @@ impl Answer {
             .into_iter()
             .flat_map(move |result| {
                 let date = result.time_period.start;
+                let estimated = result.estimated;
                 result
                     .groups
                     .unwrap_or_default()
                     .into_iter()
-                    .map(move |group| breakdown.line(date.clone(), group))
+                    .map(move |group| Line {
+                        estimated,
+                        ..breakdown.line(date.clone(), group)
+                    })
             })
     }
 }
@@ -170,6 +177,7 @@ impl Breakdown {
             groups,
             metrics,
             routing: self.routing,
+            estimated: false,
         }
     }
 }
@@ -382,6 +390,9 @@ mod tests {
         let lines: Vec<_> = page.into_lines(&metric("BlendedCost")).collect();
         let dates: Vec<_> = lines.iter().map(|l| l.date.as_str()).collect();
         assert_eq!(dates, ["2022-06-11", "2022-06-13", "2022-06-13"]);
+        // Each line carries the Estimated flag of its own ResultsByTime entry.
+        let estimated: Vec<_> = lines.iter().map(|l| l.estimated).collect();
+        assert_eq!(estimated, [false, true, true]);
     }
 
     fn breakdown() -> Breakdown {

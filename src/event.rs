@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 
 pub const SOURCE: &str = "cloud.aws.billing";
 pub const TYPE: &str = "aws.service.daily";
+/// Extension attribute: the numbers are Cost Explorer's estimate and may be revised.
+pub const ESTIMATED: &str = "estimated";
+/// Extension attribute: 1, 2, ... for a line delivered again with new numbers.
+pub const REVISION: &str = "revision";
 
 /// One group of a Cost Explorer result on a day: its group values and metrics, exactly as sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +23,8 @@ pub struct Line {
     pub metrics: Vec<Metric>,
     /// The groups also become extension attributes (`group_by` was configured).
     pub routing: bool,
+    /// Cost Explorer's `Estimated` flag of the result this line came from.
+    pub estimated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +55,7 @@ impl Line {
                 unit: unit.into(),
             }],
             routing: false,
+            estimated: false,
         }
     }
 
@@ -86,7 +93,10 @@ pub struct Amount {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Data {
+    // Empty only in a day summary, which carries none of them.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub vance_source: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub vance_type: String,
     pub date: String,
     /// Present when SERVICE is grouped (always, by default).
@@ -99,11 +109,22 @@ pub struct Data {
     pub tags: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cost_categories: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub amount: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub unit: String,
     /// Every metric, when the config asks for more than one.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metrics: BTreeMap<String, Amount>,
+    /// Day summary only (summary.rs): the day's line count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<u64>,
+    /// Day summary only: the exact sum of the day's amounts per unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totals: Option<BTreeMap<String, String>>,
+    /// Day summary only: Cost Explorer's Estimated flag of the day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated: Option<bool>,
 }
 
 impl Data {
@@ -151,8 +172,12 @@ impl Event {
             amount: String::new(),
             unit: String::new(),
             metrics: BTreeMap::new(),
+            lines: None,
+            totals: None,
+            estimated: None,
         };
         let mut extensions = BTreeMap::new();
+        extensions.insert(ESTIMATED.into(), serde_json::Value::Bool(line.estimated));
         for group in line.groups {
             if line.routing
                 && let Some(name) = group.by.attribute()
@@ -196,6 +221,24 @@ impl Event {
             extensions,
             data,
         }
+    }
+
+    /// The `estimated` attribute (false when absent, as in a spool written before it).
+    pub fn estimated(&self) -> bool {
+        self.extensions.get(ESTIMATED) == Some(&serde_json::Value::Bool(true))
+    }
+
+    /// The `revision` attribute, if this event is a revision.
+    pub fn revision(&self) -> Option<u32> {
+        self.extensions
+            .get(REVISION)
+            .and_then(|v| v.as_u64())
+            .and_then(|n| u32::try_from(n).ok())
+    }
+
+    /// Marks this event as revision `n` of its line.
+    pub fn set_revision(&mut self, n: u32) {
+        self.extensions.insert(REVISION.into(), n.into());
     }
 
     /// The structured-mode JSON: one line, as printed for `--target -` and kept in the spool.
@@ -296,7 +339,7 @@ mod tests {
     fn structured_json_is_the_seed_example() {
         assert_eq!(
             sample().to_json(),
-            r#"{"specversion":"1.0","id":"4395ffa3-f6de-443c-bf0e-bb9798d26a1d","source":"cloud.aws.billing","type":"aws.service.daily","datacontenttype":"application/json","time":"2022-06-14T07:05:55.777689Z","data":{"vanceSource":"cloud.aws.billing","vanceType":"aws.service.daily","date":"2022-06-13","service":"Amazon Elastic Compute Cloud - Compute","amount":"12.294","unit":"USD"}}"#
+            r#"{"specversion":"1.0","id":"4395ffa3-f6de-443c-bf0e-bb9798d26a1d","source":"cloud.aws.billing","type":"aws.service.daily","datacontenttype":"application/json","time":"2022-06-14T07:05:55.777689Z","estimated":false,"data":{"vanceSource":"cloud.aws.billing","vanceType":"aws.service.daily","date":"2022-06-13","service":"Amazon Elastic Compute Cloud - Compute","amount":"12.294","unit":"USD"}}"#
         );
         let back: Event = serde_json::from_str(&sample().to_json()).unwrap();
         assert_eq!(back, sample());
@@ -316,6 +359,8 @@ mod tests {
         assert_eq!(get("ce-source"), Some("cloud.aws.billing"));
         assert_eq!(get("ce-type"), Some("aws.service.daily"));
         assert_eq!(get("ce-time"), Some("2022-06-14T07:05:55.777689Z"));
+        assert_eq!(get("ce-estimated"), Some("false"));
+        assert_eq!(get("ce-revision"), None);
         assert_eq!(get("content-type"), Some("application/json"));
         assert_eq!(
             String::from_utf8(body).unwrap(),
@@ -357,6 +402,7 @@ mod tests {
                 metric("UsageQuantity", "3.5", "N/A"),
             ],
             routing: true,
+            estimated: true,
         }
     }
 
@@ -365,7 +411,7 @@ mod tests {
         let event = Event::new(breakdown_line(), "id-1".into(), "t".into());
         assert_eq!(
             event.to_json(),
-            r#"{"specversion":"1.0","id":"id-1","source":"cloud.aws.billing","type":"aws.service.daily","datacontenttype":"application/json","time":"t","linkedaccount":"123456789012","tagteam":"web \"1\" é\r\nX-Evil: 1","data":{"vanceSource":"cloud.aws.billing","vanceType":"aws.service.daily","date":"2022-06-13","linkedAccount":"123456789012","tags":{"team":"web \"1\" é\r\nX-Evil: 1"},"amount":"-0.0000000001","unit":"USD","metrics":{"UnblendedCost":{"amount":"-0.0000000001","unit":"USD"},"UsageQuantity":{"amount":"3.5","unit":"N/A"}}}}"#
+            r#"{"specversion":"1.0","id":"id-1","source":"cloud.aws.billing","type":"aws.service.daily","datacontenttype":"application/json","time":"t","estimated":true,"linkedaccount":"123456789012","tagteam":"web \"1\" é\r\nX-Evil: 1","data":{"vanceSource":"cloud.aws.billing","vanceType":"aws.service.daily","date":"2022-06-13","linkedAccount":"123456789012","tags":{"team":"web \"1\" é\r\nX-Evil: 1"},"amount":"-0.0000000001","unit":"USD","metrics":{"UnblendedCost":{"amount":"-0.0000000001","unit":"USD"},"UsageQuantity":{"amount":"3.5","unit":"N/A"}}}}"#
         );
         let back: Event = serde_json::from_str(&event.to_json()).unwrap();
         assert_eq!(back, event, "the spool reads back what it wrote");
@@ -376,7 +422,7 @@ mod tests {
         };
         line.routing = false;
         let event = Event::new(line, "id-1".into(), "t".into());
-        assert!(event.extensions.is_empty());
+        assert_eq!(event.extensions.keys().collect::<Vec<_>>(), ["estimated"]);
         assert_eq!(
             serde_json::to_value(&event.data).unwrap()["costCategories"],
             serde_json::json!({"Teams": ""})
@@ -389,6 +435,12 @@ mod tests {
         let (headers, body) = event.http_parts(ContentMode::Binary);
         let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
         assert_eq!(get("ce-linkedaccount").as_deref(), Some("123456789012"));
+        assert_eq!(get("ce-estimated").as_deref(), Some("true"));
+        let mut revised = event.clone();
+        revised.set_revision(2);
+        let (headers, _) = revised.http_parts(ContentMode::Binary);
+        assert!(headers.contains(&("ce-revision".to_string(), "2".to_string())));
+        assert_eq!(revised.revision(), Some(2));
         assert_eq!(
             get("ce-tagteam").as_deref(),
             Some("web%20%221%22%20%C3%A9%0D%0AX-Evil:%201")

@@ -64,6 +64,7 @@ fn real_main() -> i32 {
     match cli.action {
         Action::Once { days, force } => service::once(&runtime, days, force),
         Action::Check => service::check(&runtime),
+        Action::Revise { days } => source_aws_billing::revise_cmd::revise(&runtime, days),
         _ => service::run(&runtime),
     }
 }

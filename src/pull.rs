@@ -9,6 +9,7 @@ use crate::http::Request;
 use crate::retry::{next_wait, retry_after};
 use crate::schedule::rfc3339;
 use crate::service::{Failure, MIB, Runtime, describe_range};
+use crate::snapshot::Round;
 use crate::state::{Batch, State};
 use crate::{debug, info, warn};
 use std::collections::HashSet;
@@ -206,13 +207,15 @@ impl Runtime {
         (result, hint)
     }
 
-    /// Pulls into the spool. Lines of days already delivered are left out unless `force`.
+    /// Pulls into the spool. Lines of days already delivered are left out unless `force`;
+    /// with `revise` (days), estimated days that far back are pulled again (snapshot.rs).
     pub(crate) fn pull_to_spool(
         &self,
         state: &mut State,
         first: Date,
         last: Date,
         force: bool,
+        revise: Option<u32>,
     ) -> Result<Batch, Failure> {
         let limit = self.config.max_spool_mb * MIB;
         let already = state.spool_bytes();
@@ -223,15 +226,28 @@ impl Runtime {
                 self.config.max_spool_mb
             )));
         }
+        let delivered = |d| !force && state.is_delivered(d);
+        let mut round = Round::start(
+            state.dir(),
+            self.config.revise.revise_days,
+            revise,
+            (first, last),
+            &delivered,
+            true,
+        )
+        .map_err(Failure::State)?
+        .with_summary(self.config.revise.summary);
+        let first = round.first;
         let mut writer = state.spool_writer(first, last).map_err(Failure::State)?;
         let time = rfc3339(OffsetDateTime::now_utc());
         let mut left_out = 0;
         let result = self.pull(first, last, usize::MAX, &mut |line: Line| {
-            if !force && crate::schedule::parse_date(&line.date).is_some_and(|d| state.is_delivered(d)) {
+            let done = crate::schedule::parse_date(&line.date).is_some_and(delivered);
+            let Some(event) = round.judge(Event::new(line, crate::event::new_id(), time.clone()), done)? else {
                 left_out += 1;
                 return Ok(());
-            }
-            writer.push(&Event::new(line, crate::event::new_id(), time.clone()))?;
+            };
+            writer.push(&event)?;
             if already + writer.bytes > limit {
                 return Err(format!(
                     "this pull would take the spool past max_spool_mb {}; not spooling it (raise max_spool_mb or pull fewer days)",
@@ -239,6 +255,13 @@ impl Runtime {
                 ));
             }
             Ok(())
+        });
+        let result = result.and_then(|r| {
+            round
+                .vanished(&time, &mut |e| writer.push(&e))
+                .map_err(Failure::State)?;
+            writer.snapshot = round.into_writer().map_err(Failure::State)?;
+            Ok(r)
         });
         match result {
             Ok((pages, groups)) => {

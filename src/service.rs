@@ -93,7 +93,7 @@ pub(crate) fn describe_range(first: Date, last: Date) -> String {
     }
 }
 
-fn yesterday() -> Date {
+pub(crate) fn yesterday() -> Date {
     OffsetDateTime::now_utc().date() - time::Duration::days(1)
 }
 
@@ -153,7 +153,7 @@ pub fn once(rt: &Runtime, days: Option<(Date, Date)>, force: bool) -> i32 {
         // Spooled events rejected above still make the run fail.
         return finish_once(rt, total);
     };
-    let batch = match rt.pull_to_spool(&mut state, from, to, force) {
+    let batch = match rt.pull_to_spool(&mut state, from, to, force, None) {
         Ok(b) => b,
         Err(Failure::Stopped) => return 0,
         Err(e) => {
@@ -175,7 +175,7 @@ pub fn once(rt: &Runtime, days: Option<(Date, Date)>, force: bool) -> i32 {
     }
 }
 
-fn finish_once(rt: &Runtime, total: Delivery) -> i32 {
+pub(crate) fn finish_once(rt: &Runtime, total: Delivery) -> i32 {
     if rt.signals.stopping() {
         return 0;
     }
@@ -397,7 +397,8 @@ fn service_step(rt: &Runtime, state: &mut State) -> Result<(), Failure> {
         state.mark_delivered(first, last).map_err(Failure::State)?;
         return Ok(());
     }
-    let batch = rt.pull_to_spool(state, first, last, false)?;
+    let revise = Some(rt.config.revise.revise_days);
+    let batch = rt.pull_to_spool(state, first, last, false, revise)?;
     let delivery = rt
         .deliver_batch(state, batch, None)
         .map_err(Failure::State)?;

@@ -42,6 +42,8 @@ pub struct SpoolWriter {
     tmp: Option<(PathBuf, BufWriter<File>)>,
     memory: Vec<String>,
     pub bytes: u64,
+    /// What the batch leaves as last delivered for the revise window (snapshot.rs).
+    pub snapshot: Option<crate::snapshot::Writer>,
 }
 
 /// Creates state_dir if needed and checks that it can be written.
@@ -228,7 +230,7 @@ impl State {
             let orphan_ack = name
                 .strip_suffix(".acked")
                 .is_some_and(|stem| !spool.join(format!("{stem}.jsonl")).exists());
-            if name.ends_with(".jsonl.tmp") || orphan_ack {
+            if name.ends_with(".jsonl.tmp") || orphan_ack || crate::snapshot::stale(&spool, &name) {
                 let _ = fs::remove_file(entry.path());
             }
         }
@@ -306,6 +308,7 @@ impl State {
             tmp,
             memory: Vec::new(),
             bytes: 0,
+            snapshot: None,
         })
     }
 
@@ -324,6 +327,8 @@ impl State {
                 path.display()
             ));
         }
+        crate::snapshot::commit(writer.snapshot, &path)
+            .inspect_err(|_| drop(fs::remove_file(&tmp)))?;
         let written = file
             .into_inner()
             .map_err(|e| e.into_error())
@@ -348,6 +353,7 @@ impl State {
         self.mark_delivered(batch.first, batch.last)?;
         // Events first: a crash in between leaves an ack log with no events, swept later.
         if let Some(path) = &batch.events {
+            crate::snapshot::promote(path)?;
             let _ = fs::remove_file(path);
             let _ = fs::remove_file(path.with_extension("acked"));
         }
@@ -626,7 +632,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-fn sync_dir(dir: &Path) {
+pub(crate) fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
@@ -642,7 +648,7 @@ fn probe_writable(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-fn write_error(path: &Path, e: &std::io::Error) -> String {
+pub(crate) fn write_error(path: &Path, e: &std::io::Error) -> String {
     let why = match e.raw_os_error() {
         Some(libc::EFBIG) => "file too large (file size limit reached)".to_string(),
         _ => plain_io(e),

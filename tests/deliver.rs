@@ -37,13 +37,14 @@ const DATA_KEYS: [&str; 6] = [
     "amount",
     "unit",
 ];
-const EVENT_KEYS: [&str; 7] = [
+const EVENT_KEYS: [&str; 8] = [
     "specversion",
     "id",
     "source",
     "type",
     "datacontenttype",
     "time",
+    "estimated",
     "data",
 ];
 
@@ -176,6 +177,8 @@ fn structured_mode_sends_the_whole_event() {
         assert_eq!(body["source"], "cloud.aws.billing");
         assert_eq!(body["type"], "aws.service.daily");
         assert_eq!(body["datacontenttype"], "application/json");
+        // The fake marks every day estimated, as Cost Explorer does for recent days.
+        assert_eq!(body["estimated"], true);
         let id = body["id"].as_str().expect("id");
         assert!(is_uuid_v4(id), "id {id:?} is not a UUID v4");
         assert!(ids.insert(id.to_string()), "id {id} used twice");

@@ -4,6 +4,7 @@
 //!   (at start)         {"receiver":"http://127.0.0.1:PORT/"}
 //!   ce GROUPS PAGE     a new fake Cost Explorer (the previous one is dropped) -> {"ce":"http://127.0.0.1:PORT"}
 //!   reset              zero the receiver's counters -> {"ok":true}
+//!   drift N            every Nth group of the fake's answers gets a new amount -> {"ok":true}
 //!   delay MICROS       the receiver waits this long before each answer (a slow target) -> {"ok":true}
 //!   stats              counters of both servers -> {"ce_requests":..,"events":..,..}
 //! Times are CLOCK_MONOTONIC nanoseconds, comparable with Python's time.monotonic_ns().
@@ -89,6 +90,13 @@ fn main() {
                     json!({ "ok": true })
                 }
                 Err(_) => json!({ "error": format!("delay expects microseconds: {line}") }),
+            },
+            ["drift", n] => match (n.parse(), &ce) {
+                (Ok(n), Some(fake)) => {
+                    fake.drift(n);
+                    json!({ "ok": true })
+                }
+                _ => json!({ "error": format!("drift expects a count after ce: {line}") }),
             },
             ["stats"] => stats(&receiver, ce.as_ref()),
             _ => json!({ "error": format!("unknown command: {line}") }),

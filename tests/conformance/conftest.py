@@ -191,7 +191,8 @@ def run_binary(binary, tmp_path):
     ) -> Run:
         n = next(counter)
         state_dir = tmp_path / f"state-{n}"
-        config = {**config, "state_dir": str(state_dir)}
+        # A test that needs state across runs names its own state_dir.
+        config = {"state_dir": str(state_dir), **config}
         config_path = tmp_path / f"config-{n}.yml"
         config_path.write_text(_yaml(config))
         argv = [str(binary), *args, "--config", str(config_path)]

@@ -17,7 +17,7 @@ DAY = "2022-06-13"
 NEXT_DAY = "2022-06-14"
 GROUP_BY = [{"Type": "DIMENSION", "Key": "SERVICE"}]
 DATA_KEYS = {"vanceSource", "vanceType", "date", "service", "amount", "unit"}
-ATTRIBUTES = {"specversion", "id", "source", "type", "datacontenttype", "time"}
+ATTRIBUTES = {"specversion", "id", "source", "type", "datacontenttype", "time", "estimated"}
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00)$")
 
 
@@ -85,6 +85,7 @@ def check_event(attributes, data, wire):
     """One event, as the SDK parsed it and as it was on the wire, against the spec."""
     assert set(wire) == ATTRIBUTES, f"attributes sent: {wire}"
     assert wire["specversion"] == "1.0"
+    assert wire["estimated"] in ("true", True), wire  # every answer here says Estimated: true
     assert attributes["source"] == "cloud.aws.billing"
     assert attributes["type"] == "aws.service.daily"
     assert attributes["datacontenttype"] == "application/json"

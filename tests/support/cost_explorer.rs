@@ -84,6 +84,14 @@ struct State {
     violations: Vec<String>,
     /// token -> (the query it pages: the body without its token, offset)
     tokens: HashMap<String, (String, usize)>,
+    /// Numbers that moved since the first answer: (date, first key) -> amount of every metric.
+    revised: HashMap<(String, String), String>,
+    /// Groups that are no longer there: (date, first key).
+    removed: Vec<(String, String)>,
+    /// Days up to this one (YYYY-MM-DD) are final (`Estimated: false`); later ones are estimates.
+    final_through: Option<String>,
+    /// Every nth generated group (0: none) has moved to a new amount (for the benchmark).
+    drift: usize,
 }
 
 struct Shared {
@@ -182,6 +190,28 @@ impl FakeCostExplorer {
     /// The lines the default generator produces for days in [start, end).
     pub fn expected_lines(&self, start: &str, end: &str) -> Vec<Line> {
         expected_lines(&self.shared.options, start, end)
+    }
+
+    /// From now on, the group whose first key is `key` on `date` has this amount (every metric).
+    pub fn revise(&self, date: &str, key: &str, amount: &str) {
+        self.state()
+            .revised
+            .insert((date.into(), key.into()), amount.into());
+    }
+
+    /// From now on, the group whose first key is `key` on `date` is no longer sent.
+    pub fn remove(&self, date: &str, key: &str) {
+        self.state().removed.push((date.into(), key.into()));
+    }
+
+    /// From now on, every `n`th generated group of a request has a new amount (every metric).
+    pub fn drift(&self, n: usize) {
+        self.state().drift = n;
+    }
+
+    /// From now on, days up to `date` are final (`Estimated: false`), as AWS finishes metering.
+    pub fn finalize_through(&self, date: &str) {
+        self.state().final_through = Some(date.into());
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -582,7 +612,38 @@ fn generate(
         Some(other) => return Err(format!("NextPageToken {other} is not a string")),
     };
 
-    let lines = breakdown_lines(options, &start_text, &end_text, &group_by, &metrics);
+    let mut lines = breakdown_lines(options, &start_text, &end_text, &group_by, &metrics);
+    lines.retain(|l| {
+        !state
+            .removed
+            .iter()
+            .any(|(d, k)| *d == l.date && l.keys.first() == Some(k))
+    });
+    for line in &mut lines {
+        let key = (
+            line.date.clone(),
+            line.keys.first().cloned().unwrap_or_default(),
+        );
+        if let Some(amount) = state.revised.get(&key) {
+            for m in &mut line.metrics {
+                m.1 = amount.clone();
+            }
+        }
+    }
+    if state.drift > 0 {
+        for line in lines.iter_mut().step_by(state.drift) {
+            for m in &mut line.metrics {
+                m.1 = "1.2345".into();
+            }
+        }
+    }
+    let estimated = |day: Date| {
+        state
+            .final_through
+            .as_deref()
+            .and_then(parse_date)
+            .is_none_or(|f| day > f)
+    };
     let page_size = options.page_size.max(1);
     let page_end = (offset + page_size).min(lines.len());
     let page = &lines[offset.min(lines.len())..page_end];
@@ -591,7 +652,7 @@ fn generate(
     if lines.is_empty() {
         let mut day = start;
         while day < end {
-            results.push(result_by_time(day, Vec::new()));
+            results.push(result_by_time(day, Vec::new(), estimated(day)));
             day = day.next_day().expect("date in range");
         }
     }
@@ -613,7 +674,7 @@ fn generate(
                 .push(group);
         } else {
             let day = parse_date(&line.date).expect("generated date");
-            results.push(result_by_time(day, vec![group]));
+            results.push(result_by_time(day, vec![group], estimated(day)));
         }
     }
 
@@ -637,13 +698,13 @@ fn generate(
     Ok((answer, next_token, page.len()))
 }
 
-fn result_by_time(day: Date, groups: Vec<Value>) -> Value {
+fn result_by_time(day: Date, groups: Vec<Value>, estimated: bool) -> Value {
     let next = day.next_day().expect("date in range");
     json!({
         "TimePeriod": {"Start": format_date(day), "End": format_date(next)},
         "Total": {},
         "Groups": groups,
-        "Estimated": true
+        "Estimated": estimated
     })
 }
 

@@ -1,0 +1,143 @@
+//! `revise`: pull again, by hand, the delivered days whose numbers were estimates, and deliver what changed.
+
+use crate::event::Event;
+use crate::schedule::{format_date, rfc3339};
+use crate::service::{Delivery, Failure, Runtime, describe_range, finish_once, yesterday};
+use crate::snapshot::{Round, revisable};
+use crate::state::State;
+use crate::{error, info};
+use std::io::Write;
+use std::time::{Duration, Instant};
+use time::{Date, OffsetDateTime};
+
+/// The delivered days with estimated numbers within `days` (default revise_days) days
+/// before yesterday are pulled in one range request; changed, new and vanished lines go out
+/// as revisions. Exits like `once`: 0 all delivered, 1 a runtime failure.
+pub fn revise(rt: &Runtime, days: Option<u32>) -> i32 {
+    let n = days.unwrap_or(rt.config.revise.revise_days);
+    let dir = rt.config.state_dir.clone();
+    if rt.target.is_none() {
+        return preview(rt, &dir, n);
+    }
+    let deadline = Some(Instant::now() + Duration::from_secs(rt.config.send_timeout_s));
+    let mut state = match State::open(&dir, rt.config.state_dir_named) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("{e}");
+            return 2;
+        }
+    };
+    if let Err(e) = state.acquire(false) {
+        error!("{e}");
+        return 1;
+    }
+    let mut total = match rt.deliver_spool(&mut state, deadline) {
+        Ok(t) => t,
+        Err(e) => {
+            error!("{e}");
+            return 1;
+        }
+    };
+    if total.left > 0 || rt.signals.stopping() {
+        return finish_once(rt, total);
+    }
+    let Some(state_dir) = state.dir().map(|d| d.to_path_buf()) else {
+        info!("no state_dir, so nothing delivered before is known; nothing to revise");
+        return 0;
+    };
+    let days: Vec<Date> = revisable(&state_dir, yesterday(), n)
+        .into_iter()
+        .filter(|d| state.is_delivered(*d))
+        .collect();
+    let Some((first, last)) = span(&days) else {
+        info!("no delivered day of the last {n} day(s) has estimated numbers; nothing to revise");
+        return 0;
+    };
+    let window = (last - first).whole_days() as u32;
+    let batch = match rt.pull_to_spool(&mut state, first, last, false, Some(window)) {
+        Ok(b) => b,
+        Err(Failure::Stopped) => return 0,
+        Err(e) => {
+            error!("{e}");
+            return 1;
+        }
+    };
+    match rt.deliver_batch(&mut state, batch, deadline) {
+        Ok(d) => {
+            total = add(total, d);
+            finish_once(rt, total)
+        }
+        Err(e) => {
+            error!("{e}");
+            1
+        }
+    }
+}
+
+fn add(a: Delivery, b: Delivery) -> Delivery {
+    Delivery {
+        delivered: a.delivered + b.delivered,
+        rejected: a.rejected + b.rejected,
+        left: a.left + b.left,
+    }
+}
+
+fn span(days: &[Date]) -> Option<(Date, Date)> {
+    Some((*days.first()?, *days.last()?))
+}
+
+/// `--target -`: the revisions a `revise` would send, printed; nothing is recorded.
+fn preview(rt: &Runtime, dir: &std::path::Path, n: u32) -> i32 {
+    let days: Vec<Date> = revisable(dir, yesterday(), n).into_iter().collect();
+    let Some((first, last)) = span(&days) else {
+        info!(
+            "no day of the last {n} day(s) has estimated numbers in {}; nothing to revise",
+            dir.display()
+        );
+        return 0;
+    };
+    let window = Some((last - first).whole_days() as u32);
+    let keep = rt.config.revise.revise_days;
+    // Every day with a snapshot was delivered: a snapshot is kept only once its batch is.
+    let mut round = match Round::start(Some(dir), keep, window, (first, last), &|_| true, false) {
+        Ok(r) => r.with_summary(rt.config.revise.summary),
+        Err(e) => {
+            error!("{e}");
+            return 1;
+        }
+    };
+    let time = rfc3339(OffsetDateTime::now_utc());
+    let mut out = std::io::stdout().lock();
+    let mut count = 0usize;
+    let mut print = |e: Event| -> Result<(), String> {
+        count += 1;
+        writeln!(out, "{}", e.to_json()).map_err(|e| format!("stdout: {e}"))
+    };
+    let result = rt
+        .pull(first, last, usize::MAX, &mut |line| {
+            let event = Event::new(line, crate::event::new_id(), time.clone());
+            match round.judge(event, true)? {
+                Some(e) => print(e),
+                None => Ok(()),
+            }
+        })
+        .and_then(|_| round.vanished(&time, &mut print).map_err(Failure::State));
+    match result {
+        Ok(()) => {
+            info!(
+                "revised {} ({}): {count} revision(s) printed to stdout, nothing recorded",
+                describe_range(first, last),
+                days.iter()
+                    .map(|d| format_date(*d))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            0
+        }
+        Err(Failure::Stopped) => 0,
+        Err(e) => {
+            error!("{e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,778 @@
+//! What was last delivered per line of the revise window, kept crash-safe in state_dir/revise/.
+//!
+//! `revise/<date>.jsonl` holds one line per billing line of a delivered day whose numbers
+//! were estimated: `{"r":<revision>,"e":<estimated>,"d":<event data>}`. Only days inside
+//! the revise window are kept, so the directory holds at most `revise_days` + 1 days
+//! of lines (about 260 bytes a line with two group keys).
+//!
+//! A pull that revises or first delivers such days writes the days' new snapshot beside
+//! its spool batch (`spool/<batch>.revise`, made visible before the batch itself); when
+//! the batch is finished (every event delivered or dead-lettered), the snapshot replaces
+//! the day files, and only then is the batch removed. A crash before the batch is visible
+//! leaves the old snapshot, so the next pull finds the same revisions again (never sent,
+//! so never doubled); a crash after it leaves the batch and its snapshot, delivered and
+//! promoted on the next start (never lost).
+
+use crate::event::{Data, ESTIMATED, Event, REVISION};
+use crate::revise::{Index, SLOT, Slots, Vanished, Verdict, capacity_for, window_start};
+use crate::schedule::{format_date, parse_date};
+use crate::state::{batch_name, sync_dir, write_error};
+use crate::summary::Totals;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use time::Date;
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    /// Revision last delivered (0: the first delivery).
+    r: u32,
+    /// Cost Explorer's Estimated flag when it was delivered.
+    e: bool,
+    d: Data,
+    /// Routing attributes of the line (`service`, `linkedaccount`, ...), when configured.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    x: BTreeMap<String, serde_json::Value>,
+}
+
+/// A snapshot being written beside a spool batch; removed when dropped uncommitted.
+pub struct Writer {
+    tmp: PathBuf,
+    file: Option<BufWriter<File>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl Writer {
+    fn record(
+        &mut self,
+        (data, routing): (&Data, &BTreeMap<String, serde_json::Value>),
+        revision: u32,
+        estimated: bool,
+    ) -> Result<(), String> {
+        let Some(file) = &mut self.file else {
+            return Ok(());
+        };
+        let x = routing
+            .iter()
+            .filter(|(k, _)| k.as_str() != ESTIMATED && k.as_str() != REVISION)
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
+        let line = serde_json::to_string(&StoredRef {
+            r: revision,
+            e: estimated,
+            d: data,
+            x,
+        })
+        .expect("plain strings always serialize");
+        writeln!(file, "{line}").map_err(|e| write_error(&self.tmp, &e))
+    }
+}
+
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    r: u32,
+    e: bool,
+    d: &'a Data,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    x: BTreeMap<&'a str, &'a serde_json::Value>,
+}
+
+/// One pull's revision work: which delivered days it pulls again, what was last delivered
+/// of them, and the snapshot it leaves for its batch.
+pub struct Round {
+    dir: Option<PathBuf>,
+    days: BTreeSet<Date>,
+    /// On disk, in an unlinked file in state_dir: only one bit per line stays in memory.
+    index: Option<Index<FileSlots>>,
+    keep_days: u32,
+    writer: Option<Writer>,
+    /// The Estimated flag each revised day came back with.
+    now_estimated: BTreeMap<Date, bool>,
+    /// Day summaries (`summary: true`): this pull's totals, and each day's last summary revision.
+    totals: Option<Totals>,
+    summary_rev: BTreeMap<Date, u32>,
+    /// The first day to pull: the oldest revised day, or the pull's own first day.
+    pub first: Date,
+}
+
+fn revise_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("revise")
+}
+
+fn day_file(state_dir: &Path, day: Date) -> PathBuf {
+    revise_dir(state_dir).join(format!("{}.jsonl", format_date(day)))
+}
+
+/// Days with a snapshot (delivered while estimated), oldest first.
+fn snapshot_days(state_dir: &Path) -> BTreeSet<Date> {
+    fs::read_dir(revise_dir(state_dir))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    parse_date(name.strip_suffix(".jsonl")?)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The revision index's slots: a file in state_dir, unlinked as soon as it is made (nothing
+/// to clean up after a crash); its pages live in the page cache, not in this process.
+struct FileSlots {
+    file: File,
+}
+
+impl FileSlots {
+    fn new(state_dir: &Path, capacity: usize) -> Result<FileSlots, String> {
+        let path = state_dir.join(format!(".revise-index.{}", std::process::id()));
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| write_error(&path, &e))?;
+        let _ = fs::remove_file(&path);
+        file.set_len((capacity * SLOT) as u64)
+            .map_err(|e| write_error(&path, &e))?;
+        Ok(FileSlots { file })
+    }
+}
+
+impl Slots for FileSlots {
+    fn get(&mut self, i: usize) -> Result<[u8; SLOT], String> {
+        use std::os::unix::fs::FileExt;
+        let mut slot = [0u8; SLOT];
+        self.file
+            .read_exact_at(&mut slot, (i * SLOT) as u64)
+            .map_err(|e| {
+                format!(
+                    "the revision index: cannot read: {}",
+                    crate::config::plain_io(&e)
+                )
+            })?;
+        Ok(slot)
+    }
+
+    fn set(&mut self, i: usize, slot: [u8; SLOT]) -> Result<(), String> {
+        use std::os::unix::fs::FileExt;
+        self.file
+            .write_all_at(&slot, (i * SLOT) as u64)
+            .map_err(|e| {
+                format!(
+                    "the revision index: cannot write: {}",
+                    crate::config::plain_io(&e)
+                )
+            })
+    }
+}
+
+fn count_lines(path: &Path) -> usize {
+    let Ok(file) = File::open(path) else { return 0 };
+    BufReader::new(file).split(b'\n').count()
+}
+
+/// Calls `f` for each stored line of `day` (none when the day has no snapshot).
+fn each_stored(
+    state_dir: &Path,
+    day: Date,
+    f: &mut dyn FnMut(Stored) -> Result<(), String>,
+) -> Result<(), String> {
+    let path = day_file(state_dir, day);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(format!(
+                "{}: cannot read: {}",
+                path.display(),
+                crate::config::plain_io(&e)
+            ));
+        }
+    };
+    for (n, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| {
+            format!(
+                "{}: cannot read: {}",
+                path.display(),
+                crate::config::plain_io(&e)
+            )
+        })?;
+        match serde_json::from_str::<Stored>(&line) {
+            Ok(s) => f(s)?,
+            // A damaged line cannot be compared: that line is treated as new if it shows up.
+            Err(e) => crate::warn!(
+                "{} line {}: not a snapshot line ({e}); ignored",
+                path.display(),
+                n + 1
+            ),
+        }
+    }
+    Ok(())
+}
+
+impl Round {
+    /// Plans a pull of `first..=last`: with `window` (days), the delivered days from
+    /// `window` days before `last` up to `last` whose last numbers were estimated are pulled
+    /// again too. With `record`, the batch's snapshot is written and day files older than
+    /// `revise_days` before `last` are dropped; without a state_dir nothing is revised or
+    /// recorded.
+    pub fn start(
+        dir: Option<&Path>,
+        revise_days: u32,
+        window: Option<u32>,
+        (first, last): (Date, Date),
+        delivered: &dyn Fn(Date) -> bool,
+        record: bool,
+    ) -> Result<Round, String> {
+        let mut round = Round {
+            dir: dir.map(Path::to_path_buf),
+            days: BTreeSet::new(),
+            index: None,
+            keep_days: revise_days,
+            writer: None,
+            now_estimated: BTreeMap::new(),
+            totals: None,
+            summary_rev: BTreeMap::new(),
+            first,
+        };
+        let Some(dir) = dir else {
+            return Ok(round);
+        };
+        let oldest = window_start(last, revise_days);
+        let revise_from = window.map(|w| window_start(last, w));
+        for day in snapshot_days(dir) {
+            if day < oldest || revise_days == 0 {
+                if record {
+                    let _ = fs::remove_file(day_file(dir, day));
+                }
+            } else if revise_from.is_some_and(|f| day >= f) && day <= last && delivered(day) {
+                round.days.insert(day);
+            }
+        }
+        // Counted first: the table is made once, at its final size.
+        let lines: usize = round
+            .days
+            .iter()
+            .map(|d| count_lines(&day_file(dir, *d)))
+            .sum();
+        let mut index = match round.days.is_empty() {
+            true => None,
+            false => Some(Index::new(FileSlots::new(dir, capacity_for(lines))?, lines)),
+        };
+        for day in &round.days {
+            each_stored(dir, *day, &mut |s| {
+                if s.d.lines.is_some() {
+                    round.summary_rev.insert(*day, s.r);
+                    Ok(())
+                } else {
+                    index.as_mut().map_or(Ok(()), |i| i.insert(&s.d, s.r))
+                }
+            })?;
+        }
+        round.index = index;
+        if let Some(day) = round.days.first() {
+            round.first = round.first.min(*day);
+        }
+        if record {
+            let tmp = dir
+                .join("spool")
+                .join(format!("{}.revise.tmp", batch_name(round.first, last)));
+            let file = File::create(&tmp).map_err(|e| write_error(&tmp, &e))?;
+            round.writer = Some(Writer {
+                tmp,
+                file: Some(BufWriter::new(file)),
+            });
+        }
+        Ok(round)
+    }
+
+    /// Also sends a summary event after each day's lines (`summary: true`).
+    pub fn with_summary(mut self, on: bool) -> Round {
+        self.totals = on.then(Totals::default);
+        self
+    }
+
+    /// Days this pull revises.
+    pub fn days(&self) -> &BTreeSet<Date> {
+        &self.days
+    }
+
+    /// Decides about a pulled line (already made an event): `Some` is the event to send,
+    /// a first delivery or a revision; `None` leaves it out (an unchanged line, or one of a
+    /// day that is `delivered` and not revised).
+    pub fn judge(&mut self, mut event: Event, delivered: bool) -> Result<Option<Event>, String> {
+        let day = parse_date(&event.data.date);
+        let revised = day.is_some_and(|d| self.days.contains(&d));
+        let estimated = event.estimated();
+        if let (true, Some(day)) = (revised, day) {
+            self.now_estimated.insert(day, estimated);
+        }
+        if !revised {
+            if delivered {
+                return Ok(None);
+            }
+            if estimated && self.keep_days > 0 {
+                self.record((&event.data, &event.extensions), 0, estimated)?;
+            }
+            if let Some(t) = &mut self.totals {
+                t.add(&event.data, estimated, true)?;
+            }
+            return Ok(Some(event));
+        }
+        let verdict = match &mut self.index {
+            Some(index) => index.judge(&event.data)?,
+            None => Verdict::Revise(1),
+        };
+        if let Some(t) = &mut self.totals {
+            t.add(
+                &event.data,
+                estimated,
+                matches!(verdict, Verdict::Revise(_)),
+            )?;
+        }
+        match verdict {
+            Verdict::Unchanged(r) => {
+                self.record((&event.data, &event.extensions), r, estimated)?;
+                Ok(None)
+            }
+            Verdict::Revise(n) => {
+                self.record((&event.data, &event.extensions), n, estimated)?;
+                event.set_revision(n);
+                Ok(Some(event))
+            }
+        }
+    }
+
+    /// After the pull: a zero-amount revision for each line of a revised day that the
+    /// pull no longer brought, then the day summaries (`summary: true`).
+    pub fn vanished(
+        &mut self,
+        time: &str,
+        out: &mut dyn FnMut(Event) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let dir = self.dir.clone();
+        for day in self.days.clone() {
+            let Some(dir) = &dir else { break };
+            // A day that came back final makes its vanished lines final too.
+            let now = self.now_estimated.get(&day).copied();
+            each_stored(dir, day, &mut |s| {
+                let estimated = now.unwrap_or(s.e);
+                if s.d.lines.is_some() {
+                    return Ok(()); // the day's last summary, not a line
+                }
+                let Some(index) = &mut self.index else {
+                    return Ok(());
+                };
+                match index.vanished(&s.d)? {
+                    Vanished::Seen => Ok(()),
+                    Vanished::Keep(r) => self.record((&s.d, &s.x), r, estimated),
+                    Vanished::Revise(n) => {
+                        if let Some(t) = &mut self.totals {
+                            t.vanished(&s.d.date, estimated);
+                        }
+                        let data = crate::revise::zeroed(&s.d);
+                        self.record((&data, &s.x), n, estimated)?;
+                        out(revision_event(data, s.x, estimated, n, time))
+                    }
+                }
+            })?;
+        }
+        self.summaries(time, out)
+    }
+
+    /// One summary per day of the pull whose lines go out: a first one for a new day,
+    /// the next revision of it for a revised day where something changed.
+    fn summaries(
+        &mut self,
+        time: &str,
+        out: &mut dyn FnMut(Event) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let Some(totals) = self.totals.take() else {
+            return Ok(());
+        };
+        let none = BTreeMap::new();
+        for (date, day) in &totals.days {
+            let Some(d) = parse_date(date) else { continue };
+            let revised = self.days.contains(&d);
+            let last = self.summary_rev.get(&d).copied();
+            let data = crate::summary::data(date, day);
+            let revision = match (revised, day.changed) {
+                (true, false) => {
+                    // Nothing changed: the last summary stands and is kept as it was.
+                    if let Some(r) = last {
+                        self.record((&data, &none), r, day.estimated)?;
+                    }
+                    continue;
+                }
+                (true, true) => last.map(|r| r + 1),
+                (false, _) => None,
+            };
+            if revised || (day.estimated && self.keep_days > 0) {
+                self.record((&data, &none), revision.unwrap_or(0), day.estimated)?;
+            }
+            let id = crate::event::new_id();
+            out(crate::summary::event(data, revision, id, time.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn record(
+        &mut self,
+        line: (&Data, &BTreeMap<String, serde_json::Value>),
+        revision: u32,
+        estimated: bool,
+    ) -> Result<(), String> {
+        match &mut self.writer {
+            Some(w) => w.record(line, revision, estimated),
+            None => Ok(()),
+        }
+    }
+
+    /// The snapshot for the batch, flushed, to hand to `State::commit`.
+    pub fn into_writer(mut self) -> Result<Option<Writer>, String> {
+        if let Some(w) = &mut self.writer
+            && let Some(f) = &mut w.file
+        {
+            f.flush()
+                .and_then(|_| f.get_ref().sync_all())
+                .map_err(|e| write_error(&w.tmp, &e))?;
+        }
+        Ok(self.writer.take())
+    }
+}
+
+fn revision_event(
+    data: Data,
+    mut extensions: BTreeMap<String, serde_json::Value>,
+    estimated: bool,
+    revision: u32,
+    time: &str,
+) -> Event {
+    extensions.insert(ESTIMATED.into(), estimated.into());
+    extensions.insert(REVISION.into(), revision.into());
+    Event {
+        specversion: "1.0".into(),
+        id: crate::event::new_id(),
+        source: crate::event::SOURCE.into(),
+        kind: crate::event::TYPE.into(),
+        datacontenttype: "application/json".into(),
+        time: time.into(),
+        extensions,
+        data,
+    }
+}
+
+/// Makes a batch's snapshot visible beside it (`<batch>.revise`), before the batch is.
+pub fn commit(writer: Option<Writer>, batch: &Path) -> Result<(), String> {
+    let Some(mut writer) = writer else {
+        return Ok(());
+    };
+    let target = batch.with_extension("revise");
+    writer.file = None;
+    fs::rename(&writer.tmp, &target).map_err(|e| {
+        let _ = fs::remove_file(&writer.tmp);
+        write_error(&target, &e)
+    })
+}
+
+/// A finished batch's snapshot replaces the day files it covers: a day whose lines are
+/// estimated gets its new file; a day that is final no longer has one. Repeatable after
+/// a crash: the batch and its snapshot are removed only afterwards.
+pub fn promote(batch: &Path) -> Result<(), String> {
+    let snapshot = batch.with_extension("revise");
+    let Some(state_dir) = batch.parent().and_then(Path::parent) else {
+        return Ok(());
+    };
+    let file = match File::open(&snapshot) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(write_error(&snapshot, &e)),
+    };
+    let dir = revise_dir(state_dir);
+    fs::create_dir_all(&dir).map_err(|e| write_error(&dir, &e))?;
+    // Per day: its temporary file and whether any line is still estimated.
+    let mut days: BTreeMap<Date, (PathBuf, BufWriter<File>, bool)> = BTreeMap::new();
+    let result = (|| -> Result<(), String> {
+        for line in BufReader::new(file).lines() {
+            let line = line.map_err(|e| write_error(&snapshot, &e))?;
+            let Ok(stored) = serde_json::from_str::<Stored>(&line) else {
+                continue;
+            };
+            let Some(day) = parse_date(&stored.d.date) else {
+                continue;
+            };
+            let (tmp, w, estimated) = match days.entry(day) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    let tmp = day_file(state_dir, day).with_extension("jsonl.tmp");
+                    let f = File::create(&tmp).map_err(|e| write_error(&tmp, &e))?;
+                    v.insert((tmp, BufWriter::new(f), false))
+                }
+            };
+            *estimated |= stored.e;
+            writeln!(w, "{line}").map_err(|e| write_error(tmp, &e))?;
+        }
+        for (day, (tmp, w, estimated)) in std::mem::take(&mut days) {
+            let path = day_file(state_dir, day);
+            if estimated {
+                w.into_inner()
+                    .map_err(|e| e.into_error())
+                    .and_then(|f| f.sync_all())
+                    .and_then(|_| fs::rename(&tmp, &path))
+                    .map_err(|e| write_error(&path, &e))?;
+            } else {
+                drop(w);
+                let _ = fs::remove_file(&tmp);
+                match fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(write_error(&path, &e));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    })();
+    for (tmp, _, _) in days.into_values() {
+        let _ = fs::remove_file(tmp);
+    }
+    result?;
+    sync_dir(&dir);
+    fs::remove_file(&snapshot).map_err(|e| write_error(&snapshot, &e))
+}
+
+/// Spool files a crash can leave behind: a snapshot being written, or one whose batch
+/// never became visible.
+pub fn stale(spool: &Path, name: &str) -> bool {
+    name.ends_with(".revise.tmp")
+        || name
+            .strip_suffix(".revise")
+            .is_some_and(|stem| !spool.join(format!("{stem}.jsonl")).exists())
+}
+
+/// Delivered days with estimated numbers inside the last `days` days up to `last` (for `revise`).
+pub fn revisable(state_dir: &Path, last: Date, days: u32) -> BTreeSet<Date> {
+    let oldest = window_start(last, days);
+    snapshot_days(state_dir)
+        .into_iter()
+        .filter(|d| *d >= oldest && *d <= last)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Line;
+
+    fn event(date: &str, service: &str, amount: &str, estimated: bool) -> Event {
+        let mut line = Line::service(date, service, "BlendedCost", amount, "USD");
+        line.estimated = estimated;
+        Event::new(line, crate::event::new_id(), "2026-11-25T02:00:00Z".into())
+    }
+
+    fn dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "snapshot-{}-{}",
+            std::process::id(),
+            crate::event::new_id()
+        ));
+        fs::create_dir_all(d.join("spool")).unwrap();
+        d
+    }
+
+    fn date(s: &str) -> Date {
+        parse_date(s).unwrap()
+    }
+
+    /// One pull of `first..=last` through a Round, committed and promoted as a finished batch.
+    fn pull(
+        dir: &Path,
+        first: &str,
+        last: &str,
+        lines: &[Event],
+        delivered: &[&str],
+    ) -> Vec<Event> {
+        let delivered: Vec<Date> = delivered.iter().map(|d| date(d)).collect();
+        let mut round = Round::start(
+            Some(dir),
+            3,
+            Some(3),
+            (date(first), date(last)),
+            &|d| delivered.contains(&d),
+            true,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        for e in lines {
+            let is_delivered = delivered.contains(&date(&e.data.date));
+            out.extend(round.judge(e.clone(), is_delivered).unwrap());
+        }
+        round
+            .vanished("t", &mut |e| {
+                out.push(e);
+                Ok(())
+            })
+            .unwrap();
+        let name = batch_name(round.first, date(last));
+        let batch = dir.join("spool").join(format!("{name}.jsonl"));
+        commit(round.into_writer().unwrap(), &batch).unwrap();
+        promote(&batch).unwrap();
+        out
+    }
+
+    fn summary(events: &[Event]) -> Vec<(String, String, String, Option<u32>)> {
+        events
+            .iter()
+            .map(|e| {
+                (
+                    e.data.date.clone(),
+                    e.data.service.clone().unwrap_or_default(),
+                    e.data.amount.clone(),
+                    e.revision(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn estimated_days_are_revised_until_final_then_forgotten() {
+        let d = dir();
+        let first = pull(
+            &d,
+            "2026-11-20",
+            "2026-11-20",
+            &[
+                event("2026-11-20", "EC2", "1", true),
+                event("2026-11-20", "S3", "2", true),
+            ],
+            &[],
+        );
+        assert_eq!(
+            first.iter().map(|e| e.revision()).collect::<Vec<_>>(),
+            [None, None]
+        );
+        assert!(day_file(&d, date("2026-11-20")).exists());
+        // Next day: EC2 changed, S3 gone, Lambda new; the new day is a first delivery.
+        let next = pull(
+            &d,
+            "2026-11-21",
+            "2026-11-21",
+            &[
+                event("2026-11-20", "EC2", "1.5", true),
+                event("2026-11-20", "Lambda", "0.1", true),
+                event("2026-11-21", "EC2", "3", false),
+            ],
+            &["2026-11-20"],
+        );
+        let mut got = summary(&next);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("2026-11-20".into(), "EC2".into(), "1.5".into(), Some(1)),
+                ("2026-11-20".into(), "Lambda".into(), "0.1".into(), Some(1)),
+                ("2026-11-20".into(), "S3".into(), "0".into(), Some(1)),
+                ("2026-11-21".into(), "EC2".into(), "3".into(), None),
+            ]
+        );
+        // 2026-11-21 was final when delivered: it is never revised, so it has no file.
+        assert!(!day_file(&d, date("2026-11-21")).exists());
+        // Unchanged, except EC2 again; S3 stays gone (no second zero), and now the day is final.
+        let third = pull(
+            &d,
+            "2026-11-22",
+            "2026-11-22",
+            &[
+                event("2026-11-20", "EC2", "1.75", false),
+                event("2026-11-20", "Lambda", "0.1", false),
+            ],
+            &["2026-11-20", "2026-11-21"],
+        );
+        assert_eq!(
+            summary(&third),
+            [("2026-11-20".into(), "EC2".into(), "1.75".into(), Some(2))]
+        );
+        assert!(
+            !day_file(&d, date("2026-11-20")).exists(),
+            "a final day stops being revised"
+        );
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn days_older_than_the_window_are_dropped_and_not_revised() {
+        let d = dir();
+        pull(
+            &d,
+            "2026-11-10",
+            "2026-11-10",
+            &[event("2026-11-10", "EC2", "1", true)],
+            &[],
+        );
+        assert!(day_file(&d, date("2026-11-10")).exists());
+        let later = pull(
+            &d,
+            "2026-11-20",
+            "2026-11-20",
+            &[event("2026-11-20", "EC2", "1", true)],
+            &["2026-11-10"],
+        );
+        assert_eq!(
+            summary(&later),
+            [("2026-11-20".into(), "EC2".into(), "1".into(), None)]
+        );
+        assert!(!day_file(&d, date("2026-11-10")).exists());
+        assert_eq!(snapshot_days(&d).len(), 1);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn an_uncommitted_snapshot_leaves_the_old_one_and_stale_files_are_named() {
+        let d = dir();
+        pull(
+            &d,
+            "2026-11-20",
+            "2026-11-20",
+            &[event("2026-11-20", "EC2", "1", true)],
+            &[],
+        );
+        let before = fs::read(day_file(&d, date("2026-11-20"))).unwrap();
+        {
+            let mut round = Round::start(
+                Some(&d),
+                3,
+                Some(3),
+                (date("2026-11-21"), date("2026-11-21")),
+                &|d| d == date("2026-11-20"),
+                true,
+            )
+            .unwrap();
+            assert_eq!(round.first, date("2026-11-20"));
+            let sent = round
+                .judge(event("2026-11-20", "EC2", "2", true), true)
+                .unwrap();
+            assert_eq!(sent.and_then(|e| e.revision()), Some(1));
+            // Dropped here, as a failed pull drops it.
+        }
+        assert_eq!(fs::read(day_file(&d, date("2026-11-20"))).unwrap(), before);
+        assert!(fs::read_dir(d.join("spool")).unwrap().next().is_none());
+        let spool = d.join("spool");
+        assert!(stale(&spool, "2026-11-20_2026-11-21.revise.tmp"));
+        assert!(stale(&spool, "2026-11-20_2026-11-21.revise"));
+        fs::write(spool.join("2026-11-20_2026-11-21.jsonl"), "").unwrap();
+        assert!(!stale(&spool, "2026-11-20_2026-11-21.revise"));
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
