@@ -12,6 +12,13 @@ usage:
                                 pull one day (default: yesterday, UTC) or an inclusive range,
                                 deliver, exit (--force pulls a day that was already delivered)
   source-aws-billing check      validate config and secret, make one signed Cost Explorer call
+  source-aws-billing status [--json]
+                                what state_dir says: days delivered and missing, spool, dead
+                                letters, last pull, requests this month, heartbeat (no lock,
+                                no request, no credentials)
+  source-aws-billing status --check [--grace SECONDS]
+                                exit 0 while the service keeps its own schedule, 1 once it is
+                                more than SECONDS (default 600) late or never ran
   source-aws-billing --help | --version
 
 options:
@@ -32,6 +39,12 @@ pub enum Action {
         force: bool,
     },
     Check,
+    /// `status`: print (`json`), or with `check` the liveness decision.
+    Status {
+        json: bool,
+        check: bool,
+        grace_s: u64,
+    },
     Help,
     Version,
 }
@@ -49,6 +62,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     let mut command: Option<&str> = None;
     let (mut config, mut secret, mut target) = (None, None, None);
     let (mut date, mut from, mut to, mut force) = (None, None, None, false);
+    let (mut json, mut check, mut grace_s) = (false, false, None);
     let mut i = 0;
     while i < args.len() {
         let arg = args[i].as_str();
@@ -75,13 +89,16 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             "--from" => from = Some(parse_date(flag, &value(flag)?)?),
             "--to" => to = Some(parse_date(flag, &value(flag)?)?),
             "--force" => force = true,
-            "run" | "once" | "check" if command.is_none() => command = Some(arg),
+            "--json" => json = true,
+            "--check" => check = true,
+            "--grace" => grace_s = Some(parse_grace(&value(flag)?)?),
+            "run" | "once" | "check" | "status" if command.is_none() => command = Some(arg),
             _ if arg.starts_with('-') => {
                 return Err(format!("unknown option {arg:?}; see --help"));
             }
             _ => {
                 return Err(format!(
-                    "unknown command {arg:?}; expected run, once or check"
+                    "unknown command {arg:?}; expected run, once, check or status"
                 ));
             }
         }
@@ -93,8 +110,24 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             "--date, --from, --to and --force go with the once command, not {command}"
         ));
     }
+    if command != "status" && (json || check || grace_s.is_some()) {
+        return Err(format!(
+            "--json, --check and --grace go with the status command, not {command}"
+        ));
+    }
+    if json && check {
+        return Err("status: use either --json or --check, not both".into());
+    }
+    if grace_s.is_some() && !check {
+        return Err("--grace goes with status --check".into());
+    }
     let action = match command {
         "run" => Action::Run,
+        "status" => Action::Status {
+            json,
+            check,
+            grace_s: grace_s.unwrap_or(crate::status::DEFAULT_GRACE_S),
+        },
         "check" => Action::Check,
         _ => {
             let days = match (date, from, to) {
@@ -127,6 +160,14 @@ fn simple(action: Action) -> Cli {
         secret: None,
         target: None,
     }
+}
+
+fn parse_grace(value: &str) -> Result<u64, String> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|s| *s <= 86400 * 366)
+        .ok_or_else(|| format!("--grace: expected seconds 0-31622400, found {value:?}"))
 }
 
 fn parse_date(flag: &str, value: &str) -> Result<Date, String> {
@@ -181,6 +222,32 @@ mod tests {
     }
 
     #[test]
+    fn status_with_its_flags() {
+        assert_eq!(
+            p(&["status"]).unwrap().action,
+            Action::Status {
+                json: false,
+                check: false,
+                grace_s: 600
+            }
+        );
+        assert_eq!(
+            p(&["status", "--check", "--grace=30"]).unwrap().action,
+            Action::Status {
+                json: false,
+                check: true,
+                grace_s: 30
+            }
+        );
+        assert!(matches!(
+            p(&["--config", "c.yml", "status", "--json"])
+                .unwrap()
+                .action,
+            Action::Status { json: true, .. }
+        ));
+    }
+
+    #[test]
     fn bad_usage_is_one_line() {
         for (args, want) in [
             (&["once", "--date", "2022-13-01"][..], "expected a date"),
@@ -193,6 +260,10 @@ mod tests {
             (&["--bogus"], "unknown option"),
             (&["pull"], "unknown command"),
             (&["--config"], "needs a value"),
+            (&["status", "--grace", "soon"], "--grace: expected seconds"),
+            (&["status", "--grace", "5"], "goes with status --check"),
+            (&["status", "--json", "--check"], "either --json or --check"),
+            (&["once", "--check"], "go with the status command"),
         ] {
             let err = p(args).unwrap_err();
             assert!(err.contains(want), "{args:?}: {err}");

@@ -17,7 +17,7 @@ pub const METRICS: [&str; 7] = [
     "UnblendedCost",
     "UsageQuantity",
 ];
-const CONFIG_KEYS: [&str; 14] = [
+const CONFIG_KEYS: [&str; 15] = [
     "target",
     "endpoint",
     "region",
@@ -29,6 +29,7 @@ const CONFIG_KEYS: [&str; 14] = [
     "max_catchup_days",
     "retry_max_backoff_s",
     "send_timeout_s",
+    "max_monthly_requests",
     "ca_file",
     "secret",
     "name",
@@ -111,6 +112,8 @@ pub struct Config {
     pub max_catchup_days: u32,
     pub retry_max_backoff_s: u64,
     pub send_timeout_s: u64,
+    /// Cost Explorer requests allowed per UTC month; 0: no cap (see spend.rs).
+    pub max_monthly_requests: u64,
     pub ca_file: Option<PathBuf>,
     pub secret: SecretSource,
 }
@@ -125,6 +128,17 @@ pub struct Overrides {
 
 /// Loads and validates everything; returns the config and the warnings to log.
 pub fn load(
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Config, Vec<String>), ConfigError> {
+    let (config, mut warnings) = load_settings(overrides, env)?;
+    let (_, secret_warnings) = load_credentials(&config.secret)?;
+    warnings.extend(secret_warnings);
+    Ok((config, warnings))
+}
+
+/// Everything but the credentials check (`status` needs none).
+pub fn load_settings(
     overrides: &Overrides,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Config, Vec<String>), ConfigError> {
@@ -288,6 +302,7 @@ pub fn load(
         max_catchup_days,
         retry_max_backoff_s,
         send_timeout_s,
+        max_monthly_requests: crate::spend::parse_max(&map, &name)?,
         ca_file: ca_file.map(|(p, _)| p),
         secret: SecretSource {
             file: secret_path,
@@ -296,8 +311,6 @@ pub fn load(
             env: env_credentials,
         },
     };
-    let (_, secret_warnings) = load_credentials(&config.secret)?;
-    warnings.extend(secret_warnings);
     Ok((config, warnings))
 }
 

@@ -13,4 +13,6 @@ pub mod schedule;
 pub mod service;
 pub mod sign;
 pub mod signal;
+pub mod spend;
 pub mod state;
+pub mod status;

@@ -3,7 +3,8 @@
 use source_aws_billing::cli::{self, Action};
 use source_aws_billing::config::{self, Overrides};
 use source_aws_billing::service::{self, Runtime};
-use source_aws_billing::{error, log, signal, warn};
+use source_aws_billing::{error, log, signal, status, warn};
+use std::time::Duration;
 
 fn main() {
     std::process::exit(real_main());
@@ -38,7 +39,12 @@ fn real_main() -> i32 {
         secret: cli.secret,
         target: cli.target,
     };
-    let config = match config::load(&overrides, &env) {
+    // status reads state_dir only: it needs no credentials.
+    let load = match cli.action {
+        Action::Status { .. } => config::load_settings,
+        _ => config::load,
+    };
+    let config = match load(&overrides, &env) {
         Ok((config, warnings)) => {
             for w in warnings {
                 warn!("{w}");
@@ -50,6 +56,14 @@ fn real_main() -> i32 {
             return 2;
         }
     };
+    if let Action::Status {
+        json,
+        check,
+        grace_s,
+    } = cli.action
+    {
+        return status::command(&config, json, check, Duration::from_secs(grace_s));
+    }
     let runtime = match Runtime::new(config, signals, &env) {
         Ok(r) => r,
         Err(e) => {

@@ -58,6 +58,8 @@ impl Runtime {
                             message: m,
                         })
                     })?;
+                crate::spend::before_request(&self.config)?;
+                crate::status::working();
                 let (result, hint) = match self.ce.send(&request) {
                     Ok(r) if (200..300).contains(&r.status) => {
                         (costexplorer::parse_page(&r.body, &self.config.metric), None)
@@ -103,6 +105,10 @@ impl Runtime {
                             hint,
                         );
                         warn!("{}; retrying in {:.1}s", e.message, wait.as_secs_f32());
+                        crate::status::beat(
+                            "retrying Cost Explorer",
+                            OffsetDateTime::now_utc() + wait,
+                        );
                         if self.signals.sleep_for(wait) {
                             return Err(Failure::Stopped);
                         }
@@ -158,6 +164,12 @@ impl Runtime {
             }
             Ok(())
         });
+        crate::status::record_pull(
+            state.dir(),
+            first,
+            last,
+            result.as_ref().map(|r| r.1).map_err(|e| e.to_string()),
+        );
         match result {
             Ok((pages, groups)) => {
                 let note = if left_out > 0 {
