@@ -372,3 +372,28 @@ fn bad_status_usage_exits_2() {
         run.describe()
     );
 }
+
+#[test]
+fn a_service_retrying_cost_explorer_is_alive() {
+    let sandbox = Sandbox::new("check-ce-retry");
+    let ce = FakeCostExplorer::with_groups(3, 100);
+    ce.always(support::cost_explorer::throttling());
+    let receiver = FakeReceiver::start();
+    let service = service(&sandbox, &ce, &receiver.url(), "");
+    let retrying = || status_json(&sandbox)["heartbeat"]["doing"] == "retrying Cost Explorer";
+    assert!(
+        support::wait_until(WITHIN, retrying),
+        "{}",
+        service.stderr()
+    );
+    assert_eq!(check_code(&sandbox, "3"), Some(0));
+    let requests = ce.request_count() as u64;
+    let counted = status_json(&sandbox)["ce_requests_this_month"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        counted >= requests && counted <= requests + 1,
+        "every retry counted: {counted} vs {requests}"
+    );
+    stop(service);
+}
