@@ -227,6 +227,9 @@ fn the_json_fields_match_what_happened() {
             human.describe()
         );
     }
+    // A preview's requests are paid too: counted in the ledger of an existing state_dir.
+    once(&sandbox, &ce, "-", "", &days_ago(5)).assert_code(0);
+    assert_eq!(status_json(&sandbox)["ce_requests_this_month"], 8);
     let check = status(&sandbox, &["--check"]);
     check.assert_code(1);
     assert!(
