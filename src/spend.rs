@@ -2,16 +2,18 @@
 //!
 //! Every request is counted *before* it is sent, in `state_dir/ce-requests.json`
 //! (`{"version":1,"month":"2026-11","requests":12}`, UTC calendar month), under a short
-//! flock on `state_dir/ce-requests.lock` so that a `once`, a `check` and the service count
-//! exactly even when they run at the same time. The file is replaced atomically, so a
-//! reader (`status`) needs no lock and a crash leaves the old or the new count. A request
+//! flock of that file so that a `once`, a `check` and the service count exactly even when
+//! they run at the same time. The record is rewritten in place within one disk sector, so a
+//! crash leaves the old or the new count, and a reader (`status`) needs no lock. A request
 //! that would go past the cap is never made. Without a usable state_dir, requests are
 //! counted in memory (the cap then holds per process) and a warning says so.
 
 use crate::config::{Config, ConfigError, Target, plain_io};
 use crate::service::Failure;
 use serde_yaml::{Mapping, Value};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use time::{Date, Month, OffsetDateTime};
@@ -19,9 +21,8 @@ use time::{Date, Month, OffsetDateTime};
 /// The config key, and its default: 1000 requests, $10 a month.
 pub const KEY: &str = "max_monthly_requests";
 pub const DEFAULT_MAX: u64 = 1000;
-/// The ledger file in state_dir, and the lock that serialises writers.
+/// The ledger file in state_dir.
 pub const FILE: &str = "ce-requests.json";
-const LOCK: &str = "ce-requests.lock";
 
 /// `max_monthly_requests` of a config file: a whole number, 0 for no cap.
 pub fn parse_max(map: &Mapping, file: &str) -> Result<u64, ConfigError> {
@@ -118,16 +119,24 @@ pub fn admit(recorded: Option<&Tally>, month: &str, max: u64) -> Result<Tally, C
     })
 }
 
-/// The ledger in `dir`, read without a lock (it is replaced atomically). None: no file yet.
+/// The ledger in `dir`, read without a lock: read again until two reads agree, so a record
+/// being rewritten is never taken half old, half new. None: no requests counted yet.
 pub fn read(dir: &Path) -> Result<Option<Tally>, String> {
     let path = dir.join(FILE);
-    match fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice::<Tally>(&bytes)
-            .map(Some)
-            .map_err(|_| format!("{}: not a request ledger", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+    let read_once = || match fs::read(&path) {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(format!("{}: cannot read: {}", path.display(), plain_io(&e))),
+    };
+    let mut bytes = read_once()?;
+    for _ in 0..10 {
+        let again = read_once()?;
+        if again == bytes {
+            break;
+        }
+        bytes = again;
     }
+    parse(&bytes).map_err(|()| format!("{}: not a request ledger", path.display()))
 }
 
 /// Where this process counts.
@@ -210,37 +219,41 @@ impl Ledger {
     }
 }
 
-/// Read, decide and write the ledger under its lock. The outer error is an IO failure.
+/// The one record is rewritten in place at offset 0, always this many bytes (padded with
+/// spaces): it sits in one disk sector, so a crash (or a power cut) leaves the old or the new
+/// count. No rename and no fsync: on ext4 either costs milliseconds before every request.
+const RECORD: usize = 96;
+
+/// Read, decide and write the ledger under a flock of the file itself. The outer error is an
+/// IO failure.
 fn count_on_disk(dir: &Path, month: &str, max: u64) -> Result<Result<(), CapReached>, String> {
-    let lock_path = dir.join(LOCK);
-    let lock = OpenOptions::new()
+    let path = dir.join(FILE);
+    let io = |e: std::io::Error| format!("{}: {}", path.display(), plain_io(&e));
+    let file = OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
-        .open(&lock_path)
-        .or_else(|_| File::open(&lock_path))
-        .map_err(|e| format!("{}: cannot open: {}", lock_path.display(), plain_io(&e)))?;
-    // SAFETY: flock on a descriptor we own; released when `lock` is dropped.
-    let locked = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
-    if locked != 0 {
+        .open(&path)
+        .map_err(io)?;
+    // SAFETY: flock on a descriptor we own; released when `file` is closed.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) } != 0 {
         let e = std::io::Error::last_os_error();
         if !matches!(e.raw_os_error(), Some(libc::ENOLCK | libc::EOPNOTSUPP)) {
-            return Err(format!(
-                "{}: cannot lock: {}",
-                lock_path.display(),
-                plain_io(&e)
-            ));
+            return Err(io(e));
         }
     }
-    let recorded = match read(dir) {
+    let mut bytes = Vec::new();
+    (&file).read_to_end(&mut bytes).map_err(io)?;
+    let recorded = match parse(&bytes) {
         Ok(t) => t,
-        Err(e) => {
-            // Only damage from outside gets here (every write is atomic): keep it, say so.
-            let path = dir.join(FILE);
+        Err(()) => {
+            // Only damage from outside gets here: keep a copy, say so.
             let aside = PathBuf::from(format!("{}.corrupt-{}", path.display(), now_stamp()));
-            let _ = fs::rename(&path, &aside);
+            let _ = fs::write(&aside, &bytes);
             crate::error!(
-                "{e}; kept it as {} and counting this month's Cost Explorer requests afresh",
+                "{}: not a request ledger; kept a copy as {} and counting this month's Cost Explorer requests afresh",
+                path.display(),
                 aside.display()
             );
             None
@@ -251,9 +264,22 @@ fn count_on_disk(dir: &Path, month: &str, max: u64) -> Result<Result<(), CapReac
         Err(cap) => return Ok(Err(cap)),
     };
     let json = serde_json::json!({ "version": 1, "month": next.month, "requests": next.requests });
-    crate::state::write_atomic(&dir.join(FILE), format!("{json}\n").as_bytes())?;
-    drop(lock);
+    let record = format!("{:<width$}\n", json.to_string(), width = RECORD - 1);
+    file.write_all_at(record.as_bytes(), 0).map_err(io)?;
+    if bytes.len() > RECORD {
+        file.set_len(RECORD as u64).map_err(io)?;
+    }
     Ok(Ok(()))
+}
+
+/// A record, or None for an empty (new) file; Err for anything else.
+fn parse(bytes: &[u8]) -> Result<Option<Tally>, ()> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice::<Tally>(bytes)
+        .map(Some)
+        .map_err(|_| ())
 }
 
 fn now_stamp() -> String {
@@ -368,9 +394,18 @@ mod tests {
         let admitted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
         assert_eq!(admitted, 25, "exactly the cap, never more");
         assert_eq!(read(&dir).unwrap().map(|t| t.requests), Some(25));
-        fs::write(dir.join(FILE), "{torn").unwrap();
+        assert_eq!(fs::metadata(dir.join(FILE)).unwrap().len(), RECORD as u64);
+        fs::write(dir.join(FILE), format!("{{torn{}", "x".repeat(200))).unwrap();
         assert!(count_on_disk(&dir, &month, 25).unwrap().is_ok());
         assert_eq!(read(&dir).unwrap().map(|t| t.requests), Some(1));
+        assert_eq!(fs::metadata(dir.join(FILE)).unwrap().len(), RECORD as u64);
+        let kept = fs::read_dir(&dir).unwrap().flatten();
+        assert_eq!(
+            kept.filter(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
+                .count(),
+            1,
+            "the damaged ledger is kept aside"
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 }
