@@ -131,9 +131,16 @@ fn replace(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {}", path.display(), plain_io(&e)))
 }
 
-/// Undelivered days after the oldest delivered one, among the `max_catchup` days up to
-/// `latest_due` (older gaps are not caught up by the service).
-pub fn missing_days(delivered: &BTreeSet<Date>, latest_due: Date, max_catchup: u32) -> Vec<Date> {
+/// Undelivered days after the oldest delivered one, among the `max_catchup` days up to the
+/// latest due day (older gaps are not caught up by the service). The same signature as
+/// `schedule::missing_days` of the catch-up change, which can replace it when merged.
+pub fn missing_days(
+    delivered: &BTreeSet<Date>,
+    now: OffsetDateTime,
+    pull_hour: u8,
+    max_catchup: u32,
+) -> Vec<Date> {
+    let latest_due = latest_due_day(now, pull_hour);
     let Some(oldest) = delivered.first().copied() else {
         return Vec::new();
     };
@@ -214,14 +221,13 @@ pub struct Report {
 pub fn gather(config: &Config, now: OffsetDateTime) -> Result<Report, String> {
     let dir = config.state_dir.as_path();
     let delivered = read_delivered(dir)?;
-    let latest_due = latest_due_day(now, config.pull_hour);
     let month = spend::month_of(now);
     let requests = spend::this_month(spend::read(dir)?.as_ref(), &month);
     let max = config.max_monthly_requests;
     Ok(Report {
         state_dir: dir.display().to_string(),
         delivered_through: delivered.last().map(|d| format_date(*d)),
-        missing_days: missing_days(&delivered, latest_due, config.max_catchup_days)
+        missing_days: missing_days(&delivered, now, config.pull_hour, config.max_catchup_days)
             .into_iter()
             .map(format_date)
             .collect(),
@@ -444,7 +450,7 @@ mod tests {
     fn missing_days_are_gaps_after_the_oldest_delivered_within_catchup() {
         let delivered: BTreeSet<Date> = [date!(2026 - 11 - 01), date!(2026 - 11 - 03)].into();
         assert_eq!(
-            missing_days(&delivered, date!(2026 - 11 - 05), 14),
+            missing_days(&delivered, datetime!(2026-11-06 03:00 UTC), 2, 14),
             [
                 date!(2026 - 11 - 02),
                 date!(2026 - 11 - 04),
@@ -452,11 +458,14 @@ mod tests {
             ]
         );
         assert_eq!(
-            missing_days(&delivered, date!(2026 - 11 - 05), 2),
+            missing_days(&delivered, datetime!(2026-11-06 03:00 UTC), 2, 2),
             [date!(2026 - 11 - 04), date!(2026 - 11 - 05)]
         );
-        assert!(missing_days(&BTreeSet::new(), date!(2026 - 11 - 05), 14).is_empty());
-        assert!(missing_days(&delivered, date!(2026 - 11 - 03), 14) == [date!(2026 - 11 - 02)]);
+        assert!(missing_days(&BTreeSet::new(), datetime!(2026-11-06 03:00 UTC), 2, 14).is_empty());
+        assert!(
+            missing_days(&delivered, datetime!(2026-11-04 01:00 UTC), 2, 14)
+                == [date!(2026 - 11 - 02)]
+        );
     }
 
     #[test]
