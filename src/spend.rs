@@ -187,10 +187,16 @@ impl Ledger {
                 strict,
             };
         }
-        crate::warn!(
+        let note = format!(
             "state_dir {} is not usable: Cost Explorer requests are counted in memory only, so {KEY} applies to this process alone",
             dir.display()
         );
+        // A preview without state is a normal use; a service without it was warned about.
+        if http {
+            crate::warn!("{note}");
+        } else {
+            crate::info!("{note}");
+        }
         Ledger {
             dir: None,
             memory: None,

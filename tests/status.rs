@@ -400,3 +400,33 @@ fn a_service_retrying_cost_explorer_is_alive() {
     );
     stop(service);
 }
+
+#[test]
+fn without_a_state_dir_requests_are_counted_in_memory_and_the_cap_still_holds() {
+    let sandbox = Sandbox::new("cap-memory");
+    let ce = FakeCostExplorer::with_groups(3, 2);
+    let nowhere = sandbox.path("no-such-dir");
+    let config =
+        support::runner::config_yaml(&ce.url(), "-", &nowhere, "max_monthly_requests: 1\n");
+    let run = Cmd::new()
+        .config(&sandbox.write("config.yml", &config))
+        .secret(&sandbox.write_secret())
+        .args(["once", "--date", &days_ago(2)])
+        .run(WITHIN);
+    run.assert_code(1);
+    assert_eq!(
+        run.stderr_lines_with(&["counted in memory only"]).len(),
+        1,
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        run.stderr_lines_with(&["max_monthly_requests 1 reached"])
+            .len(),
+        1,
+        "{}",
+        run.describe()
+    );
+    assert_eq!(ce.request_count(), 1);
+    assert!(!nowhere.exists(), "a preview creates no state");
+}
