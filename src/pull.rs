@@ -164,12 +164,7 @@ impl Runtime {
             }
             Ok(())
         });
-        crate::status::record_pull(
-            state.dir(),
-            first,
-            last,
-            result.as_ref().map(|r| r.1).map_err(|e| e.to_string()),
-        );
+        crate::status::record_pull(state.dir(), first, last, &result);
         match result {
             Ok((pages, groups)) => {
                 let note = if left_out > 0 {

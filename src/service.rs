@@ -296,12 +296,7 @@ pub fn run(rt: &Runtime) -> i32 {
     crate::status::serve(state.dir());
     let mut failures = 0u32;
     loop {
-        // A `once` may hold the lock for up to send_timeout_s.
-        let bound = time::Duration::seconds(rt.config.send_timeout_s as i64);
-        crate::status::beat(
-            "working",
-            OffsetDateTime::now_utc() + bound + crate::status::WORK_BOUND,
-        );
+        crate::status::round(rt.config.send_timeout_s);
         // The lock is held while working and released while asleep, so `once` can run then;
         // taking it again re-reads what such a run delivered.
         let step = state

@@ -7,6 +7,7 @@
 
 use crate::config::{Config, plain_io};
 use crate::schedule::{format_date, latest_due_day, parse_date, rfc3339};
+use crate::service::Failure;
 use crate::spend;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -72,6 +73,16 @@ pub fn beat(doing: &str, next_act: OffsetDateTime) {
     write_beat(doing, next_act, false, false);
 }
 
+/// The service starts a round of work; a `once` may hold the state_dir lock it waits for
+/// up to `send_timeout_s`.
+pub fn round(send_timeout_s: u64) {
+    let lock_wait = Duration::from_secs(send_timeout_s);
+    beat(
+        "working",
+        OffsetDateTime::now_utc() + lock_wait + WORK_BOUND,
+    );
+}
+
 /// The service is working: renews the heartbeat if it is older than WORKING_EVERY.
 pub fn working() {
     let now = OffsetDateTime::now_utc();
@@ -105,8 +116,8 @@ fn write_beat(doing: &str, next_act: OffsetDateTime, stopped: bool, only_if_stal
     }
 }
 
-/// Records how a pull of `first..=last` ended (`groups` or the error); no-op without a dir.
-pub fn record_pull(dir: Option<&Path>, first: Date, last: Date, result: Result<usize, String>) {
+/// Records how a pull of `first..=last` ended; no-op without a dir.
+pub fn record_pull<T>(dir: Option<&Path>, first: Date, last: Date, result: &Result<T, Failure>) {
     let Some(dir) = dir else { return };
     let record = LastPull {
         time: rfc3339(OffsetDateTime::now_utc()),
@@ -115,7 +126,7 @@ pub fn record_pull(dir: Option<&Path>, first: Date, last: Date, result: Result<u
             last: format_date(last),
         },
         ok: result.is_ok(),
-        error: result.err(),
+        error: result.as_ref().err().map(Failure::to_string),
     };
     let json = serde_json::to_string(&record).unwrap_or_default();
     if let Err(e) = replace(&dir.join(LAST_PULL), format!("{json}\n").as_bytes()) {
