@@ -191,11 +191,11 @@ impl Ledger {
             "state_dir {} is not usable: Cost Explorer requests are counted in memory only, so {KEY} applies to this process alone",
             dir.display()
         );
-        // A preview without state is a normal use; a service without it was warned about.
+        // A preview without state is a normal use (debug); a service or once, a warning.
         if http {
             crate::warn!("{note}");
         } else {
-            crate::info!("{note}");
+            crate::debug!("{note}");
         }
         Ledger {
             dir: None,
