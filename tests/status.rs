@@ -412,6 +412,7 @@ fn without_a_state_dir_requests_are_counted_in_memory_and_the_cap_still_holds() 
         .config(&sandbox.write("config.yml", &config))
         .secret(&sandbox.write_secret())
         .args(["once", "--date", &days_ago(2)])
+        .env("LOG_LEVEL", "debug")
         .run(WITHIN);
     run.assert_code(1);
     assert_eq!(
