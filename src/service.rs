@@ -325,7 +325,7 @@ pub fn run(rt: &Runtime) -> i32 {
             // Said once: the next try is next month (or after a restart with a raised cap).
             Err(e @ Failure::SpendCap(_)) => {
                 error!("{e}");
-                crate::spend::next_month_start(OffsetDateTime::now_utc())
+                crate::status::next_pull(OffsetDateTime::now_utc(), rt.config.pull_hour, true)
             }
             Err(
                 e @ (Failure::Undelivered(_)
