@@ -116,9 +116,12 @@ fn write_beat(doing: &str, next_act: OffsetDateTime, stopped: bool, only_if_stal
     }
 }
 
-/// Records how a pull of `first..=last` ended; no-op without a dir.
+/// Records how a pull of `first..=last` ended; no-op without a dir or when it was stopped.
 pub fn record_pull<T>(dir: Option<&Path>, first: Date, last: Date, result: &Result<T, Failure>) {
     let Some(dir) = dir else { return };
+    if matches!(result, Err(Failure::Stopped)) {
+        return;
+    }
     let record = LastPull {
         time: rfc3339(OffsetDateTime::now_utc()),
         days: Days {
