@@ -15,7 +15,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime};
 
 pub const HEARTBEAT: &str = "heartbeat.json";
@@ -183,7 +182,7 @@ pub fn liveness(
     if hb.stopped {
         return Err(format!("the service stopped at {}", hb.acted));
     }
-    let Ok(due) = OffsetDateTime::parse(&hb.next_act, &Rfc3339) else {
+    let Some(due) = parse_utc(&hb.next_act) else {
         return Err(format!(
             "{HEARTBEAT}: next_act: expected an RFC 3339 time, found {:?}",
             hb.next_act
@@ -199,6 +198,22 @@ pub fn liveness(
         "the service is on schedule: acted at {}, {} (next by {})",
         hb.acted, hb.doing, hb.next_act
     ))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z` as `rfc3339` writes it, to the second (the fraction
+/// is dropped: at most a second early). Kept small: time's RFC 3339 parser costs the binary
+/// more than this whole check.
+fn parse_utc(s: &str) -> Option<OffsetDateTime> {
+    let (date, rest) = s.split_once('T')?;
+    let clock = rest.strip_suffix('Z')?;
+    let clock = clock.split_once('.').map_or(clock, |(whole, _)| whole);
+    let mut hms = clock.split(':').map(|p| p.parse::<u8>().ok());
+    let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
+    if hms.next().is_some() || clock.len() != 8 {
+        return None;
+    }
+    let time = time::Time::from_hms(h, m, sec).ok()?;
+    Some(parse_date(date)?.with_time(time).assume_utc())
 }
 
 /// When the service pulls next: the next pull hour, or, at the cap, the first one of next month.
@@ -458,6 +473,28 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn heartbeat_times_read_back_as_written() {
+        let t = datetime!(2026-11-30 10:05:07.25 UTC);
+        assert_eq!(
+            parse_utc(&rfc3339(t)),
+            Some(datetime!(2026-11-30 10:05:07 UTC))
+        );
+        assert_eq!(
+            parse_utc("2026-11-30T10:05:07Z"),
+            Some(datetime!(2026-11-30 10:05:07 UTC))
+        );
+        for bad in [
+            "2026-11-30 10:05:07Z",
+            "2026-11-30T10:05Z",
+            "2026-11-30T25:00:00Z",
+            "2026-11-30T10:05:07+01:00",
+            "soon",
+        ] {
+            assert_eq!(parse_utc(bad), None, "{bad}");
+        }
     }
 
     #[test]
