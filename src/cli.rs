@@ -26,6 +26,7 @@ options:
   --secret PATH     secret file (default: $CONNECTOR_SECRET, else /vance/secret/secret.yml)
   --target URL|-    where events go ($CONNECTOR_TARGET, else the config's target);
                     - prints structured JSON lines on stdout and touches no state
+                    (its Cost Explorer requests are still counted, see status)
 
 exit status: 0 delivered (or check passed), 1 runtime failure, 2 bad usage, config or secret
 ";
