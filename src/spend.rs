@@ -172,18 +172,14 @@ enum Counted {
 }
 
 impl Ledger {
-    /// On disk when state_dir is usable (with `--target -`, only when it already exists:
-    /// a preview creates no state), else in memory, with one warning.
+    /// On disk when state_dir exists (`once`, `run` and `check` have made it by now; a
+    /// preview creates no state), else in memory, and says so. A failed write falls back to
+    /// memory too, unless the user named state_dir for delivery: then the pull fails.
     fn open(config: &Config) -> Ledger {
         let dir = &config.state_dir;
         let http = matches!(config.target, Target::Http(_));
-        let usable = if http {
-            crate::state::usable(dir).is_ok()
-        } else {
-            dir.is_dir()
-        };
         let strict = http && config.state_dir_named;
-        if usable || strict {
+        if dir.is_dir() || strict {
             return Ledger {
                 dir: Some(dir.clone()),
                 memory: None,
