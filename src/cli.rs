@@ -16,6 +16,13 @@ usage:
   source-aws-billing revise [--days N]
                                 pull again the delivered days of the last revise_days (or N)
                                 days whose numbers were estimates; deliver what changed
+  source-aws-billing status [--json]
+                                what state_dir says: days delivered and missing, spool, dead
+                                letters, last pull, requests this month, heartbeat (no lock,
+                                no request, no credentials)
+  source-aws-billing status --check [--grace SECONDS]
+                                exit 0 while the service keeps its own schedule, 1 once it is
+                                more than SECONDS (default 600) late or never ran
   source-aws-billing --help | --version
 
 options:
@@ -23,6 +30,7 @@ options:
   --secret PATH     secret file (default: $CONNECTOR_SECRET, else /vance/secret/secret.yml)
   --target URL|-    where events go ($CONNECTOR_TARGET, else the config's target);
                     - prints structured JSON lines on stdout and touches no state
+                    (its Cost Explorer requests are still counted, see status)
 
 exit status: 0 delivered (or check passed), 1 runtime failure, 2 bad usage, config or secret
 ";
@@ -39,6 +47,12 @@ pub enum Action {
     /// `days` overrides revise_days.
     Revise {
         days: Option<u32>,
+    },
+    /// `status`: print (`json`), or with `check` the liveness decision.
+    Status {
+        json: bool,
+        check: bool,
+        grace_s: u64,
     },
     Help,
     Version,
@@ -58,6 +72,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     let (mut config, mut secret, mut target) = (None, None, None);
     let (mut date, mut from, mut to, mut force) = (None, None, None, false);
     let mut revise_days: Option<u32> = None;
+    let (mut json, mut check, mut grace_s) = (false, false, None);
     let mut i = 0;
     while i < args.len() {
         let arg = args[i].as_str();
@@ -96,13 +111,18 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
                     }
                 }
             }
-            "run" | "once" | "check" | "revise" if command.is_none() => command = Some(arg),
+            "run" | "once" | "check" | "revise" | "status" if command.is_none() => {
+                command = Some(arg)
+            }
+            "--json" => json = true,
+            "--check" => check = true,
+            "--grace" => grace_s = Some(parse_grace(&value(flag)?)?),
             _ if arg.starts_with('-') => {
                 return Err(format!("unknown option {arg:?}; see --help"));
             }
             _ => {
                 return Err(format!(
-                    "unknown command {arg:?}; expected run, once, check or revise"
+                    "unknown command {arg:?}; expected run, once, check, revise or status"
                 ));
             }
         }
@@ -119,9 +139,25 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             "--days goes with the revise command, not {command}"
         ));
     }
+    if command != "status" && (json || check || grace_s.is_some()) {
+        return Err(format!(
+            "--json, --check and --grace go with the status command, not {command}"
+        ));
+    }
+    if json && check {
+        return Err("status: use either --json or --check, not both".into());
+    }
+    if grace_s.is_some() && !check {
+        return Err("--grace goes with status --check".into());
+    }
     let action = match command {
         "run" => Action::Run,
         "revise" => Action::Revise { days: revise_days },
+        "status" => Action::Status {
+            json,
+            check,
+            grace_s: grace_s.unwrap_or(crate::status::DEFAULT_GRACE_S),
+        },
         "check" => Action::Check,
         _ => {
             let days = match (date, from, to) {
@@ -187,6 +223,14 @@ fn simple(action: Action) -> Cli {
 
 /// Cost Explorer holds nothing older than this; older dates are refused before any call.
 const FIRST_DAY: Date = time::macros::date!(2000 - 01 - 01);
+
+fn parse_grace(value: &str) -> Result<u64, String> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|s| *s <= 86400 * 366)
+        .ok_or_else(|| format!("--grace: expected seconds 0-31622400, found {value:?}"))
+}
 
 fn parse_date(flag: &str, value: &str) -> Result<Date, String> {
     match crate::schedule::parse_date(value) {
@@ -284,6 +328,32 @@ mod tests {
     }
 
     #[test]
+    fn status_with_its_flags() {
+        assert_eq!(
+            p(&["status"]).unwrap().action,
+            Action::Status {
+                json: false,
+                check: false,
+                grace_s: 600
+            }
+        );
+        assert_eq!(
+            p(&["status", "--check", "--grace=30"]).unwrap().action,
+            Action::Status {
+                json: false,
+                check: true,
+                grace_s: 30
+            }
+        );
+        assert!(matches!(
+            p(&["--config", "c.yml", "status", "--json"])
+                .unwrap()
+                .action,
+            Action::Status { json: true, .. }
+        ));
+    }
+
+    #[test]
     fn bad_usage_is_one_line() {
         for (args, want) in [
             (&["once", "--date", "2022-13-01"][..], "expected a date"),
@@ -315,6 +385,10 @@ mod tests {
             ),
             (&["revise", "--days", "63"], "0-62"),
             (&["once", "--days", "3"], "goes with the revise command"),
+            (&["status", "--grace", "soon"], "--grace: expected seconds"),
+            (&["status", "--grace", "5"], "goes with status --check"),
+            (&["status", "--json", "--check"], "either --json or --check"),
+            (&["once", "--check"], "go with the status command"),
         ] {
             let err = p(args).unwrap_err();
             assert!(err.contains(want), "{args:?}: {err}");

@@ -17,7 +17,7 @@ pub const METRICS: [&str; 7] = [
     "UnblendedCost",
     "UsageQuantity",
 ];
-const CONFIG_KEYS: [&str; 22] = [
+const CONFIG_KEYS: [&str; 23] = [
     "target",
     "endpoint",
     "region",
@@ -31,6 +31,7 @@ const CONFIG_KEYS: [&str; 22] = [
     "max_catchup_days",
     "retry_max_backoff_s",
     "send_timeout_s",
+    "max_monthly_requests",
     "ca_file",
     "secret",
     "name",
@@ -160,6 +161,8 @@ pub struct Config {
     pub max_catchup_days: u32,
     pub retry_max_backoff_s: u64,
     pub send_timeout_s: u64,
+    /// Cost Explorer requests allowed per UTC month; 0: no cap (see spend.rs).
+    pub max_monthly_requests: u64,
     pub ca_file: Option<PathBuf>,
     pub secret: SecretSource,
     pub role: crate::credentials::RoleSettings,
@@ -175,18 +178,20 @@ pub struct Overrides {
     pub target: Option<String>,
 }
 
-/// Loads and validates everything; returns the config and the warnings to log.
+/// Loads and validates everything, static keys included; returns the config and the warnings.
 pub fn load(
     overrides: &Overrides,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Config, Vec<String>), ConfigError> {
     let mut warnings = Vec::new();
-    let config = load_reporting(overrides, env, &mut |w| warnings.push(w))?;
+    let mut warn = |w| warnings.push(w);
+    let config = load_reporting(overrides, env, &mut warn)?;
+    check_static_keys(&config.secret, &mut warn)?;
     Ok((config, warnings))
 }
 
-/// Like `load`, but hands each warning to `warn` as it is found, so warnings found before an
-/// error are not lost with it.
+/// Like `load` without the credentials (`status` needs none), handing each warning to `warn`
+/// as it is found, so warnings found before an error are not lost with it.
 pub fn load_reporting(
     overrides: &Overrides,
     env: &dyn Fn(&str) -> Option<String>,
@@ -262,12 +267,20 @@ pub fn load_reporting(
         },
         role: crate::credentials::role_settings(file.map, file.name)?,
         revise: crate::revise::settings(file.map, file.name)?,
+        max_monthly_requests: crate::spend::parse_max(file.map, file.name)?,
     };
-    // Static keys, when given, are checked now (their warnings first); when none are given
-    // the rest of the credential chain is tried at start.
-    match credentials_reporting(&config.secret, warn) {
-        Err(e) if static_sources(&config.secret).1.is_some() => Err(e),
-        _ => Ok(config),
+    Ok(config)
+}
+
+/// Static keys, when given, are checked at start (their warnings first); when none are given
+/// the rest of the credential chain is tried instead.
+pub fn check_static_keys(
+    source: &SecretSource,
+    warn: &mut dyn FnMut(String),
+) -> Result<(), ConfigError> {
+    match credentials_reporting(source, warn) {
+        Err(e) if static_sources(source).1.is_some() => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -1164,7 +1177,10 @@ mod tests {
             Some("access_key_id: A\nacces_key_id: A\n"),
         );
         let mut warnings = Vec::new();
-        let e = load_reporting(&o, &|_| None, &mut |w| warnings.push(w)).unwrap_err();
+        let mut warn = |w| warnings.push(w);
+        let e = load_reporting(&o, &|_| None, &mut warn)
+            .and_then(|c| check_static_keys(&c.secret, &mut warn))
+            .unwrap_err();
         assert!(e.0.contains("secret_access_key: missing"), "{e}");
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(

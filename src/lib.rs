@@ -21,6 +21,8 @@ pub mod service;
 pub mod sign;
 pub mod signal;
 pub mod snapshot;
+pub mod spend;
 pub mod state;
+pub mod status;
 pub mod summary;
 pub mod urls;

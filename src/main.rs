@@ -3,8 +3,9 @@
 use source_aws_billing::cli::{self, Action};
 use source_aws_billing::config::{self, Overrides};
 use source_aws_billing::service::{self, Runtime};
-use source_aws_billing::{error, log, signal, warn};
+use source_aws_billing::{error, log, signal, status, warn};
 use std::io::Write;
+use std::time::Duration;
 
 fn main() {
     std::process::exit(real_main());
@@ -42,13 +43,29 @@ fn real_main() -> i32 {
         target: cli.target,
     };
     // Warnings go out as they are found: an error after them must not hide them.
-    let config = match config::load_reporting(&overrides, &env, &mut |w| warn!("{w}")) {
+    let mut warn = |w: String| warn!("{w}");
+    let loaded = config::load_reporting(&overrides, &env, &mut warn).and_then(|c| {
+        // status reads state_dir only: it needs no credentials.
+        if !matches!(cli.action, Action::Status { .. }) {
+            config::check_static_keys(&c.secret, &mut warn)?;
+        }
+        Ok(c)
+    });
+    let config = match loaded {
         Ok(config) => config,
         Err(e) => {
             error!("{e}");
             return 2;
         }
     };
+    if let Action::Status {
+        json,
+        check,
+        grace_s,
+    } = cli.action
+    {
+        return status::command(&config, json, check, Duration::from_secs(grace_s));
+    }
     let runtime = match Runtime::new(config, signals, &env) {
         Ok(r) => r,
         Err(e) => {

@@ -91,6 +91,8 @@ impl Runtime {
     ) -> Result<Answer, Failure> {
         let mut attempt = 0;
         loop {
+            crate::spend::before_request(&self.config)?;
+            crate::status::working();
             let started = Instant::now();
             let (result, hint) = self.attempt(credentials, body);
             let result = result.and_then(|answer| {
@@ -132,6 +134,7 @@ impl Runtime {
                 }));
             }
             warn!("{}; retrying in {:.1}s", e.message, wait.as_secs_f32());
+            crate::status::beat("retrying Cost Explorer", OffsetDateTime::now_utc() + wait);
             if self.signals.sleep_for(wait) {
                 return Err(Failure::Stopped);
             }
@@ -263,6 +266,7 @@ impl Runtime {
             writer.snapshot = round.into_writer().map_err(Failure::State)?;
             Ok(r)
         });
+        crate::status::record_pull(state.dir(), first, last, &result);
         match result {
             Ok((pages, groups)) => {
                 let note = if left_out > 0 {

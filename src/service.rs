@@ -33,6 +33,8 @@ pub enum Failure {
     Undelivered(usize),
     /// A stop was requested.
     Stopped,
+    /// max_monthly_requests reached: no request was made.
+    SpendCap(crate::spend::CapReached),
 }
 
 impl std::fmt::Display for Failure {
@@ -45,6 +47,7 @@ impl std::fmt::Display for Failure {
                 "{n} event(s) wait in the spool for the target; no new days are pulled until they are delivered"
             ),
             Failure::Stopped => f.write_str("stopped"),
+            Failure::SpendCap(c) => c.fmt(f),
         }
     }
 }
@@ -295,8 +298,10 @@ pub fn run(rt: &Runtime) -> i32 {
         crate::http::redact(&rt.config.endpoint),
         target_name(&rt.config.target)
     );
+    crate::status::serve(state.dir());
     let mut failures = 0u32;
     loop {
+        crate::status::round(rt.config.send_timeout_s);
         // The lock is held while working and released while asleep, so `once` can run then;
         // taking it again re-reads what such a run delivered.
         let step = state
@@ -322,6 +327,11 @@ pub fn run(rt: &Runtime) -> i32 {
                 }
             }
             Err(Failure::Stopped) => break,
+            // Said once: the next try is next month (or after a restart with a raised cap).
+            Err(e @ Failure::SpendCap(_)) => {
+                error!("{e}");
+                crate::status::next_pull(OffsetDateTime::now_utc(), rt.config.pull_hour, true)
+            }
             Err(
                 e @ (Failure::Undelivered(_)
                 | Failure::CostExplorer(CeError {
@@ -344,12 +354,14 @@ pub fn run(rt: &Runtime) -> i32 {
             break;
         }
         debug!("sleeping until {}", rfc3339(wake_at));
+        crate::status::beat("sleeping until the next pull or retry", wake_at);
         match rt.signals.sleep_until(wake_at) {
             Wake::Stop => break,
             Wake::ClockChanged => info!("the system clock changed; working out what is due again"),
             Wake::Due => {}
         }
     }
+    crate::status::stopped();
     info!("stopped");
     0
 }

@@ -346,3 +346,44 @@ fn the_pod_runs_as_a_service_account_carrying_the_irsa_annotation() {
         Some(true)
     );
 }
+
+#[test]
+fn the_liveness_probe_runs_status_check_and_restarts_only_a_real_hang() {
+    let container = container(&only("Deployment"));
+    let probe = &container["livenessProbe"];
+    let command: Vec<String> = probe["exec"]["command"]
+        .as_sequence()
+        .expect("livenessProbe.exec.command")
+        .iter()
+        .map(|v| text(v, "livenessProbe.exec.command").to_string())
+        .collect();
+    // The binary the image's ENTRYPOINT names, with arguments its own parser accepts.
+    let dockerfile =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile.scratch"))
+            .expect("Dockerfile.scratch");
+    let entrypoint = format!("ENTRYPOINT [\"{}\"]", command[0]);
+    assert!(
+        dockerfile.contains(&entrypoint),
+        "{entrypoint} in Dockerfile.scratch"
+    );
+    let cli = source_aws_billing::cli::parse(&command[1..]).expect("probe arguments parse");
+    let grace = match cli.action {
+        source_aws_billing::cli::Action::Status {
+            check: true,
+            grace_s,
+            ..
+        } => grace_s,
+        other => panic!("the probe must run status --check, not {other:?}"),
+    };
+    let seconds = |key: &str, default: i64| probe[key].as_i64().unwrap_or(default);
+    let (period, threshold) = (seconds("periodSeconds", 10), seconds("failureThreshold", 3));
+    assert!(
+        period * threshold >= 120,
+        "one slow probe must not restart the service"
+    );
+    assert!(seconds("timeoutSeconds", 1) >= 5, "room for a busy node");
+    assert!(
+        grace as i64 + period * threshold <= 3600,
+        "a hang is noticed within the hour"
+    );
+}

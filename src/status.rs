@@ -1,0 +1,541 @@
+//! `status`: what state_dir says about the connector, the service's heartbeat, and whether it is alive.
+//!
+//! The service (`run`) writes `state_dir/heartbeat.json` whenever it acts and before every
+//! wait, with the time by which it will act next; each pull leaves `state_dir/last-pull.json`.
+//! `status` only reads: it takes no lock and makes no request, so it answers while the
+//! service works. Both files are replaced by rename, so a reader sees the old or the new one.
+
+use crate::config::{Config, plain_io};
+use crate::schedule::{format_date, parse_date, rfc3339};
+use crate::service::Failure;
+use crate::spend;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use time::{Date, OffsetDateTime};
+
+pub const HEARTBEAT: &str = "heartbeat.json";
+pub const LAST_PULL: &str = "last-pull.json";
+/// The longest the service works without a sign of life: one request with its connect and
+/// read timeouts (10 s + 60 s), with room to spare.
+pub const WORK_BOUND: Duration = Duration::from_secs(120);
+/// While it works without waiting (a long delivery), the heartbeat is renewed this often.
+const WORKING_EVERY: Duration = Duration::from_secs(30);
+/// `status --check` default: how long past its own next-act time the service may be late.
+pub const DEFAULT_GRACE_S: u64 = 600;
+
+/// The service's sign of life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub pid: u32,
+    /// When it last acted (UTC, RFC 3339).
+    pub acted: String,
+    /// The time by which it will act again.
+    pub next_act: String,
+    /// What it is doing until then, for people.
+    pub doing: String,
+    /// It exited cleanly (SIGTERM/SIGINT).
+    #[serde(default)]
+    pub stopped: bool,
+}
+
+/// The inclusive day range of a pull.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Days {
+    pub first: String,
+    pub last: String,
+}
+
+/// How the latest pull (service or `once`) ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastPull {
+    pub time: String,
+    pub days: Days,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+/// The heartbeat of this process, when it is the service: its state_dir and last write.
+static SERVICE: Mutex<Option<(PathBuf, Option<Instant>)>> = Mutex::new(None);
+
+/// Makes this process the service that heartbeats into `dir` (None: memory-only, no heartbeat).
+pub fn serve(dir: Option<&Path>) {
+    *SERVICE.lock().unwrap_or_else(|e| e.into_inner()) = dir.map(|d| (d.to_path_buf(), None));
+}
+
+/// Records that the service acts now and will act again by `next_act` (call before a wait).
+/// Writing a file before sleeping costs no wake-up; no-op outside the service.
+pub fn beat(doing: &str, next_act: OffsetDateTime) {
+    write_beat(doing, next_act, false, false);
+}
+
+/// The service starts a round of work; a `once` may hold the state_dir lock it waits for
+/// up to `send_timeout_s`.
+pub fn round(send_timeout_s: u64) {
+    let lock_wait = Duration::from_secs(send_timeout_s);
+    beat(
+        "working",
+        OffsetDateTime::now_utc() + lock_wait + WORK_BOUND,
+    );
+}
+
+/// The service is working: renews the heartbeat if it is older than WORKING_EVERY.
+pub fn working() {
+    let now = OffsetDateTime::now_utc();
+    write_beat("working", now + WORK_BOUND, false, true);
+}
+
+/// The service exits cleanly: `status --check` then says it stopped.
+pub fn stopped() {
+    write_beat("stopped", OffsetDateTime::now_utc(), true, false);
+}
+
+fn write_beat(doing: &str, next_act: OffsetDateTime, stopped: bool, only_if_stale: bool) {
+    let mut guard = SERVICE.lock().unwrap_or_else(|e| e.into_inner());
+    let Some((dir, last)) = guard.as_mut() else {
+        return;
+    };
+    if only_if_stale && last.is_some_and(|t| t.elapsed() < WORKING_EVERY) {
+        return;
+    }
+    *last = Some(Instant::now());
+    let beat = Heartbeat {
+        pid: std::process::id(),
+        acted: rfc3339(OffsetDateTime::now_utc()),
+        next_act: rfc3339(next_act),
+        doing: doing.to_string(),
+        stopped,
+    };
+    let json = serde_json::to_string(&beat).unwrap_or_default();
+    if let Err(e) = replace(&dir.join(HEARTBEAT), format!("{json}\n").as_bytes()) {
+        crate::debug!("heartbeat not recorded: {e}");
+    }
+}
+
+/// Records how a pull of `first..=last` ended; no-op without a dir or when it was stopped.
+pub fn record_pull<T>(dir: Option<&Path>, first: Date, last: Date, result: &Result<T, Failure>) {
+    let Some(dir) = dir else { return };
+    if matches!(result, Err(Failure::Stopped)) {
+        return;
+    }
+    let record = LastPull {
+        time: rfc3339(OffsetDateTime::now_utc()),
+        days: Days {
+            first: format_date(first),
+            last: format_date(last),
+        },
+        ok: result.is_ok(),
+        error: result.as_ref().err().map(Failure::to_string),
+    };
+    let json = serde_json::to_string(&record).unwrap_or_default();
+    if let Err(e) = replace(&dir.join(LAST_PULL), format!("{json}\n").as_bytes()) {
+        crate::warn!("{e}");
+    }
+}
+
+/// Temporary file and rename, no fsync: a record of the moment, not state to keep.
+fn replace(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    fs::write(&tmp, bytes)
+        .and_then(|_| fs::rename(&tmp, path))
+        .map_err(|e| format!("cannot write {}: {}", path.display(), plain_io(&e)))
+}
+
+/// Undelivered days after the oldest delivered one, among the `max_catchup` days up to the
+/// latest due day (older gaps are not caught up by the service).
+pub fn missing_days(
+    delivered: &BTreeSet<Date>,
+    now: OffsetDateTime,
+    pull_hour: u8,
+    max_catchup: u32,
+) -> Vec<Date> {
+    // Catch-up's list, less a fresh install's first day: nothing delivered, nothing missing.
+    if delivered.is_empty() {
+        return Vec::new();
+    }
+    crate::schedule::missing_days(delivered, now, pull_hour, max_catchup)
+}
+
+/// The liveness decision: Ok(what it is doing) while the service is on its own schedule,
+/// Err(one line) once its next-act time plus `grace` has passed, it stopped, or there is none.
+pub fn liveness(
+    heartbeat: Option<&Heartbeat>,
+    now: OffsetDateTime,
+    grace: Duration,
+) -> Result<String, String> {
+    let Some(hb) = heartbeat else {
+        return Err("no service has written a heartbeat in state_dir yet".into());
+    };
+    if hb.stopped {
+        return Err(format!("the service stopped at {}", hb.acted));
+    }
+    let Some(due) = parse_utc(&hb.next_act) else {
+        return Err(format!(
+            "{HEARTBEAT}: next_act: expected an RFC 3339 time, found {:?}",
+            hb.next_act
+        ));
+    };
+    if now > due + grace {
+        return Err(format!(
+            "the service has not acted since {}, it was due at {}",
+            hb.acted, hb.next_act
+        ));
+    }
+    Ok(format!(
+        "the service is on schedule: acted at {}, {} (next by {})",
+        hb.acted, hb.doing, hb.next_act
+    ))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z` as `rfc3339` writes it, to the second (the fraction
+/// is dropped: at most a second early). Kept small: time's RFC 3339 parser costs the binary
+/// more than this whole check.
+fn parse_utc(s: &str) -> Option<OffsetDateTime> {
+    let (date, rest) = s.split_once('T')?;
+    let clock = rest.strip_suffix('Z')?;
+    let clock = clock.split_once('.').map_or(clock, |(whole, _)| whole);
+    let mut hms = clock.split(':').map(|p| p.parse::<u8>().ok());
+    let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
+    if hms.next().is_some() || clock.len() != 8 {
+        return None;
+    }
+    let time = time::Time::from_hms(h, m, sec).ok()?;
+    Some(parse_date(date)?.with_time(time).assume_utc())
+}
+
+/// When the service pulls next: the next pull hour, or, at the cap, the first one of next month.
+pub fn next_pull(now: OffsetDateTime, pull_hour: u8, at_cap: bool) -> OffsetDateTime {
+    if at_cap {
+        let start = spend::next_month_start(now);
+        return crate::schedule::next_pull(start - time::Duration::seconds(1), pull_hour);
+    }
+    crate::schedule::next_pull(now, pull_hour)
+}
+
+/// Everything `status` prints; the field names are the JSON keys (documented in README).
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub state_dir: String,
+    pub delivered_through: Option<String>,
+    pub missing_days: Vec<String>,
+    pub spool_events: u64,
+    pub dead_letters: u64,
+    pub last_pull: Option<LastPull>,
+    pub next_pull: String,
+    pub month: String,
+    pub ce_requests_this_month: u64,
+    pub ce_cost_this_month_usd: String,
+    pub max_monthly_requests: u64,
+    /// Days whose costs Cost Explorer revised after delivery: filled in once revisions are
+    /// tracked (a later change); absent from the JSON until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision_days: Option<Vec<String>>,
+    pub heartbeat: Option<Heartbeat>,
+}
+
+/// Reads state_dir without a lock.
+pub fn gather(config: &Config, now: OffsetDateTime) -> Result<Report, String> {
+    let dir = config.state_dir.as_path();
+    let delivered = read_delivered(dir)?;
+    let month = spend::month_of(now);
+    let requests = spend::this_month(spend::read(dir)?.as_ref(), &month);
+    let max = config.max_monthly_requests;
+    Ok(Report {
+        state_dir: dir.display().to_string(),
+        delivered_through: delivered.last().map(|d| format_date(*d)),
+        missing_days: missing_days(&delivered, now, config.pull_hour, config.max_catchup_days)
+            .into_iter()
+            .map(format_date)
+            .collect(),
+        spool_events: spool_pending(&dir.join("spool"))?,
+        dead_letters: count_lines(&dir.join("dead-letter.jsonl"))?,
+        last_pull: read_json(&dir.join(LAST_PULL))?,
+        next_pull: rfc3339(next_pull(now, config.pull_hour, max > 0 && requests >= max)),
+        ce_cost_this_month_usd: spend::cost_usd(requests),
+        ce_requests_this_month: requests,
+        month,
+        max_monthly_requests: max,
+        revision_days: None,
+        heartbeat: read_json(&dir.join(HEARTBEAT))?,
+    })
+}
+
+/// The report for people, one fact a line.
+pub fn human(r: &Report) -> String {
+    let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
+    let missing = if r.missing_days.is_empty() {
+        "none".to_string()
+    } else {
+        r.missing_days.join(", ")
+    };
+    let last_pull = match &r.last_pull {
+        None => "none".to_string(),
+        Some(p) => {
+            let days = if p.days.first == p.days.last {
+                p.days.first.clone()
+            } else {
+                format!("{} to {}", p.days.first, p.days.last)
+            };
+            match &p.error {
+                None => format!("{days} at {}, ok", p.time),
+                Some(e) => format!("{days} at {}, failed: {e}", p.time),
+            }
+        }
+    };
+    let cap = match r.max_monthly_requests {
+        0 => "no cap".to_string(),
+        n => format!("cap {n}"),
+    };
+    let heartbeat = match &r.heartbeat {
+        None => "none (no service has run on this state_dir)".to_string(),
+        Some(h) if h.stopped => format!("stopped at {} (pid {})", h.acted, h.pid),
+        Some(h) => format!(
+            "acted at {}, {} (next by {}, pid {})",
+            h.acted, h.doing, h.next_act, h.pid
+        ),
+    };
+    let mut out = format!(
+        "state_dir          {}\ndelivered through  {}\nmissing days       {missing}\nspool              {} event(s)\ndead letters       {}\nlast pull          {last_pull}\nnext pull          {}\nCost Explorer      {} request(s) in {}, ${} ({cap})\n",
+        r.state_dir,
+        or_none(&r.delivered_through),
+        r.spool_events,
+        r.dead_letters,
+        r.next_pull,
+        r.ce_requests_this_month,
+        r.month,
+        r.ce_cost_this_month_usd,
+    );
+    if let Some(days) = &r.revision_days {
+        out.push_str(&format!("revised days       {}\n", days.join(", ")));
+    }
+    out.push_str(&format!("heartbeat          {heartbeat}\n"));
+    out
+}
+
+/// `status [--json]` and `status --check [--grace S]`: prints, returns the exit status.
+pub fn command(config: &Config, json: bool, check: bool, grace: Duration) -> i32 {
+    let now = OffsetDateTime::now_utc();
+    if check {
+        let heartbeat = match read_json::<Heartbeat>(&config.state_dir.join(HEARTBEAT)) {
+            Ok(h) => h,
+            Err(e) => {
+                println!("{e}");
+                return 1;
+            }
+        };
+        return match liveness(heartbeat.as_ref(), now, grace) {
+            Ok(line) => {
+                println!("{line}");
+                0
+            }
+            Err(line) => {
+                println!("{line}");
+                1
+            }
+        };
+    }
+    let report = match gather(config, now) {
+        Ok(r) => r,
+        Err(e) => {
+            crate::error!("{e}");
+            return 1;
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else {
+        print!("{}", human(&report));
+    }
+    0
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, String> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("{}: unreadable: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: cannot read: {}", path.display(), plain_io(&e))),
+    }
+}
+
+fn read_delivered(dir: &Path) -> Result<BTreeSet<Date>, String> {
+    #[derive(Deserialize)]
+    struct Delivered {
+        delivered: Vec<String>,
+    }
+    let record: Option<Delivered> = read_json(&dir.join("delivered.json"))?;
+    Ok(record
+        .map(|r| r.delivered.iter().filter_map(|d| parse_date(d)).collect())
+        .unwrap_or_default())
+}
+
+fn read_text(path: &Path) -> Result<String, String> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(format!("{}: cannot read: {}", path.display(), plain_io(&e))),
+    }
+}
+
+fn count_lines(path: &Path) -> Result<u64, String> {
+    Ok(read_text(path)?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count() as u64)
+}
+
+/// Events in the spool not yet acknowledged (complete ack lines only, as the service reads them).
+fn spool_pending(spool: &Path) -> Result<u64, String> {
+    let entries = match fs::read_dir(spool) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => {
+            return Err(format!(
+                "{}: cannot read: {}",
+                spool.display(),
+                plain_io(&e)
+            ));
+        }
+    };
+    let mut pending = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "jsonl") {
+            continue;
+        }
+        let total = count_lines(&path)?;
+        let acks = read_text(&path.with_extension("acked"))?;
+        let complete = &acks[..acks.rfind('\n').map_or(0, |i| i + 1)];
+        let acked: BTreeSet<u64> = complete
+            .lines()
+            .filter_map(|l| l.trim().parse::<u64>().ok())
+            .filter(|i| *i < total)
+            .collect();
+        pending += total - acked.len() as u64;
+    }
+    Ok(pending)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::{date, datetime};
+
+    fn beat_due(next_act: &str) -> Heartbeat {
+        Heartbeat {
+            pid: 1,
+            acted: "2026-11-30T10:00:00Z".into(),
+            next_act: next_act.into(),
+            doing: "retrying the target".into(),
+            stopped: false,
+        }
+    }
+
+    #[test]
+    fn alive_until_next_act_plus_grace() {
+        let grace = Duration::from_secs(600);
+        let hb = beat_due("2026-11-30T10:05:00Z");
+        assert!(liveness(Some(&hb), datetime!(2026-11-30 10:15:00 UTC), grace).is_ok());
+        let late = liveness(Some(&hb), datetime!(2026-11-30 10:15:01 UTC), grace).unwrap_err();
+        assert_eq!(
+            late,
+            "the service has not acted since 2026-11-30T10:00:00Z, it was due at 2026-11-30T10:05:00Z"
+        );
+        assert!(liveness(None, datetime!(2026-11-30 10:00 UTC), grace).is_err());
+        let stopped = Heartbeat {
+            stopped: true,
+            ..hb.clone()
+        };
+        assert!(
+            liveness(Some(&stopped), datetime!(2026-11-30 10:01 UTC), grace)
+                .unwrap_err()
+                .contains("stopped")
+        );
+        assert!(
+            liveness(
+                Some(&beat_due("soon")),
+                datetime!(2026-11-30 10:01 UTC),
+                grace
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn heartbeat_times_read_back_as_written() {
+        let t = datetime!(2026-11-30 10:05:07.25 UTC);
+        assert_eq!(
+            parse_utc(&rfc3339(t)),
+            Some(datetime!(2026-11-30 10:05:07 UTC))
+        );
+        assert_eq!(
+            parse_utc("2026-11-30T10:05:07Z"),
+            Some(datetime!(2026-11-30 10:05:07 UTC))
+        );
+        for bad in [
+            "2026-11-30 10:05:07Z",
+            "2026-11-30T10:05Z",
+            "2026-11-30T25:00:00Z",
+            "2026-11-30T10:05:07+01:00",
+            "soon",
+        ] {
+            assert_eq!(parse_utc(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn missing_days_are_gaps_after_the_oldest_delivered_within_catchup() {
+        let delivered: BTreeSet<Date> = [date!(2026 - 11 - 01), date!(2026 - 11 - 03)].into();
+        assert_eq!(
+            missing_days(&delivered, datetime!(2026-11-06 03:00 UTC), 2, 14),
+            [
+                date!(2026 - 11 - 02),
+                date!(2026 - 11 - 04),
+                date!(2026 - 11 - 05)
+            ]
+        );
+        assert_eq!(
+            missing_days(&delivered, datetime!(2026-11-06 03:00 UTC), 2, 2),
+            [date!(2026 - 11 - 04), date!(2026 - 11 - 05)]
+        );
+        assert!(missing_days(&BTreeSet::new(), datetime!(2026-11-06 03:00 UTC), 2, 14).is_empty());
+        assert!(
+            missing_days(&delivered, datetime!(2026-11-04 01:00 UTC), 2, 14)
+                == [date!(2026 - 11 - 02)]
+        );
+    }
+
+    #[test]
+    fn at_the_cap_the_next_pull_is_next_month() {
+        let now = datetime!(2026-11-30 10:00 UTC);
+        assert_eq!(next_pull(now, 2, false), datetime!(2026-12-01 02:00 UTC));
+        assert_eq!(
+            next_pull(datetime!(2026-11-10 10:00 UTC), 2, true),
+            datetime!(2026-12-01 02:00 UTC)
+        );
+        assert_eq!(
+            next_pull(datetime!(2026-11-10 10:00 UTC), 0, true),
+            datetime!(2026-12-01 00:00 UTC)
+        );
+    }
+
+    #[test]
+    fn spool_pending_counts_unacknowledged_lines_only() {
+        let dir = std::env::temp_dir().join(format!("sab-status-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("2026-11-01_2026-11-01.jsonl"), "{}\n{}\n{}\n").unwrap();
+        fs::write(dir.join("2026-11-01_2026-11-01.acked"), "0\n2\n1").unwrap();
+        fs::write(dir.join("2026-11-02_2026-11-02.jsonl.tmp"), "{}\n").unwrap();
+        assert_eq!(
+            spool_pending(&dir).unwrap(),
+            1,
+            "a torn ack line does not count"
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
