@@ -326,15 +326,6 @@ fn the_service_delivers_after_cost_explorer_throttles_twice() {
 }
 
 /// A file under state_dir whose bytes contain `needle`.
-/// State files without the records a run leaves of itself (the request ledger, the last pull).
-fn state_only(files: Vec<(PathBuf, Vec<u8>)>) -> Vec<(PathBuf, Vec<u8>)> {
-    let record = |p: &Path| {
-        let name = file_name(p);
-        name.starts_with("ce-requests.") || name == "last-pull.json"
-    };
-    files.into_iter().filter(|(p, _)| !record(p)).collect()
-}
-
 fn file_containing(files: &[(PathBuf, Vec<u8>)], needle: &str) -> Option<PathBuf> {
     files
         .iter()
@@ -665,7 +656,7 @@ fn a_state_write_over_the_file_size_limit_fails_clearly_and_keeps_the_old_state(
         .args(["once", "--date", FIRST])
         .run(WITHIN)
         .assert_code(0);
-    let before = state_only(sandbox.state_files());
+    let before = sandbox.delivery_state();
     assert!(!before.is_empty(), "state was written");
     let delivered_before = receiver.request_count();
 
@@ -693,7 +684,7 @@ fn a_state_write_over_the_file_size_limit_fails_clearly_and_keeps_the_old_state(
         "nothing is sent before it is in the spool\n{}",
         run.describe()
     );
-    let after = state_only(sandbox.state_files());
+    let after = sandbox.delivery_state();
     for (path, bytes) in &before {
         let now = after.iter().find(|(p, _)| p == path).map(|(_, b)| b);
         assert_eq!(
@@ -743,7 +734,7 @@ fn stdout_preview_neither_reads_nor_writes_state() {
         .args(["once", "--date", DAY])
         .run(WITHIN)
         .assert_code(0);
-    let before = state_only(sandbox.state_files());
+    let before = sandbox.delivery_state();
 
     let run = sandbox
         .cmd(&ce.url(), "-", "")
@@ -756,7 +747,7 @@ fn stdout_preview_neither_reads_nor_writes_state() {
         "a delivered day is still previewed\n{}",
         run.describe()
     );
-    assert_eq!(state_only(sandbox.state_files()), before, "state untouched");
+    assert_eq!(sandbox.delivery_state(), before, "state untouched");
 
     let fresh = Sandbox::new("preview-fresh");
     let run = fresh
@@ -765,7 +756,7 @@ fn stdout_preview_neither_reads_nor_writes_state() {
         .run(WITHIN);
     run.assert_code(0);
     assert!(
-        state_only(fresh.state_files()).is_empty(),
+        fresh.delivery_state().is_empty(),
         "nothing written by a preview"
     );
 }

@@ -172,7 +172,7 @@ fn revise_preview_prints_revisions_and_records_nothing() {
         .run(WITHIN)
         .assert_code(0);
     ce.revise(&d2, "Service 0003", "7");
-    let state_before = sandbox.state_files();
+    let state_before = sandbox.delivery_state();
     for _ in 0..2 {
         let run = sandbox
             .cmd(&ce.url(), &receiver.url(), "")
@@ -189,7 +189,7 @@ fn revise_preview_prints_revisions_and_records_nothing() {
     }
     assert_eq!(receiver.accepted_count(), 3);
     assert_eq!(
-        sandbox.state_files(),
+        sandbox.delivery_state(),
         state_before,
         "a preview writes no state"
     );

@@ -97,6 +97,18 @@ impl Sandbox {
         files.sort();
         files
     }
+
+    /// The state files without the records every run leaves of itself (the request ledger,
+    /// the last pull): what a preview must not change.
+    pub fn delivery_state(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let record = |p: &Path| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.starts_with("ce-requests.") || name == "last-pull.json"
+        };
+        let mut files = self.state_files();
+        files.retain(|(p, _)| !record(p));
+        files
+    }
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
