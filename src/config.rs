@@ -752,7 +752,7 @@ impl Doc<'_> {
     }
 }
 
-fn key_name(key: &Value) -> String {
+pub(crate) fn key_name(key: &Value) -> String {
     match key {
         Value::String(s) => s.clone(),
         other => show(other),

@@ -47,7 +47,7 @@ pub fn settings(map: &Mapping, file: &str) -> Result<Settings, ConfigError> {
                 _ => {
                     return Err(ConfigError(format!(
                         "{file}: revise_days: expected a number of days 0-{MAX_REVISE_DAYS} (0 turns revisions off), found {}",
-                        serde_yaml::to_string(v).unwrap_or_default().trim()
+                        crate::config::key_name(v)
                     )));
                 }
             };
@@ -59,7 +59,7 @@ pub fn settings(map: &Mapping, file: &str) -> Result<Settings, ConfigError> {
         Some(v) => {
             return Err(ConfigError(format!(
                 "{file}: summary: expected true or false, found {}",
-                serde_yaml::to_string(v).unwrap_or_default().trim()
+                crate::config::key_name(v)
             )));
         }
     }

@@ -57,7 +57,7 @@ pub fn role_settings(map: &Mapping, file: &str) -> Result<RoleSettings, ConfigEr
             None => {
                 return Err(ConfigError(format!(
                     "{file}: duration_seconds: expected seconds 900-43200, found {}",
-                    serde_yaml::to_string(v).unwrap_or_default().trim()
+                    crate::config::key_name(v)
                 )));
             }
         },
