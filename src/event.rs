@@ -90,7 +90,8 @@ pub struct Amount {
 
 /// The event data. With no breakdown keys in the config it is the seed's exactly:
 /// vanceSource, vanceType, date, service, amount, unit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Deserialize: by hand in event_de.rs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Data {
     // Empty only in a day summary, which carries none of them.
@@ -142,8 +143,8 @@ impl Data {
     }
 }
 
-/// The whole event, in the field order of the seed document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The whole event, in the field order of the seed document. Deserialize: by hand in event_de.rs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
     pub specversion: String,
     pub id: String,

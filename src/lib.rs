@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod decimal;
 pub mod deliver;
 pub mod event;
+mod event_de;
 pub mod http;
 pub mod log;
 pub mod pull;
