@@ -49,7 +49,7 @@ pub(crate) fn local_call(
 pub(crate) fn unreachable(e: &ureq::Error, timeout: Duration) -> String {
     match e {
         ureq::Error::Timeout(_) => format!("no answer within {} s", timeout.as_secs()),
-        ureq::Error::Io(io) => crate::config::plain_io(io).to_lowercase(),
+        ureq::Error::Io(io) => crate::config::plain_io(io).to_ascii_lowercase(),
         ureq::Error::ConnectionFailed => "connection failed".into(),
         ureq::Error::HostNotFound => "host not found".into(),
         other => other.to_string(),
