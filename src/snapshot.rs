@@ -61,11 +61,7 @@ impl Writer {
         let Some(file) = &mut self.file else {
             return Ok(());
         };
-        let x = routing
-            .iter()
-            .filter(|(k, _)| k.as_str() != ESTIMATED && k.as_str() != REVISION)
-            .map(|(k, v)| (k.as_str(), v))
-            .collect();
+        let x = Routing(routing);
         let line = serde_json::to_string(&StoredRef {
             r: revision,
             e: estimated,
@@ -82,8 +78,30 @@ struct StoredRef<'a> {
     r: u32,
     e: bool,
     d: &'a Data,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    x: BTreeMap<&'a str, &'a serde_json::Value>,
+    #[serde(skip_serializing_if = "Routing::is_empty")]
+    x: Routing<'a>,
+}
+
+/// An event's routing attributes without `estimated` and `revision`, written as a map
+/// straight from the event's (no second map is built).
+struct Routing<'a>(&'a BTreeMap<String, serde_json::Value>);
+
+impl Routing<'_> {
+    fn attributes(&self) -> impl Iterator<Item = (&String, &serde_json::Value)> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.as_str() != ESTIMATED && k.as_str() != REVISION)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.attributes().next().is_none()
+    }
+}
+
+impl Serialize for Routing<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.attributes())
+    }
 }
 
 /// One pull's revision work: which delivered days it pulls again, what was last delivered

@@ -48,11 +48,11 @@ impl Totals {
 
 /// The summary's data: `{"date","lines","totals","estimated"}`.
 pub fn data(date: &str, day: &Day) -> Data {
-    let totals = day
-        .sums
-        .iter()
-        .map(|(unit, sum)| (unit.clone(), sum.to_decimal()))
-        .collect();
+    // Inserted one by one: collecting would link one more sort just for this map.
+    let mut totals = BTreeMap::new();
+    for (unit, sum) in &day.sums {
+        totals.insert(unit.clone(), sum.to_decimal());
+    }
     Data {
         vance_source: String::new(),
         vance_type: String::new(),
