@@ -410,12 +410,17 @@ fn spool_pending(spool: &Path) -> Result<u64, String> {
         let total = count_lines(&path)?;
         let acks = read_text(&path.with_extension("acked"))?;
         let complete = &acks[..acks.rfind('\n').map_or(0, |i| i + 1)];
-        let acked: BTreeSet<u64> = complete
+        // One flag per line, so an index acknowledged twice counts once.
+        let mut acked = vec![false; total as usize];
+        for i in complete
             .lines()
-            .filter_map(|l| l.trim().parse::<u64>().ok())
-            .filter(|i| *i < total)
-            .collect();
-        pending += total - acked.len() as u64;
+            .filter_map(|l| l.trim().parse::<usize>().ok())
+        {
+            if let Some(flag) = acked.get_mut(i) {
+                *flag = true;
+            }
+        }
+        pending += total - acked.iter().filter(|a| **a).count() as u64;
     }
     Ok(pending)
 }
@@ -529,12 +534,12 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("2026-11-01_2026-11-01.jsonl"), "{}\n{}\n{}\n").unwrap();
-        fs::write(dir.join("2026-11-01_2026-11-01.acked"), "0\n2\n1").unwrap();
+        fs::write(dir.join("2026-11-01_2026-11-01.acked"), "0\n0\n9\n2\n1").unwrap();
         fs::write(dir.join("2026-11-02_2026-11-02.jsonl.tmp"), "{}\n").unwrap();
         assert_eq!(
             spool_pending(&dir).unwrap(),
             1,
-            "a torn ack line does not count"
+            "a torn ack line, a repeated one and one past the end do not count"
         );
         fs::remove_dir_all(dir).unwrap();
     }
