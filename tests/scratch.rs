@@ -1,6 +1,9 @@
 //! The scratch image's situation without Docker: the static musl binary alone in an empty chroot (no /etc, /proc, /dev, libc) as user 65532 pulls and delivers every event; plus its ELF is static and stripped, and Dockerfile.scratch is what it should be (tests/image.rs builds and runs the real image).
 
 mod support;
+#[allow(dead_code)]
+#[path = "support/tls.rs"]
+mod tls;
 
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -11,6 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use support::{ACCESS_KEY_ID, FakeCostExplorer, FakeReceiver, SECRET_ACCESS_KEY, Sandbox};
+use tls::{Pki, TlsFront};
 
 const DAY: &str = "2022-06-13";
 const DAY_END: &str = "2022-06-14";
@@ -475,4 +479,65 @@ fn dockerfile_scratch_ships_only_the_prebuilt_binary_of_the_target_arch() {
             .all(|i| !i.starts_with("ENV ") || !i.contains("CONNECTOR_")),
         "config and secret come from the binary's defaults (the seed's paths), so env credentials still work"
     );
+}
+
+/// The static binary as linked for the image (lld, identical code folding, packed
+/// relocations; see README, Size) pulls and delivers every event over TLS 1.3 and TLS 1.2
+/// with a private CA: its TLS code survived the link.
+#[test]
+fn the_static_binary_delivers_every_event_over_tls_1_3_and_1_2() {
+    let binary = match static_binary() {
+        Ok(b) => b,
+        Err(e) if !is_root() => {
+            eprintln!("skipped: cannot build the static binary as non-root: {e}");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    for (version, tls12) in [("1.3", false), ("1.2", true)] {
+        let sandbox = Sandbox::new(&format!("scratch-tls-{}", if tls12 { 12 } else { 13 }));
+        let pki = Pki::generate(&sandbox.path("pki"), "source-aws-billing static test CA");
+        let ce = FakeCostExplorer::with_groups(4, 2);
+        let receiver = FakeReceiver::start();
+        let front = |url: &str| {
+            let port = url.trim_end_matches('/').rsplit(':').next().unwrap();
+            let backend = std::net::SocketAddr::from(([127, 0, 0, 1], port.parse().unwrap()));
+            match tls12 {
+                true => TlsFront::start_tls12(&pki, backend),
+                false => TlsFront::start(&pki, backend),
+            }
+        };
+        let (ce_tls, receiver_tls) = (front(&ce.url()), front(&receiver.url()));
+        let config = sandbox.write_config(
+            &ce_tls.url(),
+            &format!("{}/", receiver_tls.url()),
+            &format!("ca_file: \"{}\"\n", pki.ca_pem.display()),
+        );
+        let mut command = Command::new(&binary);
+        command
+            .args(["once", "--date", DAY, "--config"])
+            .arg(config)
+            .arg("--secret")
+            .arg(sandbox.write_secret())
+            .env_clear();
+        let out = run(command, Duration::from_secs(120));
+        let what = format!("static binary over TLS {version}");
+        assert_eq!(out.status.code(), Some(0), "{}", out.describe(&what));
+        assert!(
+            ce_tls.handshakes() >= 1 && receiver_tls.handshakes() >= 1,
+            "{what}: both went through TLS: {:?} {:?}",
+            ce_tls.errors(),
+            receiver_tls.errors()
+        );
+        ce.assert_no_violations();
+        let mut want = ce.expected_lines(DAY, DAY_END);
+        want.sort();
+        let mut got: Vec<_> = receiver
+            .accepted_events()
+            .iter()
+            .map(support::Event::line)
+            .collect();
+        got.sort();
+        assert_eq!(got, want, "{what}: every event arrives, as pulled");
+    }
 }

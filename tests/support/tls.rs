@@ -106,6 +106,13 @@ impl Pki {
     }
 
     fn server_config(&self) -> Arc<ServerConfig> {
+        self.server_config_with(rustls::DEFAULT_VERSIONS)
+    }
+
+    fn server_config_with(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<ServerConfig> {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&self.cert_pem)
             .expect("open server.pem")
             .collect::<Result<_, _>>()
@@ -113,7 +120,7 @@ impl Pki {
         let key = PrivateKeyDer::from_pem_file(&self.key_pem).expect("parse server.key");
         let config =
             ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
+                .with_protocol_versions(versions)
                 .expect("protocol versions")
                 .with_no_client_auth()
                 .with_single_cert(certs, key)
@@ -138,7 +145,16 @@ pub struct TlsFront {
 
 impl TlsFront {
     pub fn start(pki: &Pki, backend: SocketAddr) -> TlsFront {
-        let config = pki.server_config();
+        TlsFront::serve(pki.server_config(), backend)
+    }
+
+    /// A front that speaks TLS 1.2 only.
+    #[allow(dead_code)] // used by some of the test files that include this module
+    pub fn start_tls12(pki: &Pki, backend: SocketAddr) -> TlsFront {
+        TlsFront::serve(pki.server_config_with(&[&rustls::version::TLS12]), backend)
+    }
+
+    fn serve(config: Arc<ServerConfig>, backend: SocketAddr) -> TlsFront {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind TLS front");
         let addr = listener.local_addr().expect("TLS front address");
         let shared = Arc::new(Shared::default());
