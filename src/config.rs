@@ -759,7 +759,8 @@ fn key_name(key: &Value) -> String {
     }
 }
 
-fn show(value: &Value) -> String {
+/// A YAML value as an error line shows it: a string quoted, anything else by its kind.
+pub(crate) fn show(value: &Value) -> String {
     match value {
         Value::String(s) => format!("{s:?}"),
         Value::Number(n) => n.to_string(),
