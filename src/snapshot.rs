@@ -91,6 +91,9 @@ struct StoredRef<'a> {
 pub struct Round {
     dir: Option<PathBuf>,
     days: BTreeSet<Date>,
+    /// Days with a snapshot pulled as undelivered (`once --force`): every line goes out
+    /// again, as the next revision of its line, so the numbering continues.
+    resend: BTreeSet<Date>,
     /// On disk, in an unlinked file in state_dir: only one bit per line stays in memory.
     index: Option<Index<FileSlots>>,
     keep_days: u32,
@@ -225,7 +228,8 @@ fn each_stored(
 impl Round {
     /// Plans a pull of `first..=last`: with `window` (days), the delivered days from
     /// `window` days before `last` up to `last` whose last numbers were estimated are pulled
-    /// again too. With `record`, the batch's snapshot is written and day files older than
+    /// again too. A day of `first..=last` that is not `delivered` (a forced re-pull) but
+    /// has a snapshot continues its numbering: each line goes out as its next revision. With `record`, the batch's snapshot is written and day files older than
     /// `revise_days` before `last` are dropped; without a state_dir nothing is revised or
     /// recorded.
     pub fn start(
@@ -239,6 +243,7 @@ impl Round {
         let mut round = Round {
             dir: dir.map(Path::to_path_buf),
             days: BTreeSet::new(),
+            resend: BTreeSet::new(),
             index: None,
             keep_days: revise_days,
             writer: None,
@@ -257,6 +262,9 @@ impl Round {
                 if record {
                     let _ = fs::remove_file(day_file(dir, day));
                 }
+            } else if day >= first && day <= last && !delivered(day) {
+                round.days.insert(day);
+                round.resend.insert(day);
             } else if revise_from.is_some_and(|f| day >= f) && day <= last && delivered(day) {
                 round.days.insert(day);
             }
@@ -334,6 +342,12 @@ impl Round {
         let verdict = match &mut self.index {
             Some(index) => index.judge(&event.data)?,
             None => Verdict::Revise(1),
+        };
+        let verdict = match verdict {
+            Verdict::Unchanged(r) if day.is_some_and(|d| self.resend.contains(&d)) => {
+                Verdict::Revise(r + 1)
+            }
+            v => v,
         };
         if let Some(t) = &mut self.totals {
             t.add(

@@ -399,3 +399,67 @@ fn a_day_summary_follows_the_lines_and_each_revision_round_with_exact_totals() {
     run(&["revise"]);
     assert_eq!(receiver.accepted_count(), count);
 }
+
+#[test]
+fn a_forced_re_pull_continues_the_revision_numbers_so_the_latest_revision_wins() {
+    let ce = FakeCostExplorer::with_groups(3, 100);
+    let receiver = FakeReceiver::start();
+    let sandbox = Sandbox::new("revise-force");
+    let d2 = days_ago(2);
+    let run = |args: &[&str]| {
+        sandbox
+            .cmd(&ce.url(), &receiver.url(), "")
+            .args(args)
+            .run(WITHIN)
+            .assert_code(0);
+    };
+    run(&["once", "--date", &d2]);
+    ce.revise(&d2, "Service 0001", "5");
+    run(&["revise"]);
+    ce.revise(&d2, "Service 0001", "6");
+    run(&["revise"]);
+    assert_eq!(receiver.accepted_count(), 5);
+
+    // Pulled again by force: every line goes out once more as the next revision of its
+    // line, and the line that is gone gets its zero, as in a revise round.
+    ce.remove(&d2, "Service 0002");
+    run(&["once", "--date", &d2, "--force"]);
+    let s3 = amount(&ce, &d2, "Service 0003");
+    let forced: BTreeSet<Seen> = accepted(&receiver)[5..].iter().cloned().collect();
+    assert_eq!(
+        forced,
+        BTreeSet::from([
+            line(&d2, "Service 0001", "6", Some(3), true),
+            line(&d2, "Service 0002", "0", Some(1), true),
+            line(&d2, "Service 0003", &s3, Some(1), true),
+        ])
+    );
+
+    // The next revise goes on from there.
+    ce.revise(&d2, "Service 0001", "7");
+    run(&["revise"]);
+    assert_eq!(
+        accepted(&receiver)[8..],
+        [line(&d2, "Service 0001", "7", Some(4), true)]
+    );
+    // What a consumer keeping the highest revision per line ends up with is what AWS says now.
+    let mut latest: std::collections::BTreeMap<String, (u32, String)> = Default::default();
+    for s in accepted(&receiver) {
+        let r = s.3.unwrap_or(0);
+        if latest.get(&s.1).is_none_or(|(have, _)| r > *have) {
+            latest.insert(s.1.clone(), (r, s.2.clone()));
+        }
+    }
+    let kept: Vec<(&str, &str)> = latest
+        .iter()
+        .map(|(k, (_, a))| (k.as_str(), a.as_str()))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("Service 0001", "7"),
+            ("Service 0002", "0"),
+            ("Service 0003", s3.as_str())
+        ]
+    );
+}
