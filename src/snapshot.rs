@@ -585,6 +585,31 @@ pub fn revisable(state_dir: &Path, last: Date, days: u32) -> BTreeSet<Date> {
         .collect()
 }
 
+/// Days of [`revisable`] of which at least one line went out as a revision (for `status`):
+/// reads the day files a line at a time, writes nothing and takes no lock.
+pub fn revised(state_dir: &Path, last: Date, days: u32) -> BTreeSet<Date> {
+    #[derive(Deserialize)]
+    struct Revision {
+        r: u32,
+    }
+    let any_revision = |day: Date| {
+        let Ok(file) = File::open(day_file(state_dir, day)) else {
+            return false;
+        };
+        BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| serde_json::from_str::<Revision>(&l).is_ok_and(|s| s.r > 0))
+    };
+    match days {
+        0 => BTreeSet::new(),
+        _ => revisable(state_dir, last, days)
+            .into_iter()
+            .filter(|d| any_revision(*d))
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

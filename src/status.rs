@@ -229,8 +229,8 @@ pub struct Report {
     pub ce_requests_this_month: u64,
     pub ce_cost_this_month_usd: String,
     pub max_monthly_requests: u64,
-    /// Days whose costs Cost Explorer revised after delivery: filled in once revisions are
-    /// tracked (a later change); absent from the JSON until then.
+    /// Days still inside the revise window of which a line went out as a revision;
+    /// absent from the JSON when there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revision_days: Option<Vec<String>>,
     pub heartbeat: Option<Heartbeat>,
@@ -258,9 +258,15 @@ pub fn gather(config: &Config, now: OffsetDateTime) -> Result<Report, String> {
         ce_requests_this_month: requests,
         month,
         max_monthly_requests: max,
-        revision_days: None,
+        revision_days: revision_days(config, now),
         heartbeat: read_json(&dir.join(HEARTBEAT))?,
     })
+}
+
+fn revision_days(config: &Config, now: OffsetDateTime) -> Option<Vec<String>> {
+    let yesterday = now.date() - time::Duration::days(1);
+    let days = crate::snapshot::revised(&config.state_dir, yesterday, config.revise.revise_days);
+    (!days.is_empty()).then(|| days.into_iter().map(format_date).collect())
 }
 
 /// The report for people, one fact a line.

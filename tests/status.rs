@@ -431,3 +431,52 @@ fn without_a_state_dir_requests_are_counted_in_memory_and_the_cap_still_holds() 
     assert_eq!(ce.request_count(), 1);
     assert!(!nowhere.exists(), "a preview creates no state");
 }
+
+/// Every file under `dir` with its contents.
+fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn revision_days_name_the_days_that_were_revised_and_status_writes_nothing() {
+    let sandbox = Sandbox::new("status-revisions");
+    let ce = FakeCostExplorer::with_groups(3, 100);
+    let receiver = FakeReceiver::start();
+    let (d3, d2) = (days_ago(3), days_ago(2));
+    once(&sandbox, &ce, &receiver.url(), "", &d3).assert_code(0);
+    once(&sandbox, &ce, &receiver.url(), "", &d2).assert_code(0);
+    let report = status_json(&sandbox);
+    assert!(
+        report.get("revision_days").is_none(),
+        "{report}: nothing was revised yet"
+    );
+
+    ce.revise(&d2, "Service 0002", "12.5");
+    sandbox
+        .cmd(&ce.url(), &receiver.url(), "")
+        .arg("revise")
+        .run(WITHIN)
+        .assert_code(0);
+    assert_eq!(receiver.accepted_count(), 7);
+    let before = files(&sandbox.state_dir());
+    let report = status_json(&sandbox);
+    assert_eq!(report["revision_days"], serde_json::json!([d2]), "{report}");
+    let human = status(&sandbox, &[]);
+    human.assert_code(0);
+    assert!(
+        human.stdout.contains(&format!("revised days       {d2}\n")),
+        "{}",
+        human.describe()
+    );
+    assert_eq!(files(&sandbox.state_dir()), before, "status writes nothing");
+}
