@@ -480,3 +480,28 @@ fn revision_days_name_the_days_that_were_revised_and_status_writes_nothing() {
     );
     assert_eq!(files(&sandbox.state_dir()), before, "status writes nothing");
 }
+
+#[test]
+fn status_counts_large_files_within_a_small_pods_memory() {
+    let sandbox = Sandbox::new("status-memory");
+    let config = sandbox.write_config("http://127.0.0.1:9", "http://127.0.0.1:9", "");
+    let state = sandbox.state_dir();
+    std::fs::create_dir_all(state.join("spool")).unwrap();
+    // Sparse files (no disk, no time to write): 48 MiB each, one line with no newline.
+    let big = 48 << 20;
+    let spool = std::fs::File::create(state.join("spool/2026-11-01_2026-11-01.jsonl")).unwrap();
+    spool.set_len(big).unwrap();
+    std::fs::write(state.join("spool/2026-11-01_2026-11-01.acked"), "5\n").unwrap();
+    let dead = std::fs::File::create(state.join("dead-letter.jsonl")).unwrap();
+    dead.set_len(big).unwrap();
+    // An address-space limit of 32 MiB, the pod's: reading either file whole cannot fit.
+    let run = Cmd::new()
+        .wrapped_in(&["prlimit", "--as=33554432", "--"])
+        .config(&config)
+        .args(["status", "--json"])
+        .run(WITHIN);
+    run.assert_code(0);
+    let report: Value = serde_json::from_str(run.stdout_lines()[0]).expect("JSON");
+    assert_eq!(report["spool_events"], 1, "{report}");
+    assert_eq!(report["dead_letters"], 1, "{report}");
+}
