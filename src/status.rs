@@ -288,7 +288,8 @@ pub fn human(r: &Report) -> String {
             };
             match &p.error {
                 None => format!("{days} at {}, ok", p.time),
-                Some(e) => format!("{days} at {}, failed: {e}", p.time),
+                // Peer text (Cost Explorer's or the target's words): escaped for a terminal.
+                Some(e) => format!("{days} at {}, failed: {}", p.time, crate::log::peer(e)),
             }
         }
     };

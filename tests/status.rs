@@ -505,3 +505,41 @@ fn status_counts_large_files_within_a_small_pods_memory() {
     assert_eq!(report["spool_events"], 1, "{report}");
     assert_eq!(report["dead_letters"], 1, "{report}");
 }
+
+#[test]
+fn peer_text_in_the_last_pull_error_is_escaped_in_the_human_output() {
+    let sandbox = Sandbox::new("status-peer-text");
+    sandbox.write_config("http://127.0.0.1:9", "http://127.0.0.1:9", "");
+    let state = sandbox.state_dir();
+    std::fs::create_dir_all(&state).unwrap();
+    let error = "Cost Explorer: \u{1b}]0;owned\u{7}denied\nheartbeat          fine\u{202e}";
+    let record = serde_json::json!({
+        "time": "2026-11-30T02:00:01Z",
+        "days": {"first": "2026-11-29", "last": "2026-11-29"},
+        "ok": false,
+        "error": error,
+    });
+    std::fs::write(state.join("last-pull.json"), record.to_string()).unwrap();
+    let run = status(&sandbox, &[]);
+    run.assert_code(0);
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("last pull"))
+        .expect("a last pull line");
+    assert_eq!(
+        line,
+        "last pull          2026-11-29 at 2026-11-30T02:00:01Z, failed: Cost Explorer: \\u{1b}]0;owned\\u{7}denied\\u{a}heartbeat          fine\\u{202e}"
+    );
+    assert_eq!(
+        run.stdout
+            .lines()
+            .filter(|l| l.starts_with("heartbeat"))
+            .count(),
+        1,
+        "no forged line\n{}",
+        run.stdout
+    );
+    // The JSON keeps the text as it was, escaped the JSON way.
+    assert_eq!(status_json(&sandbox)["last_pull"]["error"], error);
+}
