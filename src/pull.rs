@@ -266,8 +266,8 @@ impl Runtime {
             writer.snapshot = round.into_writer().map_err(Failure::State)?;
             Ok(r)
         });
-        crate::status::record_pull(state.dir(), first, last, &result);
-        match result {
+        // Recorded after the commit: a batch that could not be spooled is no good pull.
+        let result = match result {
             Ok((pages, groups)) => {
                 let note = if left_out > 0 {
                     format!(" ({left_out} of days already delivered left out)")
@@ -284,7 +284,9 @@ impl Runtime {
                 writer.abandon();
                 Err(e)
             }
-        }
+        };
+        crate::status::record_pull(state.dir(), first, last, &result);
+        result
     }
 }
 

@@ -543,3 +543,28 @@ fn peer_text_in_the_last_pull_error_is_escaped_in_the_human_output() {
     // The JSON keeps the text as it was, escaped the JSON way.
     assert_eq!(status_json(&sandbox)["last_pull"]["error"], error);
 }
+
+#[test]
+fn a_pull_whose_batch_cannot_be_spooled_is_recorded_as_failed() {
+    let sandbox = Sandbox::new("status-commit-fails");
+    let ce = FakeCostExplorer::with_groups(3, 100);
+    let receiver = FakeReceiver::start();
+    // The day's 3 events (about 1.2 KB) wait in the spool writer's buffer until the batch is
+    // committed; the flush there passes the file size limit, the small records do not.
+    let run = sandbox
+        .cmd(&ce.url(), &receiver.url(), "")
+        .args(["once", "--date", "2022-06-11"])
+        .file_size_limit(1000)
+        .run(WITHIN);
+    run.assert_code(1);
+    assert!(
+        run.stderr.to_ascii_lowercase().contains("too large"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(receiver.request_count(), 0);
+    let report = status_json(&sandbox);
+    assert_eq!(report["last_pull"]["ok"], false, "{report}");
+    let error = report["last_pull"]["error"].as_str().unwrap_or_default();
+    assert!(error.to_ascii_lowercase().contains("too large"), "{report}");
+}
