@@ -94,7 +94,7 @@ pub struct Round {
     /// Days with a snapshot pulled as undelivered (`once --force`): every line goes out
     /// again, as the next revision of its line, so the numbering continues.
     resend: BTreeSet<Date>,
-    /// On disk, in an unlinked file in state_dir: only one bit per line stays in memory.
+    /// On disk, in an unlinked file (`FileSlots`): only one bit per line stays in memory.
     index: Option<Index<FileSlots>>,
     keep_days: u32,
     writer: Option<Writer>,
@@ -130,15 +130,33 @@ fn snapshot_days(state_dir: &Path) -> BTreeSet<Date> {
         .unwrap_or_default()
 }
 
-/// The revision index's slots: a file in state_dir, unlinked as soon as it is made (nothing
-/// to clean up after a crash); its pages live in the page cache, not in this process.
-struct FileSlots {
-    file: File,
+/// The revision index's slots. Recording: a file in state_dir, unlinked as soon as it is made
+/// (nothing to clean up after a crash), whose pages live in the page cache, not in this
+/// process. A preview writes nothing in state_dir: its slots are in memory when they fit in
+/// `PREVIEW_MEMORY`, else in such a file in the temporary directory (in memory if there is none).
+enum FileSlots {
+    File(File),
+    Memory(Vec<[u8; SLOT]>),
 }
 
+/// Slots a preview keeps in memory rather than in a temporary file (about 87,000 lines).
+const PREVIEW_MEMORY: usize = 4 << 20;
+
 impl FileSlots {
-    fn new(state_dir: &Path, capacity: usize) -> Result<FileSlots, String> {
-        let path = state_dir.join(format!(".revise-index.{}", std::process::id()));
+    fn new(state_dir: &Path, capacity: usize, record: bool) -> Result<FileSlots, String> {
+        if record {
+            return FileSlots::file(state_dir, capacity);
+        }
+        if capacity * SLOT > PREVIEW_MEMORY
+            && let Ok(slots) = FileSlots::file(&std::env::temp_dir(), capacity)
+        {
+            return Ok(slots);
+        }
+        Ok(FileSlots::Memory(vec![[0; SLOT]; capacity]))
+    }
+
+    fn file(dir: &Path, capacity: usize) -> Result<FileSlots, String> {
+        let path = dir.join(format!(".revise-index.{}", std::process::id()));
         let file = fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -149,16 +167,19 @@ impl FileSlots {
         let _ = fs::remove_file(&path);
         file.set_len((capacity * SLOT) as u64)
             .map_err(|e| write_error(&path, &e))?;
-        Ok(FileSlots { file })
+        Ok(FileSlots::File(file))
     }
 }
 
 impl Slots for FileSlots {
     fn get(&mut self, i: usize) -> Result<[u8; SLOT], String> {
         use std::os::unix::fs::FileExt;
+        let file = match self {
+            FileSlots::Memory(slots) => return Ok(slots[i]),
+            FileSlots::File(file) => file,
+        };
         let mut slot = [0u8; SLOT];
-        self.file
-            .read_exact_at(&mut slot, (i * SLOT) as u64)
+        file.read_exact_at(&mut slot, (i * SLOT) as u64)
             .map_err(|e| {
                 format!(
                     "the revision index: cannot read: {}",
@@ -170,14 +191,19 @@ impl Slots for FileSlots {
 
     fn set(&mut self, i: usize, slot: [u8; SLOT]) -> Result<(), String> {
         use std::os::unix::fs::FileExt;
-        self.file
-            .write_all_at(&slot, (i * SLOT) as u64)
-            .map_err(|e| {
-                format!(
-                    "the revision index: cannot write: {}",
-                    crate::config::plain_io(&e)
-                )
-            })
+        let file = match self {
+            FileSlots::Memory(slots) => {
+                slots[i] = slot;
+                return Ok(());
+            }
+            FileSlots::File(file) => file,
+        };
+        file.write_all_at(&slot, (i * SLOT) as u64).map_err(|e| {
+            format!(
+                "the revision index: cannot write: {}",
+                crate::config::plain_io(&e)
+            )
+        })
     }
 }
 
@@ -277,7 +303,10 @@ impl Round {
             .sum();
         let mut index = match round.days.is_empty() {
             true => None,
-            false => Some(Index::new(FileSlots::new(dir, capacity_for(lines))?, lines)),
+            false => Some(Index::new(
+                FileSlots::new(dir, capacity_for(lines), record)?,
+                lines,
+            )),
         };
         for day in &round.days {
             each_stored(dir, *day, &mut |s| {
@@ -813,5 +842,25 @@ mod tests {
         fs::write(spool.join("2026-11-20_2026-11-21.jsonl"), "").unwrap();
         assert!(!stale(&spool, "2026-11-20_2026-11-21.revise"));
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn preview_slots_stay_out_of_state_dir_small_or_large() {
+        let nowhere = Path::new("/nonexistent/state");
+        assert!(
+            FileSlots::new(nowhere, 16, true).is_err(),
+            "recording uses state_dir"
+        );
+        for capacity in [16, PREVIEW_MEMORY / SLOT * 2] {
+            let mut slots = FileSlots::new(nowhere, capacity, false).unwrap();
+            assert_eq!(
+                matches!(slots, FileSlots::Memory(_)),
+                capacity == 16,
+                "small in memory, large in a temporary file"
+            );
+            slots.set(capacity - 1, [7; SLOT]).unwrap();
+            assert_eq!(slots.get(capacity - 1).unwrap(), [7; SLOT]);
+            assert_eq!(slots.get(0).unwrap(), [0; SLOT]);
+        }
     }
 }

@@ -463,3 +463,64 @@ fn a_forced_re_pull_continues_the_revision_numbers_so_the_latest_revision_wins()
         ]
     );
 }
+
+/// Mounts `dir` read-only in a private mount namespace, then runs the binary: wrapper words
+/// for `Cmd::wrapped_in`, or None (and why) where that is not possible.
+fn read_only(dir: &std::path::Path) -> Option<Vec<String>> {
+    let script = r#"mount --bind -o ro "$1" "$1" && shift && exec "$@""#;
+    let words: Vec<String> = ["unshare", "-m", "sh", "-c", script, "sh"]
+        .iter()
+        .map(|w| w.to_string())
+        .chain([dir.display().to_string()])
+        .collect();
+    let probe = std::process::Command::new(&words[0])
+        .args(&words[1..])
+        .args(["sh", "-c", "! touch \"$0/.probe\" 2>/dev/null"])
+        .arg(dir)
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => Some(words),
+        Ok(out) => {
+            println!(
+                "skipped: cannot mount read-only here: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            None
+        }
+        Err(e) => {
+            println!("skipped: no unshare: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn revise_preview_works_on_a_read_only_state_dir() {
+    let ce = FakeCostExplorer::with_groups(3, 100);
+    let receiver = FakeReceiver::start();
+    let sandbox = Sandbox::new("revise-preview-ro");
+    let d2 = days_ago(2);
+    sandbox
+        .cmd(&ce.url(), &receiver.url(), "")
+        .args(["once", "--date", &d2])
+        .run(WITHIN)
+        .assert_code(0);
+    ce.revise(&d2, "Service 0003", "7");
+    let Some(wrapper) = read_only(&sandbox.state_dir()) else {
+        return;
+    };
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let run = sandbox
+        .cmd(&ce.url(), &receiver.url(), "")
+        .args(["revise", "--target", "-"])
+        .wrapped_in(&wrapper)
+        .run(WITHIN);
+    run.assert_code(0);
+    let lines = run.stdout_lines();
+    assert_eq!(lines.len(), 1, "{}", run.describe());
+    let event: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(
+        (&event["data"]["amount"], &event["revision"]),
+        (&serde_json::json!("7"), &serde_json::json!(1))
+    );
+}
