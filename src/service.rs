@@ -399,7 +399,7 @@ fn service_step(rt: &Runtime, state: &mut State) -> Result<(), Failure> {
         state.delivered_days(),
         rt.config.max_catchup_days,
     );
-    if let Some((a, b)) = due.skipped {
+    if let Some((a, b)) = not_reached(rt, state, &due) {
         warn!(
             "{} are older than max_catchup_days {} and are not pulled; to fill the gap run: source-aws-billing once --from {} --to {}",
             describe_range(a, b),
@@ -428,6 +428,26 @@ fn service_step(rt: &Runtime, state: &mut State) -> Result<(), Failure> {
         return Err(Failure::Undelivered(delivery.left));
     }
     Ok(())
+}
+
+/// The undelivered days older than max_catchup_days that this round's pull leaves out: the
+/// daily range request starts at the oldest day it revises (revise_days may reach further
+/// back than max_catchup_days), and undelivered days inside it are delivered too.
+fn not_reached(rt: &Runtime, state: &State, due: &crate::schedule::Due) -> Option<(Date, Date)> {
+    let (a, b) = due.skipped?;
+    let days = rt.config.revise.revise_days;
+    let revised_from = match (due.pull, state.dir()) {
+        (Some((_, last)), Some(dir)) if rt.target.is_some() && days > 0 => {
+            crate::snapshot::revisable(dir, last, days)
+                .into_iter()
+                .find(|d| state.is_delivered(*d))
+        }
+        _ => None,
+    };
+    let b = revised_from
+        .and_then(Date::previous_day)
+        .map_or(b, |r| b.min(r));
+    (a <= b).then_some((a, b))
 }
 
 /// The target for a log line, without credentials.

@@ -524,3 +524,60 @@ fn revise_preview_works_on_a_read_only_state_dir() {
         (&serde_json::json!("7"), &serde_json::json!(1))
     );
 }
+
+#[test]
+fn the_catch_up_warning_names_only_holes_the_revision_range_does_not_reach() {
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    let receiver = FakeReceiver::start();
+    let sandbox = Sandbox::new("revise-catchup");
+    let config = "pull_hour: 0\nmax_catchup_days: 2\nrevise_days: 8\n";
+    let d = |n| days_ago(n);
+    // d10 is final when delivered (no revision record); d7 is estimated (revised).
+    ce.finalize_through(&d(10));
+    for day in [d(10), d(7)] {
+        sandbox
+            .cmd(&ce.url(), &receiver.url(), config)
+            .args(["once", "--date", &day])
+            .run(WITHIN)
+            .assert_code(0);
+    }
+    assert_eq!(receiver.accepted_count(), 2);
+    let running = sandbox
+        .cmd(&ce.url(), &receiver.url(), config)
+        .env("LOG_LEVEL", "debug")
+        .arg("run")
+        .spawn();
+    assert!(
+        running.wait_for_stderr(IDLE, WITHIN),
+        "{}",
+        running.stderr()
+    );
+    let run = stop(running);
+    // The daily request starts at d7, the day it revises: the holes d6..d3, older than
+    // max_catchup_days, are delivered with d2 and d1.
+    assert_eq!(
+        ce.bodies().last().unwrap()["TimePeriod"]["Start"],
+        d(7).as_str(),
+        "{}",
+        run.describe()
+    );
+    let dates: BTreeSet<String> = accepted(&receiver).into_iter().map(|s| s.0).collect();
+    for n in 1..=6 {
+        assert!(
+            dates.contains(&d(n)),
+            "{} delivered\n{}",
+            d(n),
+            run.describe()
+        );
+    }
+    // Only d9..d8 are left out, and the warning says so.
+    assert!(!dates.contains(&d(9)) && !dates.contains(&d(8)));
+    let warned = run.stderr_lines_with(&["max_catchup_days"]);
+    assert!(!warned.is_empty(), "{}", run.describe());
+    let command = format!("once --from {} --to {}", d(9), d(8));
+    assert!(
+        warned.iter().all(|l| l.contains(&command)),
+        "{warned:#?}\n{}",
+        run.describe()
+    );
+}
