@@ -243,3 +243,37 @@ fn an_sts_that_stays_unavailable_is_a_runtime_failure_not_bad_input() {
         run.describe()
     );
 }
+
+#[test]
+fn a_metadata_service_that_drips_its_answer_is_given_up_like_an_absent_one() {
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    let sandbox = Sandbox::new("imds-drip");
+    let config = sandbox.write_config(&ce.url(), "-", "");
+    // A status line, then one header byte every 0.5 s: only an overall deadline ends it.
+    let handler = |_: &support::http::Request, stream: &mut std::net::TcpStream| {
+        support::http::drip(
+            stream,
+            "HTTP/1.1 200 OK\r\n",
+            b"x",
+            Duration::from_millis(500),
+            16,
+        )
+    };
+    let imds = support::http::Server::bind_raw(Arc::new(handler)).unwrap();
+    let run = Cmd::new()
+        .env("AWS_EC2_METADATA_DISABLED", "false")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.url())
+        .config(&config)
+        .args(["once", "--date", DAY])
+        .run(WITHIN);
+    run.assert_code(2);
+    let lines = run.stderr_lines_with(&[
+        "no AWS credentials: looked at",
+        &format!(
+            "EC2 instance metadata at {} (no complete answer within 1 s)",
+            imds.url()
+        ),
+    ]);
+    assert_eq!(lines.len(), 1, "{}", run.describe());
+    assert_eq!(ce.request_count(), 0);
+}

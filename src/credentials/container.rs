@@ -1,12 +1,16 @@
 //! Container credentials (ECS task role, EKS Pod Identity): the endpoint, its token, its JSON answer.
 
-use super::{CredError, Env, Obtained, local_call};
+use super::{CredError, Env, Obtained, local::Budget, local_call};
 use crate::config::Credentials;
 use std::path::PathBuf;
 use std::time::Duration;
 
 const ECS_HOST: &str = "http://169.254.170.2";
-const TIMEOUT: Duration = Duration::from_secs(2);
+/// Connect within 2 s, the whole answer within 4 s (one retry: 8 s at most).
+const TIMEOUT: Budget = Budget {
+    connect: Duration::from_secs(2),
+    total: Duration::from_secs(4),
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Token {

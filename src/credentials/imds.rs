@@ -1,9 +1,14 @@
 //! EC2 instance role over IMDSv2 only: a session token first (never the v1 path), short timeouts.
 
-use super::{CredError, Env, Obtained, local_call};
+use super::{CredError, Env, Obtained, local::Budget, local_call};
 use std::time::Duration;
 
-const TIMEOUT: Duration = Duration::from_secs(1);
+/// Each call connects within 1 s and ends within 1 s: with the one retry of the token
+/// request, a host with no (or a dripping) metadata service costs about 2 s.
+const TIMEOUT: Budget = Budget {
+    connect: Duration::from_secs(1),
+    total: Duration::from_secs(1),
+};
 const TOKEN_TTL: &str = "21600";
 
 /// The IMDS base URL, or None when AWS_EC2_METADATA_DISABLED=true.
