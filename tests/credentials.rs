@@ -277,3 +277,67 @@ fn a_metadata_service_that_drips_its_answer_is_given_up_like_an_absent_one() {
     assert_eq!(lines.len(), 1, "{}", run.describe());
     assert_eq!(ce.request_count(), 0);
 }
+
+#[test]
+fn token_and_profile_files_that_never_end_or_block_are_one_line_exit_2() {
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    let sandbox = Sandbox::new("endless-files");
+    let config = sandbox.write_config(&ce.url(), "-", "");
+    let fifo = sandbox.write("fifo-placeholder", "");
+    std::fs::remove_file(&fifo).unwrap();
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let fifo = fifo.to_str().unwrap().to_string();
+    let big = sandbox.write("big-token", &"a".repeat(64 * 1024 + 1));
+    let big = big.to_str().unwrap().to_string();
+    let web = |file: &str| {
+        Cmd::new()
+            .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/web")
+            .env("AWS_WEB_IDENTITY_TOKEN_FILE", file)
+    };
+    let container = |file: &str| {
+        Cmd::new()
+            .env(
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "http://127.0.0.1:9/creds",
+            )
+            .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", file)
+    };
+    let cases = [
+        (
+            web(&fifo),
+            format!("web identity: token file {fifo}: not a regular file"),
+        ),
+        (
+            web(&big),
+            format!("web identity: token file {big}: larger than 64 KiB"),
+        ),
+        (
+            Cmd::new().env("AWS_CONFIG_FILE", &fifo),
+            format!("profile files: shared config file {fifo}: not a regular file"),
+        ),
+        (
+            container(&fifo),
+            format!("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE {fifo}: not a regular file"),
+        ),
+        (
+            web("/dev/zero"),
+            "web identity: token file /dev/zero: not a regular file".to_string(),
+        ),
+    ];
+    for (cmd, needle) in cases {
+        let run = cmd
+            .config(&config)
+            .args(["once", "--date", DAY])
+            .run(WITHIN);
+        run.assert_code(2);
+        assert_eq!(run.stderr_lines().len(), 1, "{}", run.describe());
+        assert_eq!(
+            run.stderr_lines_with(&[needle.as_str()]).len(),
+            1,
+            "{needle}\n{}",
+            run.describe()
+        );
+    }
+    assert_eq!(ce.request_count(), 0);
+}

@@ -132,19 +132,16 @@ pub fn fetch(endpoint: &Endpoint) -> Result<Obtained, CredError> {
         None => None,
         Some(Token::Value(v)) => Some(v.trim().to_string()),
         Some(Token::File(path)) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| {
-                    fail(
-                        false,
-                        format!(
-                            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE {}: cannot read: {}",
-                            path.display(),
-                            crate::config::plain_io(&e)
-                        ),
-                    )
-                })?
-                .trim()
-                .to_string(),
+            super::file::read_small(
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                path,
+                super::file::MAX_TOKEN_BYTES,
+                false,
+            )
+            .map_err(|m| fail(false, m))?
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
         ),
     };
     if token.as_ref().is_some_and(|t| t.contains(['\r', '\n'])) {
