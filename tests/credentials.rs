@@ -341,3 +341,41 @@ fn token_and_profile_files_that_never_end_or_block_are_one_line_exit_2() {
     }
     assert_eq!(ce.request_count(), 0);
 }
+
+#[test]
+fn credentials_are_fetched_for_each_page_not_once_a_pull() {
+    // Credentials that expire in 4 minutes are never cached (they are refreshed 5 minutes
+    // before expiry), so every page's signature fetches them from STS again: a pull that
+    // signed all its pages with the first ones would call STS once.
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::minutes(4);
+    let soon = soon
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let answer = sts_fixture("assume_role.xml").replace("2099-01-01T00:00:00Z", &soon);
+    let ce = FakeCostExplorer::start(CeOptions {
+        groups_per_day: 3,
+        page_size: 1,
+        key_id: Some(element(&answer, "AccessKeyId")),
+        session_token: Some(element(&answer, "SessionToken")),
+        ..CeOptions::default()
+    });
+    let (sts, seen) = fake_sts(vec![(200, answer)]);
+    let sandbox = Sandbox::new("per-page");
+    let role = "role_arn: arn:aws:iam::123456789012:role/billing-reader\n";
+    let config = sandbox.write_config(&ce.url(), "-", role);
+    let secret = sandbox.write_secret();
+    let run = Cmd::new()
+        .env("AWS_ENDPOINT_URL_STS", &sts.url())
+        .config(&config)
+        .secret(&secret)
+        .args(["once", "--date", DAY])
+        .run(WITHIN);
+    run.assert_code(0);
+    ce.assert_no_violations();
+    assert_eq!(ce.request_count(), 3, "{}", run.describe());
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1 + 3,
+        "one look at start, then one per page"
+    );
+}
