@@ -104,7 +104,11 @@ pub fn parse(
         && code != "Success"
     {
         let message = field(answer.message).unwrap_or_default();
-        return Err(format!("{what} answered Code {code:?}: {message}"));
+        return Err(format!(
+            "{what} answered Code \"{}\": {}",
+            crate::log::peer(&code),
+            crate::log::peer(&message)
+        ));
     }
     let need = |v: Option<String>, k: &str| {
         field(v).ok_or_else(|| format!("{what} sent credentials without {k}"))
@@ -176,6 +180,7 @@ pub fn fetch(endpoint: &Endpoint) -> Result<Obtained, CredError> {
             Err(_) => Vec::new(),
         }
         .join(": ");
+        let said = crate::log::peer(&said);
         let hint = if status == 401 || status == 403 {
             " (is the authorization token right?)"
         } else {
@@ -290,6 +295,9 @@ mod tests {
                 .contains("without SecretAccessKey")
         );
         assert!(parse("ecs", b"<html>").unwrap_err().contains("not JSON"));
+        let forged = br#"{"Code":"Bad\u001b[2J","Message":"no\r\n2026-11-30T00:00:00Z ERROR x"}"#;
+        let e = parse("imds", forged).unwrap_err();
+        assert!(!e.contains(|c: char| c.is_control()), "{e:?}");
         let failed = br#"{"Code":"AssumeRoleUnauthorizedAccess","Message":"no"}"#;
         assert!(
             parse("imds", failed)

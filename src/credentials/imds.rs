@@ -42,7 +42,8 @@ pub enum Found {
 pub fn role_name(listing: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(listing).ok()?;
     let name = text.lines().next()?.trim();
-    (!name.is_empty() && !name.contains('/')).then(|| name.to_string())
+    (!name.is_empty() && !name.contains(|c: char| c == '/' || c.is_control()))
+        .then(|| name.to_string())
 }
 
 /// PUT /latest/api/token (one retry when nothing answers), then the role and its credentials.
@@ -149,6 +150,7 @@ mod tests {
             Some("billing-node")
         );
         assert_eq!(role_name(b"\n"), None);
+        assert_eq!(role_name(b"a\x1b[2Jb\n"), None);
         // The shape documented for IMDS security-credentials.
         let body = br#"{"Code":"Success","LastUpdated":"2026-11-30T10:00:00Z","Type":"AWS-HMAC","AccessKeyId":"ASIAEXAMPLE","SecretAccessKey":"secret","Token":"token","Expiration":"2026-11-30T16:00:00Z"}"#;
         let (c, exp, _) = crate::credentials::container::parse("imds", body).unwrap();
