@@ -183,15 +183,20 @@ impl Runtime {
                 None,
             ),
             Ok(r) if (200..300).contains(&r.status) => (
-                costexplorer::parse_answer(&r.body)
-                    .map_err(|e| transient(format!("Cost Explorer sent an answer that is {e}"))),
+                costexplorer::parse_answer(&r.body).map_err(|_| {
+                    // The message quotes the body: secrets hidden before it is cut.
+                    let e = costexplorer::parse_answer(&hidden(credentials, &r.body)).err();
+                    let e = e.unwrap_or_else(|| "not a GetCostAndUsage result".into());
+                    transient(format!("Cost Explorer sent an answer that is {e}"))
+                }),
                 None,
             ),
             Ok(r) => {
                 let hint = r
                     .header("retry-after")
                     .and_then(|v| retry_after(v, OffsetDateTime::now_utc()));
-                (Err(costexplorer::parse_error(r.status, &r.body)), hint)
+                let body = hidden(credentials, &r.body);
+                (Err(costexplorer::parse_error(r.status, &body)), hint)
             }
             Err(e) if e.permanent => (
                 Err(CeError {
@@ -287,6 +292,16 @@ impl Runtime {
                 Err(e)
             }
         }
+    }
+}
+
+/// A peer's body with the signing secrets hidden, before any message quotes and cuts it
+/// (hidden after the cut, a secret straddling it would show in part).
+fn hidden<'a>(credentials: &Credentials, body: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+    let text = String::from_utf8_lossy(body);
+    match credentials.hide_in(&text) {
+        h if h == text => std::borrow::Cow::Borrowed(body),
+        h => std::borrow::Cow::Owned(h.into_bytes()),
     }
 }
 

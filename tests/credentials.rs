@@ -379,3 +379,29 @@ fn credentials_are_fetched_for_each_page_not_once_a_pull() {
         "one look at start, then one per page"
     );
 }
+
+#[test]
+fn a_secret_quoted_by_cost_explorer_across_the_300_character_cut_is_hidden_whole() {
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    // The message is cut after 300 characters: here 9 of them fall inside the secret.
+    let message = format!("{} {SECRET_ACCESS_KEY}", "p".repeat(290));
+    let body = format!(r#"{{"__type":"ValidationException","Message":"{message}"}}"#);
+    ce.always(support::cost_explorer::error_response(400, body));
+    let sandbox = Sandbox::new("secret-cut");
+    let config = sandbox.write_config(&ce.url(), "-", "");
+    let secret = sandbox.write_secret();
+    let run = Cmd::new()
+        .config(&config)
+        .secret(&secret)
+        .args(["once", "--date", DAY])
+        .run(WITHIN);
+    assert_ne!(run.code, Some(0), "{}", run.describe());
+    let lines =
+        run.stderr_lines_with(&["ValidationException", &format!("{} ***", "p".repeat(290))]);
+    assert!(!lines.is_empty(), "{}", run.describe());
+    assert!(
+        !run.stderr.contains(&SECRET_ACCESS_KEY[..6]),
+        "{}",
+        run.describe()
+    );
+}
