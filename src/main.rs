@@ -47,7 +47,8 @@ fn real_main() -> i32 {
     let loaded = config::load_reporting(&overrides, &env, &mut warn).and_then(|c| {
         // status reads state_dir only: it needs no credentials.
         if !matches!(cli.action, Action::Status { .. }) {
-            config::check_static_keys(&c.secret, &mut warn)?;
+            // Once: the chain reads the secret file again at every use (credentials::warn_once).
+            config::check_static_keys(&c.secret, &mut source_aws_billing::credentials::warn_once)?;
         }
         Ok(c)
     });

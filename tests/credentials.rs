@@ -405,3 +405,29 @@ fn a_secret_quoted_by_cost_explorer_across_the_300_character_cut_is_hidden_whole
         run.describe()
     );
 }
+
+#[test]
+fn a_secret_file_warning_is_printed_once_though_the_file_is_read_at_every_page() {
+    let ce = FakeCostExplorer::with_groups(2, 1);
+    let sandbox = Sandbox::new("warn-once");
+    let config = sandbox.write_config(&ce.url(), "-", "");
+    let secret = sandbox.write(
+        "secret.yml",
+        &format!(
+            "access_key_id: {ACCESS_KEY_ID}\nsecret_access_key: \"{SECRET_ACCESS_KEY}\"\npullhour: 3\n"
+        ),
+    );
+    let run = Cmd::new()
+        .config(&config)
+        .secret(&secret)
+        .args(["once", "--date", DAY])
+        .run(WITHIN);
+    run.assert_code(0);
+    assert_eq!(ce.request_count(), 2, "{}", run.describe());
+    assert_eq!(
+        run.stderr_lines_with(&["WARN", "pullhour"]).len(),
+        1,
+        "{}",
+        run.describe()
+    );
+}

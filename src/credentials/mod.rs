@@ -18,6 +18,7 @@ pub mod web_identity;
 pub(crate) use local::{local_call, unreachable};
 use profile::profile_files;
 pub use settings::{DEFAULT_SESSION_NAME, RoleSettings, role_settings};
+pub use static_keys::warn_once;
 
 use crate::config::{Credentials, SecretSource};
 use crate::http::Client;
