@@ -431,3 +431,70 @@ fn a_secret_file_warning_is_printed_once_though_the_file_is_read_at_every_page()
         run.describe()
     );
 }
+
+#[test]
+fn credential_urls_are_checked_at_start_by_the_variable_that_set_them() {
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    let sandbox = Sandbox::new("credential-urls");
+    let config = sandbox.write_config(&ce.url(), "-", "");
+    let secret = sandbox.write_secret();
+    let bad = "http://127.0.0.1:99999/x";
+    for var in [
+        "AWS_ENDPOINT_URL_STS",
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ] {
+        // No keys: the chain would reach each of them (STS through a profile's role).
+        let profile = sandbox.write(
+            "aws-config",
+            "[default]\nrole_arn = arn:aws:iam::1:role/r\ncredential_source = EcsContainer\n",
+        );
+        let run = Cmd::new()
+            .env("AWS_EC2_METADATA_DISABLED", "false")
+            .env("AWS_CONFIG_FILE", profile.to_str().unwrap())
+            .env(var, bad)
+            .config(&config)
+            .args(["once", "--date", DAY])
+            .run(WITHIN);
+        run.assert_code(2);
+        assert_eq!(run.stderr_lines().len(), 1, "{}", run.describe());
+        let needle = format!("{var}: expected an http:// or https:// URL");
+        assert_eq!(
+            run.stderr_lines_with(&[&needle, "port \"99999\""]).len(),
+            1,
+            "{}",
+            run.describe()
+        );
+    }
+    // AWS_ENDPOINT_URL is checked when it is STS's, even with keys that need no STS.
+    let run = Cmd::new()
+        .env("AWS_ENDPOINT_URL", "http://[::1/x")
+        .env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "v2/creds")
+        .config(&config)
+        .secret(&secret)
+        .args(["once", "--date", DAY])
+        .run(WITHIN);
+    run.assert_code(2);
+    assert_eq!(
+        run.stderr_lines_with(&["AWS_ENDPOINT_URL: expected an http:// or https:// URL"])
+            .len(),
+        1,
+        "{}",
+        run.describe()
+    );
+    let run = Cmd::new()
+        .env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "@:99/creds")
+        .config(&config)
+        .secret(&secret)
+        .args(["once", "--date", DAY])
+        .run(WITHIN);
+    run.assert_code(2);
+    assert_eq!(
+        run.stderr_lines_with(&["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: expected"])
+            .len(),
+        1,
+        "{}",
+        run.describe()
+    );
+    assert_eq!(ce.request_count(), 0);
+}

@@ -103,6 +103,31 @@ impl Env {
     }
 }
 
+/// Every credential URL that is set, parsed as the HTTP client will parse it, at start:
+/// a bad one is one line naming its variable (exit 2), not a failed call later.
+fn check_urls(env: &Env) -> Result<(), String> {
+    // AWS_ENDPOINT_URL is STS's only when AWS_ENDPOINT_URL_STS is not set.
+    let sts = ["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"]
+        .into_iter()
+        .find(|k| env.get(k).is_some());
+    let others = [
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ];
+    for var in sts.into_iter().chain(others) {
+        if let Some(url) = env.get(var) {
+            crate::urls::check_http_url(var, url.trim())?;
+        }
+    }
+    if let Some(Ok(endpoint)) = container::from_env(env) {
+        let var = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
+        if env.get(var).is_some() {
+            crate::urls::check_http_url(var, &endpoint.url)?;
+        }
+    }
+    Ok(())
+}
+
 /// The chain and its cache; one per process, held by the Runtime.
 pub struct Provider {
     secret: SecretSource,
@@ -153,6 +178,7 @@ impl Provider {
         config: &crate::config::Config,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Provider, String> {
+        check_urls(&Env::capture(env))?;
         let sts_url = sts::endpoint(&config.region, env);
         let sts = Client::new(
             &sts_url,
