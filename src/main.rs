@@ -74,6 +74,9 @@ fn real_main() -> i32 {
             return 2;
         }
     };
+    if matches!(cli.action, Action::Run) {
+        runtime.heartbeat_while_starting();
+    }
     // Credentials are looked for once up front: none at all is bad input, as a missing key was.
     if let Err(e) = runtime.first_credentials() {
         error!("{e}");

@@ -498,3 +498,61 @@ fn credential_urls_are_checked_at_start_by_the_variable_that_set_them() {
     );
     assert_eq!(ce.request_count(), 0);
 }
+
+#[test]
+fn a_service_restarted_after_a_clean_stop_is_alive_while_sts_throttles_its_start() {
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    let receiver = support::FakeReceiver::start();
+    let throttled = "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>\
+                     <Message>Rate exceeded</Message></Error></ErrorResponse>";
+    let (sts, seen) = fake_sts(vec![(400, throttled.into())]);
+    let sandbox = Sandbox::new("start-heartbeat");
+    let role = "role_arn: arn:aws:iam::123456789012:role/billing-reader\npull_hour: 0\n";
+    let config = sandbox.write_config(&ce.url(), &receiver.url(), role);
+    let secret = sandbox.write_secret();
+    // What the previous run left when SIGTERM stopped it.
+    let heartbeat = sandbox.state_dir().join("heartbeat.json");
+    std::fs::write(
+        &heartbeat,
+        r#"{"pid":1,"acted":"2026-11-30T10:00:00Z","next_act":"2026-11-30T10:00:00Z","doing":"stopped","stopped":true}"#,
+    )
+    .unwrap();
+    let check = || {
+        Cmd::new()
+            .config(&config)
+            .args(["status", "--check"])
+            .run(WITHIN)
+    };
+    assert_eq!(check().code, Some(1), "the stale heartbeat says stopped");
+    let service = Cmd::new()
+        .env("AWS_ENDPOINT_URL_STS", &sts.url())
+        .config(&config)
+        .secret(&secret)
+        .arg("run")
+        .spawn();
+    assert!(support::wait_until(WITHIN, || !seen
+        .lock()
+        .unwrap()
+        .is_empty()));
+    let alive = check();
+    assert_eq!(
+        alive.code,
+        Some(0),
+        "{}\n{}",
+        alive.describe(),
+        service.stderr()
+    );
+    // Each retry of STS is a sign of life with the time of the next attempt.
+    let doing = || {
+        let text = std::fs::read_to_string(&heartbeat).unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&text).map_or(String::new(), |v| {
+            v["doing"].as_str().unwrap_or("").to_string()
+        })
+    };
+    assert!(
+        support::wait_until(WITHIN, || doing() == "retrying STS"),
+        "{}",
+        service.stderr()
+    );
+    support::runner::stop(service);
+}

@@ -152,6 +152,16 @@ impl crate::service::Runtime {
         }
     }
 
+    /// `run`, before its first credentials: a "starting" heartbeat (STS retries can take
+    /// minutes), so a service restarted after a clean stop is not taken for stopped meanwhile.
+    pub fn heartbeat_while_starting(&self) {
+        if self.target.is_some() {
+            crate::status::serve(Some(&self.config.state_dir));
+            let next = OffsetDateTime::now_utc() + crate::status::WORK_BOUND;
+            crate::status::beat("starting: looking for credentials", next);
+        }
+    }
+
     /// The first look at start (see Provider::first_fetch).
     pub fn first_credentials(&self) -> Result<(), String> {
         self.credentials.first_fetch(&|d| self.signals.sleep_for(d))
@@ -449,6 +459,7 @@ impl Provider {
     ) -> Result<sts::Assumed, CredError> {
         let mut attempt = 0;
         loop {
+            crate::status::working();
             let mut r = request.clone();
             if let Some(keys) = signer {
                 crate::sign::sign(
@@ -484,6 +495,7 @@ impl Provider {
                 Err(e) if e.transient && attempt + 1 < STS_ATTEMPTS => {
                     let wait = next_wait(attempt, Duration::from_secs(20), hint);
                     crate::warn!("{}; retrying in {:.1}s", e.message, wait.as_secs_f32());
+                    crate::status::beat("retrying STS", OffsetDateTime::now_utc() + wait);
                     if sleep(wait) {
                         return Err(e);
                     }
