@@ -1,6 +1,6 @@
 //! What a line is broken down by: the `group_by`, `metric` and `filter` config keys and their names on the wire and in events.
 
-use crate::config::{ConfigError, METRICS};
+use crate::config::{ConfigError, METRICS, show};
 use serde_yaml::{Mapping, Value};
 
 /// Cost Explorer dimensions accepted in `group_by`.
@@ -244,18 +244,6 @@ pub fn from_config(map: &Mapping, name: &str) -> Result<Breakdown, ConfigError> 
         }
     }
     Ok(breakdown)
-}
-
-fn show(value: &Value) -> String {
-    match value {
-        Value::String(s) => format!("{s:?}"),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Null => "nothing".into(),
-        Value::Sequence(_) => "a list".into(),
-        Value::Mapping(_) => "a mapping".into(),
-        Value::Tagged(_) => "a tagged value".into(),
-    }
 }
 
 #[cfg(test)]

@@ -529,14 +529,17 @@ fn choose(flag: &Option<PathBuf>, env: Option<String>, default: &str) -> (PathBu
 
 /// A default path that does not exist is fine; a path the user named must exist.
 /// A config or secret file is small: past this it is refused (`/dev/zero` would never end).
-const MAX_FILE_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// At most `max` + 1 bytes of `reader`: more than `max` read back means the source is too large.
+pub(crate) fn read_capped(reader: impl std::io::Read, max: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(reader, max + 1), &mut bytes)?;
+    Ok(bytes)
+}
 
 fn read_optional(path: &Path, named: bool) -> Result<Option<String>, ConfigError> {
-    let read = std::fs::File::open(path).and_then(|f| {
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_FILE_BYTES + 1), &mut bytes)
-            .map(|_| bytes)
-    });
+    let read = std::fs::File::open(path).and_then(|f| read_capped(f, MAX_FILE_BYTES));
     match read {
         Ok(bytes) if bytes.len() as u64 > MAX_FILE_BYTES => err(format!(
             "{}: larger than 1 MiB; expected a small YAML or JSON file",
@@ -759,7 +762,8 @@ pub(crate) fn key_name(key: &Value) -> String {
     }
 }
 
-fn show(value: &Value) -> String {
+/// A YAML value as an error line shows it: a string quoted, anything else by its kind.
+pub(crate) fn show(value: &Value) -> String {
     match value {
         Value::String(s) => format!("{s:?}"),
         Value::Number(n) => n.to_string(),

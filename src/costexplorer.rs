@@ -319,7 +319,7 @@ pub fn snippet(body: &[u8]) -> String {
 }
 
 /// Peer text as one line: whitespace runs as one space, control characters escaped, cut at `max`.
-fn one_line(s: &str, max: usize) -> String {
+pub(crate) fn one_line(s: &str, max: usize) -> String {
     let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
     crate::log::escape(&joined, max)
 }

@@ -23,6 +23,7 @@ pub mod sign;
 pub mod signal;
 pub mod snapshot;
 pub mod spend;
+pub mod spool;
 pub mod state;
 pub mod status;
 pub mod summary;

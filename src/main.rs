@@ -47,7 +47,8 @@ fn real_main() -> i32 {
     let loaded = config::load_reporting(&overrides, &env, &mut warn).and_then(|c| {
         // status reads state_dir only: it needs no credentials.
         if !matches!(cli.action, Action::Status { .. }) {
-            config::check_static_keys(&c.secret, &mut warn)?;
+            // Once: the chain reads the secret file again at every use (credentials::warn_once).
+            config::check_static_keys(&c.secret, &mut source_aws_billing::credentials::warn_once)?;
         }
         Ok(c)
     });
@@ -73,6 +74,9 @@ fn real_main() -> i32 {
             return 2;
         }
     };
+    if matches!(cli.action, Action::Run) {
+        runtime.heartbeat_while_starting();
+    }
     // Credentials are looked for once up front: none at all is bad input, as a missing key was.
     if let Err(e) = runtime.first_credentials() {
         error!("{e}");

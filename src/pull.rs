@@ -28,7 +28,6 @@ impl Runtime {
         max_pages: usize,
         sink: &mut dyn FnMut(Line) -> Result<(), String>,
     ) -> Result<(usize, usize), Failure> {
-        let credentials = self.signing_credentials()?;
         // A pull cut short by `max_pages` (`check`'s one page) is never recorded: only
         // whether Cost Explorer accepts the signed request counts, not what it answers.
         let mut check = (max_pages == usize::MAX).then(|| {
@@ -47,7 +46,7 @@ impl Runtime {
         loop {
             let body =
                 costexplorer::request_body(first, last, &self.config.breakdown, token.as_deref());
-            let page = self.page(&credentials, &body, check.as_mut(), &mut failing)?;
+            let page = self.page(&body, check.as_mut(), &mut failing)?;
             pages += 1;
             let next = page.next_token().map(str::to_string);
             debug!(
@@ -82,9 +81,9 @@ impl Runtime {
 
     /// One page: signed attempts, retried while they fail in a way that waiting can help
     /// and the pull's failing budget lasts; the answer is checked against the request.
+    /// Each attempt is signed with the credentials of the moment (cached while good).
     fn page(
         &self,
-        credentials: &Credentials,
         body: &str,
         mut check: Option<&mut Check>,
         failing: &mut Duration,
@@ -93,8 +92,11 @@ impl Runtime {
         loop {
             crate::spend::before_request(&self.config)?;
             crate::status::working();
+            // Fetched for every attempt, not once a pull: cached ones are only sure to
+            // last 5 more minutes, and a long catch-up with retries takes longer.
+            let credentials = self.signing_credentials()?;
             let started = Instant::now();
-            let (result, hint) = self.attempt(credentials, body);
+            let (result, hint) = self.attempt(&credentials, body);
             let result = result.and_then(|answer| {
                 let Some(check) = check.as_deref_mut() else {
                     return Ok(answer);
@@ -181,15 +183,20 @@ impl Runtime {
                 None,
             ),
             Ok(r) if (200..300).contains(&r.status) => (
-                costexplorer::parse_answer(&r.body)
-                    .map_err(|e| transient(format!("Cost Explorer sent an answer that is {e}"))),
+                costexplorer::parse_answer(&r.body).map_err(|_| {
+                    // The message quotes the body: secrets hidden before it is cut.
+                    let e = costexplorer::parse_answer(&hidden(credentials, &r.body)).err();
+                    let e = e.unwrap_or_else(|| "not a GetCostAndUsage result".into());
+                    transient(format!("Cost Explorer sent an answer that is {e}"))
+                }),
                 None,
             ),
             Ok(r) => {
                 let hint = r
                     .header("retry-after")
                     .and_then(|v| retry_after(v, OffsetDateTime::now_utc()));
-                (Err(costexplorer::parse_error(r.status, &r.body)), hint)
+                let body = hidden(credentials, &r.body);
+                (Err(costexplorer::parse_error(r.status, &body)), hint)
             }
             Err(e) if e.permanent => (
                 Err(CeError {
@@ -266,8 +273,8 @@ impl Runtime {
             writer.snapshot = round.into_writer().map_err(Failure::State)?;
             Ok(r)
         });
-        crate::status::record_pull(state.dir(), first, last, &result);
-        match result {
+        // Recorded after the commit: a batch that could not be spooled is no good pull.
+        let result = match result {
             Ok((pages, groups)) => {
                 let note = if left_out > 0 {
                     format!(" ({left_out} of days already delivered left out)")
@@ -284,7 +291,19 @@ impl Runtime {
                 writer.abandon();
                 Err(e)
             }
-        }
+        };
+        crate::status::record_pull(state.dir(), first, last, &result);
+        result
+    }
+}
+
+/// A peer's body with the signing secrets hidden, before any message quotes and cuts it
+/// (hidden after the cut, a secret straddling it would show in part).
+fn hidden<'a>(credentials: &Credentials, body: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+    let text = String::from_utf8_lossy(body);
+    match credentials.hide_in(&text) {
+        h if h == text => std::borrow::Cow::Borrowed(body),
+        h => std::borrow::Cow::Owned(h.into_bytes()),
     }
 }
 

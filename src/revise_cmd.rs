@@ -4,7 +4,6 @@ use crate::event::Event;
 use crate::schedule::{format_date, rfc3339};
 use crate::service::{Delivery, Failure, Runtime, describe_range, finish_once, yesterday};
 use crate::snapshot::{Round, revisable};
-use crate::state::State;
 use crate::{error, info};
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -20,27 +19,10 @@ pub fn revise(rt: &Runtime, days: Option<u32>) -> i32 {
         return preview(rt, &dir, n);
     }
     let deadline = Some(Instant::now() + Duration::from_secs(rt.config.send_timeout_s));
-    let mut state = match State::open(&dir, rt.config.state_dir_named) {
-        Ok(s) => s,
-        Err(e) => {
-            error!("{e}");
-            return 2;
-        }
+    let (mut state, mut total) = match crate::service::lock_and_drain(rt, deadline) {
+        Ok(found) => found,
+        Err(code) => return code,
     };
-    if let Err(e) = state.acquire(false) {
-        error!("{e}");
-        return 1;
-    }
-    let mut total = match rt.deliver_spool(&mut state, deadline) {
-        Ok(t) => t,
-        Err(e) => {
-            error!("{e}");
-            return 1;
-        }
-    };
-    if total.left > 0 || rt.signals.stopping() {
-        return finish_once(rt, total);
-    }
     let Some(state_dir) = state.dir().map(|d| d.to_path_buf()) else {
         info!("no state_dir, so nothing delivered before is known; nothing to revise");
         return 0;

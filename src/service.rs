@@ -121,27 +121,10 @@ pub fn once(rt: &Runtime, days: Option<(Date, Date)>, force: bool) -> i32 {
         return 2;
     }
     let deadline = Some(Instant::now() + Duration::from_secs(rt.config.send_timeout_s));
-    let mut state = match State::open(&rt.config.state_dir, rt.config.state_dir_named) {
-        Ok(s) => s,
-        Err(e) => {
-            error!("{e}");
-            return 2;
-        }
+    let (mut state, mut total) = match lock_and_drain(rt, deadline) {
+        Ok(found) => found,
+        Err(code) => return code,
     };
-    if let Err(e) = state.acquire(false) {
-        error!("{e}");
-        return 1;
-    }
-    let mut total = match rt.deliver_spool(&mut state, deadline) {
-        Ok(t) => t,
-        Err(e) => {
-            error!("{e}");
-            return 1;
-        }
-    };
-    if total.left > 0 || rt.signals.stopping() {
-        return finish_once(rt, total);
-    }
     let undelivered: Vec<Date> = day_list(first, last)
         .into_iter()
         .filter(|d| force || !state.is_delivered(*d))
@@ -176,6 +159,30 @@ pub fn once(rt: &Runtime, days: Option<(Date, Date)>, force: bool) -> i32 {
             1
         }
     }
+}
+
+/// What `once` and `revise` do first: open and lock state_dir and deliver what the spool
+/// holds. `Err(exit status)` when that already decides the run.
+pub(crate) fn lock_and_drain(
+    rt: &Runtime,
+    deadline: Option<Instant>,
+) -> Result<(State, Delivery), i32> {
+    let mut state = State::open(&rt.config.state_dir, rt.config.state_dir_named).map_err(|e| {
+        error!("{e}");
+        2
+    })?;
+    if let Err(e) = state.acquire(false) {
+        error!("{e}");
+        return Err(1);
+    }
+    let total = rt.deliver_spool(&mut state, deadline).map_err(|e| {
+        error!("{e}");
+        1
+    })?;
+    if total.left > 0 || rt.signals.stopping() {
+        return Err(finish_once(rt, total));
+    }
+    Ok((state, total))
 }
 
 pub(crate) fn finish_once(rt: &Runtime, total: Delivery) -> i32 {
@@ -392,7 +399,7 @@ fn service_step(rt: &Runtime, state: &mut State) -> Result<(), Failure> {
         state.delivered_days(),
         rt.config.max_catchup_days,
     );
-    if let Some((a, b)) = due.skipped {
+    if let Some((a, b)) = not_reached(rt, state, &due) {
         warn!(
             "{} are older than max_catchup_days {} and are not pulled; to fill the gap run: source-aws-billing once --from {} --to {}",
             describe_range(a, b),
@@ -421,6 +428,26 @@ fn service_step(rt: &Runtime, state: &mut State) -> Result<(), Failure> {
         return Err(Failure::Undelivered(delivery.left));
     }
     Ok(())
+}
+
+/// The undelivered days older than max_catchup_days that this round's pull leaves out: the
+/// daily range request starts at the oldest day it revises (revise_days may reach further
+/// back than max_catchup_days), and undelivered days inside it are delivered too.
+fn not_reached(rt: &Runtime, state: &State, due: &crate::schedule::Due) -> Option<(Date, Date)> {
+    let (a, b) = due.skipped?;
+    let days = rt.config.revise.revise_days;
+    let revised_from = match (due.pull, state.dir()) {
+        (Some((_, last)), Some(dir)) if rt.target.is_some() && days > 0 => {
+            crate::snapshot::revisable(dir, last, days)
+                .into_iter()
+                .find(|d| state.is_delivered(*d))
+        }
+        _ => None,
+    };
+    let b = revised_from
+        .and_then(Date::previous_day)
+        .map_or(b, |r| b.min(r));
+    (a <= b).then_some((a, b))
 }
 
 /// The target for a log line, without credentials.

@@ -109,7 +109,10 @@ impl Serialize for Routing<'_> {
 pub struct Round {
     dir: Option<PathBuf>,
     days: BTreeSet<Date>,
-    /// On disk, in an unlinked file in state_dir: only one bit per line stays in memory.
+    /// Days with a snapshot pulled as undelivered (`once --force`): every line goes out
+    /// again, as the next revision of its line, so the numbering continues.
+    resend: BTreeSet<Date>,
+    /// On disk, in an unlinked file (`FileSlots`): only one bit per line stays in memory.
     index: Option<Index<FileSlots>>,
     keep_days: u32,
     writer: Option<Writer>,
@@ -145,15 +148,33 @@ fn snapshot_days(state_dir: &Path) -> BTreeSet<Date> {
         .unwrap_or_default()
 }
 
-/// The revision index's slots: a file in state_dir, unlinked as soon as it is made (nothing
-/// to clean up after a crash); its pages live in the page cache, not in this process.
-struct FileSlots {
-    file: File,
+/// The revision index's slots. Recording: a file in state_dir, unlinked as soon as it is made
+/// (nothing to clean up after a crash), whose pages live in the page cache, not in this
+/// process. A preview writes nothing in state_dir: its slots are in memory when they fit in
+/// `PREVIEW_MEMORY`, else in such a file in the temporary directory (in memory if there is none).
+enum FileSlots {
+    File(File),
+    Memory(Vec<[u8; SLOT]>),
 }
 
+/// Slots a preview keeps in memory rather than in a temporary file (about 87,000 lines).
+const PREVIEW_MEMORY: usize = 4 << 20;
+
 impl FileSlots {
-    fn new(state_dir: &Path, capacity: usize) -> Result<FileSlots, String> {
-        let path = state_dir.join(format!(".revise-index.{}", std::process::id()));
+    fn new(state_dir: &Path, capacity: usize, record: bool) -> Result<FileSlots, String> {
+        if record {
+            return FileSlots::file(state_dir, capacity);
+        }
+        if capacity * SLOT > PREVIEW_MEMORY
+            && let Ok(slots) = FileSlots::file(&std::env::temp_dir(), capacity)
+        {
+            return Ok(slots);
+        }
+        Ok(FileSlots::Memory(vec![[0; SLOT]; capacity]))
+    }
+
+    fn file(dir: &Path, capacity: usize) -> Result<FileSlots, String> {
+        let path = dir.join(format!(".revise-index.{}", std::process::id()));
         let file = fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -164,16 +185,19 @@ impl FileSlots {
         let _ = fs::remove_file(&path);
         file.set_len((capacity * SLOT) as u64)
             .map_err(|e| write_error(&path, &e))?;
-        Ok(FileSlots { file })
+        Ok(FileSlots::File(file))
     }
 }
 
 impl Slots for FileSlots {
     fn get(&mut self, i: usize) -> Result<[u8; SLOT], String> {
         use std::os::unix::fs::FileExt;
+        let file = match self {
+            FileSlots::Memory(slots) => return Ok(slots[i]),
+            FileSlots::File(file) => file,
+        };
         let mut slot = [0u8; SLOT];
-        self.file
-            .read_exact_at(&mut slot, (i * SLOT) as u64)
+        file.read_exact_at(&mut slot, (i * SLOT) as u64)
             .map_err(|e| {
                 format!(
                     "the revision index: cannot read: {}",
@@ -185,14 +209,19 @@ impl Slots for FileSlots {
 
     fn set(&mut self, i: usize, slot: [u8; SLOT]) -> Result<(), String> {
         use std::os::unix::fs::FileExt;
-        self.file
-            .write_all_at(&slot, (i * SLOT) as u64)
-            .map_err(|e| {
-                format!(
-                    "the revision index: cannot write: {}",
-                    crate::config::plain_io(&e)
-                )
-            })
+        let file = match self {
+            FileSlots::Memory(slots) => {
+                slots[i] = slot;
+                return Ok(());
+            }
+            FileSlots::File(file) => file,
+        };
+        file.write_all_at(&slot, (i * SLOT) as u64).map_err(|e| {
+            format!(
+                "the revision index: cannot write: {}",
+                crate::config::plain_io(&e)
+            )
+        })
     }
 }
 
@@ -243,7 +272,8 @@ fn each_stored(
 impl Round {
     /// Plans a pull of `first..=last`: with `window` (days), the delivered days from
     /// `window` days before `last` up to `last` whose last numbers were estimated are pulled
-    /// again too. With `record`, the batch's snapshot is written and day files older than
+    /// again too. A day of `first..=last` that is not `delivered` (a forced re-pull) but
+    /// has a snapshot continues its numbering: each line goes out as its next revision. With `record`, the batch's snapshot is written and day files older than
     /// `revise_days` before `last` are dropped; without a state_dir nothing is revised or
     /// recorded.
     pub fn start(
@@ -257,6 +287,7 @@ impl Round {
         let mut round = Round {
             dir: dir.map(Path::to_path_buf),
             days: BTreeSet::new(),
+            resend: BTreeSet::new(),
             index: None,
             keep_days: revise_days,
             writer: None,
@@ -275,6 +306,9 @@ impl Round {
                 if record {
                     let _ = fs::remove_file(day_file(dir, day));
                 }
+            } else if day >= first && day <= last && !delivered(day) {
+                round.days.insert(day);
+                round.resend.insert(day);
             } else if revise_from.is_some_and(|f| day >= f) && day <= last && delivered(day) {
                 round.days.insert(day);
             }
@@ -287,7 +321,10 @@ impl Round {
             .sum();
         let mut index = match round.days.is_empty() {
             true => None,
-            false => Some(Index::new(FileSlots::new(dir, capacity_for(lines))?, lines)),
+            false => Some(Index::new(
+                FileSlots::new(dir, capacity_for(lines), record)?,
+                lines,
+            )),
         };
         for day in &round.days {
             each_stored(dir, *day, &mut |s| {
@@ -352,6 +389,12 @@ impl Round {
         let verdict = match &mut self.index {
             Some(index) => index.judge(&event.data)?,
             None => Verdict::Revise(1),
+        };
+        let verdict = match verdict {
+            Verdict::Unchanged(r) if day.is_some_and(|d| self.resend.contains(&d)) => {
+                Verdict::Revise(r + 1)
+            }
+            v => v,
         };
         if let Some(t) = &mut self.totals {
             t.add(
@@ -589,6 +632,31 @@ pub fn revisable(state_dir: &Path, last: Date, days: u32) -> BTreeSet<Date> {
         .collect()
 }
 
+/// Days of [`revisable`] of which at least one line went out as a revision (for `status`):
+/// reads the day files a line at a time, writes nothing and takes no lock.
+pub fn revised(state_dir: &Path, last: Date, days: u32) -> BTreeSet<Date> {
+    #[derive(Deserialize)]
+    struct Revision {
+        r: u32,
+    }
+    let any_revision = |day: Date| {
+        let Ok(file) = File::open(day_file(state_dir, day)) else {
+            return false;
+        };
+        BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| serde_json::from_str::<Revision>(&l).is_ok_and(|s| s.r > 0))
+    };
+    match days {
+        0 => BTreeSet::new(),
+        _ => revisable(state_dir, last, days)
+            .into_iter()
+            .filter(|d| any_revision(*d))
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -792,5 +860,25 @@ mod tests {
         fs::write(spool.join("2026-11-20_2026-11-21.jsonl"), "").unwrap();
         assert!(!stale(&spool, "2026-11-20_2026-11-21.revise"));
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn preview_slots_stay_out_of_state_dir_small_or_large() {
+        let nowhere = Path::new("/nonexistent/state");
+        assert!(
+            FileSlots::new(nowhere, 16, true).is_err(),
+            "recording uses state_dir"
+        );
+        for capacity in [16, PREVIEW_MEMORY / SLOT * 2] {
+            let mut slots = FileSlots::new(nowhere, capacity, false).unwrap();
+            assert_eq!(
+                matches!(slots, FileSlots::Memory(_)),
+                capacity == 16,
+                "small in memory, large in a temporary file"
+            );
+            slots.set(capacity - 1, [7; SLOT]).unwrap();
+            assert_eq!(slots.get(capacity - 1).unwrap(), [7; SLOT]);
+            assert_eq!(slots.get(0).unwrap(), [0; SLOT]);
+        }
     }
 }

@@ -12,6 +12,7 @@ use crate::spend;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -229,8 +230,8 @@ pub struct Report {
     pub ce_requests_this_month: u64,
     pub ce_cost_this_month_usd: String,
     pub max_monthly_requests: u64,
-    /// Days whose costs Cost Explorer revised after delivery: filled in once revisions are
-    /// tracked (a later change); absent from the JSON until then.
+    /// Days still inside the revise window of which a line went out as a revision;
+    /// absent from the JSON when there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revision_days: Option<Vec<String>>,
     pub heartbeat: Option<Heartbeat>,
@@ -258,9 +259,15 @@ pub fn gather(config: &Config, now: OffsetDateTime) -> Result<Report, String> {
         ce_requests_this_month: requests,
         month,
         max_monthly_requests: max,
-        revision_days: None,
+        revision_days: revision_days(config, now),
         heartbeat: read_json(&dir.join(HEARTBEAT))?,
     })
+}
+
+fn revision_days(config: &Config, now: OffsetDateTime) -> Option<Vec<String>> {
+    let yesterday = now.date() - time::Duration::days(1);
+    let days = crate::snapshot::revised(&config.state_dir, yesterday, config.revise.revise_days);
+    (!days.is_empty()).then(|| days.into_iter().map(format_date).collect())
 }
 
 /// The report for people, one fact a line.
@@ -281,7 +288,8 @@ pub fn human(r: &Report) -> String {
             };
             match &p.error {
                 None => format!("{days} at {}, ok", p.time),
-                Some(e) => format!("{days} at {}, failed: {e}", p.time),
+                // Peer text (Cost Explorer's or the target's words): escaped for a terminal.
+                Some(e) => format!("{days} at {}, failed: {}", p.time, crate::log::peer(e)),
             }
         }
     };
@@ -373,19 +381,54 @@ fn read_delivered(dir: &Path) -> Result<BTreeSet<Date>, String> {
         .unwrap_or_default())
 }
 
-fn read_text(path: &Path) -> Result<String, String> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(e) => Err(format!("{}: cannot read: {}", path.display(), plain_io(&e))),
+/// The most of a line `each_line` hands over: enough for an acknowledgement.
+const HEAD: usize = 32;
+
+/// Calls `f` for each line of `path` (a missing file has none) with the line's first bytes
+/// (at most `HEAD` + 1: a longer line is no acknowledgement), whether it holds more than whitespace, and
+/// whether it ended with a newline. Read a buffer at a time: memory stays flat whatever the
+/// file's size (a 64 MB spool, a long dead-letter file), as `status` may run in a small pod.
+fn each_line(path: &Path, f: &mut dyn FnMut(&[u8], bool, bool)) -> Result<(), String> {
+    let cannot = |e: std::io::Error| format!("{}: cannot read: {}", path.display(), plain_io(&e));
+    let file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(cannot(e)),
+    };
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let (mut head, mut started, mut content) = (Vec::with_capacity(HEAD), false, false);
+    loop {
+        let chunk = reader.fill_buf().map_err(cannot)?;
+        if chunk.is_empty() {
+            break;
+        }
+        for &b in chunk {
+            if b == b'\n' {
+                f(&head, content, true);
+                (started, content) = (false, false);
+                head.clear();
+                continue;
+            }
+            started = true;
+            content |= !b.is_ascii_whitespace();
+            if head.len() <= HEAD {
+                head.push(b);
+            }
+        }
+        let n = chunk.len();
+        reader.consume(n);
     }
+    if started {
+        f(&head, content, false);
+    }
+    Ok(())
 }
 
+/// Lines holding more than whitespace.
 fn count_lines(path: &Path) -> Result<u64, String> {
-    Ok(read_text(path)?
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .count() as u64)
+    let mut count = 0;
+    each_line(path, &mut |_, content, _| count += u64::from(content))?;
+    Ok(count)
 }
 
 /// Events in the spool not yet acknowledged (complete ack lines only, as the service reads them).
@@ -408,19 +451,21 @@ fn spool_pending(spool: &Path) -> Result<u64, String> {
             continue;
         }
         let total = count_lines(&path)?;
-        let acks = read_text(&path.with_extension("acked"))?;
-        let complete = &acks[..acks.rfind('\n').map_or(0, |i| i + 1)];
-        // One flag per line, so an index acknowledged twice counts once.
-        let mut acked = vec![false; total as usize];
-        for i in complete
-            .lines()
-            .filter_map(|l| l.trim().parse::<usize>().ok())
-        {
-            if let Some(flag) = acked.get_mut(i) {
-                *flag = true;
+        // One bit per event: an event acknowledged twice counts once.
+        let mut acked = vec![0u64; total.div_ceil(64) as usize];
+        let mut count = 0;
+        each_line(&path.with_extension("acked"), &mut |head, _, complete| {
+            let index = std::str::from_utf8(head)
+                .ok()
+                .filter(|_| head.len() <= HEAD)
+                .and_then(|l| l.trim().parse::<u64>().ok());
+            if let (true, Some(i)) = (complete, index.filter(|i| *i < total)) {
+                let (word, bit) = ((i / 64) as usize, 1u64 << (i % 64));
+                count += u64::from(acked[word] & bit == 0);
+                acked[word] |= bit;
             }
-        }
-        pending += total - acked.iter().filter(|a| **a).count() as u64;
+        })?;
+        pending += total - count;
     }
     Ok(pending)
 }
@@ -534,13 +579,37 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("2026-11-01_2026-11-01.jsonl"), "{}\n{}\n{}\n").unwrap();
-        fs::write(dir.join("2026-11-01_2026-11-01.acked"), "0\n0\n9\n2\n1").unwrap();
+        fs::write(dir.join("2026-11-01_2026-11-01.acked"), "0\n2\n1").unwrap();
         fs::write(dir.join("2026-11-02_2026-11-02.jsonl.tmp"), "{}\n").unwrap();
         assert_eq!(
             spool_pending(&dir).unwrap(),
             1,
-            "a torn ack line, a repeated one and one past the end do not count"
+            "a torn ack line does not count"
         );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn lines_are_counted_across_buffers_and_acks_once_each() {
+        let dir = std::env::temp_dir().join(format!("sab-status-lines-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        // A line longer than the read buffer, blank and whitespace-only lines, no final newline.
+        let long = "x".repeat(200_000);
+        let text = format!("{{}}\n\n  \t\r\n{long}\n{{}}\r\n{long}");
+        fs::write(dir.join("2026-11-01_2026-11-01.jsonl"), &text).unwrap();
+        assert_eq!(
+            count_lines(&dir.join("2026-11-01_2026-11-01.jsonl")).unwrap(),
+            4
+        );
+        assert_eq!(count_lines(&dir.join("none.jsonl")).unwrap(), 0);
+        // Twice acknowledged, out of range, not a number, torn: only 0 and 3 count.
+        fs::write(
+            dir.join("2026-11-01_2026-11-01.acked"),
+            "3\n 0 \n3\n9\nx\n2",
+        )
+        .unwrap();
+        assert_eq!(spool_pending(&dir).unwrap(), 2);
         fs::remove_dir_all(dir).unwrap();
     }
 }

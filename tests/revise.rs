@@ -399,3 +399,185 @@ fn a_day_summary_follows_the_lines_and_each_revision_round_with_exact_totals() {
     run(&["revise"]);
     assert_eq!(receiver.accepted_count(), count);
 }
+
+#[test]
+fn a_forced_re_pull_continues_the_revision_numbers_so_the_latest_revision_wins() {
+    let ce = FakeCostExplorer::with_groups(3, 100);
+    let receiver = FakeReceiver::start();
+    let sandbox = Sandbox::new("revise-force");
+    let d2 = days_ago(2);
+    let run = |args: &[&str]| {
+        sandbox
+            .cmd(&ce.url(), &receiver.url(), "")
+            .args(args)
+            .run(WITHIN)
+            .assert_code(0);
+    };
+    run(&["once", "--date", &d2]);
+    ce.revise(&d2, "Service 0001", "5");
+    run(&["revise"]);
+    ce.revise(&d2, "Service 0001", "6");
+    run(&["revise"]);
+    assert_eq!(receiver.accepted_count(), 5);
+
+    // Pulled again by force: every line goes out once more as the next revision of its
+    // line, and the line that is gone gets its zero, as in a revise round.
+    ce.remove(&d2, "Service 0002");
+    run(&["once", "--date", &d2, "--force"]);
+    let s3 = amount(&ce, &d2, "Service 0003");
+    let forced: BTreeSet<Seen> = accepted(&receiver)[5..].iter().cloned().collect();
+    assert_eq!(
+        forced,
+        BTreeSet::from([
+            line(&d2, "Service 0001", "6", Some(3), true),
+            line(&d2, "Service 0002", "0", Some(1), true),
+            line(&d2, "Service 0003", &s3, Some(1), true),
+        ])
+    );
+
+    // The next revise goes on from there.
+    ce.revise(&d2, "Service 0001", "7");
+    run(&["revise"]);
+    assert_eq!(
+        accepted(&receiver)[8..],
+        [line(&d2, "Service 0001", "7", Some(4), true)]
+    );
+    // What a consumer keeping the highest revision per line ends up with is what AWS says now.
+    let mut latest: std::collections::BTreeMap<String, (u32, String)> = Default::default();
+    for s in accepted(&receiver) {
+        let r = s.3.unwrap_or(0);
+        if latest.get(&s.1).is_none_or(|(have, _)| r > *have) {
+            latest.insert(s.1.clone(), (r, s.2.clone()));
+        }
+    }
+    let kept: Vec<(&str, &str)> = latest
+        .iter()
+        .map(|(k, (_, a))| (k.as_str(), a.as_str()))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("Service 0001", "7"),
+            ("Service 0002", "0"),
+            ("Service 0003", s3.as_str())
+        ]
+    );
+}
+
+/// Mounts `dir` read-only in a private mount namespace, then runs the binary: wrapper words
+/// for `Cmd::wrapped_in`, or None (and why) where that is not possible.
+fn read_only(dir: &std::path::Path) -> Option<Vec<String>> {
+    let script = r#"mount --bind -o ro "$1" "$1" && shift && exec "$@""#;
+    let words: Vec<String> = ["unshare", "-m", "sh", "-c", script, "sh"]
+        .iter()
+        .map(|w| w.to_string())
+        .chain([dir.display().to_string()])
+        .collect();
+    let probe = std::process::Command::new(&words[0])
+        .args(&words[1..])
+        .args(["sh", "-c", "! touch \"$0/.probe\" 2>/dev/null"])
+        .arg(dir)
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => Some(words),
+        Ok(out) => {
+            println!(
+                "skipped: cannot mount read-only here: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            None
+        }
+        Err(e) => {
+            println!("skipped: no unshare: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn revise_preview_works_on_a_read_only_state_dir() {
+    let ce = FakeCostExplorer::with_groups(3, 100);
+    let receiver = FakeReceiver::start();
+    let sandbox = Sandbox::new("revise-preview-ro");
+    let d2 = days_ago(2);
+    sandbox
+        .cmd(&ce.url(), &receiver.url(), "")
+        .args(["once", "--date", &d2])
+        .run(WITHIN)
+        .assert_code(0);
+    ce.revise(&d2, "Service 0003", "7");
+    let Some(wrapper) = read_only(&sandbox.state_dir()) else {
+        return;
+    };
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let run = sandbox
+        .cmd(&ce.url(), &receiver.url(), "")
+        .args(["revise", "--target", "-"])
+        .wrapped_in(&wrapper)
+        .run(WITHIN);
+    run.assert_code(0);
+    let lines = run.stdout_lines();
+    assert_eq!(lines.len(), 1, "{}", run.describe());
+    let event: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(
+        (&event["data"]["amount"], &event["revision"]),
+        (&serde_json::json!("7"), &serde_json::json!(1))
+    );
+}
+
+#[test]
+fn the_catch_up_warning_names_only_holes_the_revision_range_does_not_reach() {
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    let receiver = FakeReceiver::start();
+    let sandbox = Sandbox::new("revise-catchup");
+    let config = "pull_hour: 0\nmax_catchup_days: 2\nrevise_days: 8\n";
+    let d = |n| days_ago(n);
+    // d10 is final when delivered (no revision record); d7 is estimated (revised).
+    ce.finalize_through(&d(10));
+    for day in [d(10), d(7)] {
+        sandbox
+            .cmd(&ce.url(), &receiver.url(), config)
+            .args(["once", "--date", &day])
+            .run(WITHIN)
+            .assert_code(0);
+    }
+    assert_eq!(receiver.accepted_count(), 2);
+    let running = sandbox
+        .cmd(&ce.url(), &receiver.url(), config)
+        .env("LOG_LEVEL", "debug")
+        .arg("run")
+        .spawn();
+    assert!(
+        running.wait_for_stderr(IDLE, WITHIN),
+        "{}",
+        running.stderr()
+    );
+    let run = stop(running);
+    // The daily request starts at d7, the day it revises: the holes d6..d3, older than
+    // max_catchup_days, are delivered with d2 and d1.
+    assert_eq!(
+        ce.bodies().last().unwrap()["TimePeriod"]["Start"],
+        d(7).as_str(),
+        "{}",
+        run.describe()
+    );
+    let dates: BTreeSet<String> = accepted(&receiver).into_iter().map(|s| s.0).collect();
+    for n in 1..=6 {
+        assert!(
+            dates.contains(&d(n)),
+            "{} delivered\n{}",
+            d(n),
+            run.describe()
+        );
+    }
+    // Only d9..d8 are left out, and the warning says so.
+    assert!(!dates.contains(&d(9)) && !dates.contains(&d(8)));
+    let warned = run.stderr_lines_with(&["max_catchup_days"]);
+    assert!(!warned.is_empty(), "{}", run.describe());
+    let command = format!("once --from {} --to {}", d(9), d(8));
+    assert!(
+        warned.iter().all(|l| l.contains(&command)),
+        "{warned:#?}\n{}",
+        run.describe()
+    );
+}

@@ -431,3 +431,140 @@ fn without_a_state_dir_requests_are_counted_in_memory_and_the_cap_still_holds() 
     assert_eq!(ce.request_count(), 1);
     assert!(!nowhere.exists(), "a preview creates no state");
 }
+
+/// Every file under `dir` with its contents.
+fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn revision_days_name_the_days_that_were_revised_and_status_writes_nothing() {
+    let sandbox = Sandbox::new("status-revisions");
+    let ce = FakeCostExplorer::with_groups(3, 100);
+    let receiver = FakeReceiver::start();
+    let (d3, d2) = (days_ago(3), days_ago(2));
+    once(&sandbox, &ce, &receiver.url(), "", &d3).assert_code(0);
+    once(&sandbox, &ce, &receiver.url(), "", &d2).assert_code(0);
+    let report = status_json(&sandbox);
+    assert!(
+        report.get("revision_days").is_none(),
+        "{report}: nothing was revised yet"
+    );
+
+    ce.revise(&d2, "Service 0002", "12.5");
+    sandbox
+        .cmd(&ce.url(), &receiver.url(), "")
+        .arg("revise")
+        .run(WITHIN)
+        .assert_code(0);
+    assert_eq!(receiver.accepted_count(), 7);
+    let before = files(&sandbox.state_dir());
+    let report = status_json(&sandbox);
+    assert_eq!(report["revision_days"], serde_json::json!([d2]), "{report}");
+    let human = status(&sandbox, &[]);
+    human.assert_code(0);
+    assert!(
+        human.stdout.contains(&format!("revised days       {d2}\n")),
+        "{}",
+        human.describe()
+    );
+    assert_eq!(files(&sandbox.state_dir()), before, "status writes nothing");
+}
+
+#[test]
+fn status_counts_large_files_within_a_small_pods_memory() {
+    let sandbox = Sandbox::new("status-memory");
+    let config = sandbox.write_config("http://127.0.0.1:9", "http://127.0.0.1:9", "");
+    let state = sandbox.state_dir();
+    std::fs::create_dir_all(state.join("spool")).unwrap();
+    // Sparse files (no disk, no time to write): 48 MiB each, one line with no newline.
+    let big = 48 << 20;
+    let spool = std::fs::File::create(state.join("spool/2026-11-01_2026-11-01.jsonl")).unwrap();
+    spool.set_len(big).unwrap();
+    std::fs::write(state.join("spool/2026-11-01_2026-11-01.acked"), "5\n").unwrap();
+    let dead = std::fs::File::create(state.join("dead-letter.jsonl")).unwrap();
+    dead.set_len(big).unwrap();
+    // An address-space limit of 32 MiB, the pod's: reading either file whole cannot fit.
+    let run = Cmd::new()
+        .wrapped_in(&["prlimit", "--as=33554432", "--"])
+        .config(&config)
+        .args(["status", "--json"])
+        .run(WITHIN);
+    run.assert_code(0);
+    let report: Value = serde_json::from_str(run.stdout_lines()[0]).expect("JSON");
+    assert_eq!(report["spool_events"], 1, "{report}");
+    assert_eq!(report["dead_letters"], 1, "{report}");
+}
+
+#[test]
+fn peer_text_in_the_last_pull_error_is_escaped_in_the_human_output() {
+    let sandbox = Sandbox::new("status-peer-text");
+    sandbox.write_config("http://127.0.0.1:9", "http://127.0.0.1:9", "");
+    let state = sandbox.state_dir();
+    std::fs::create_dir_all(&state).unwrap();
+    let error = "Cost Explorer: \u{1b}]0;owned\u{7}denied\nheartbeat          fine\u{202e}";
+    let record = serde_json::json!({
+        "time": "2026-11-30T02:00:01Z",
+        "days": {"first": "2026-11-29", "last": "2026-11-29"},
+        "ok": false,
+        "error": error,
+    });
+    std::fs::write(state.join("last-pull.json"), record.to_string()).unwrap();
+    let run = status(&sandbox, &[]);
+    run.assert_code(0);
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("last pull"))
+        .expect("a last pull line");
+    assert_eq!(
+        line,
+        "last pull          2026-11-29 at 2026-11-30T02:00:01Z, failed: Cost Explorer: \\u{1b}]0;owned\\u{7}denied\\u{a}heartbeat          fine\\u{202e}"
+    );
+    assert_eq!(
+        run.stdout
+            .lines()
+            .filter(|l| l.starts_with("heartbeat"))
+            .count(),
+        1,
+        "no forged line\n{}",
+        run.stdout
+    );
+    // The JSON keeps the text as it was, escaped the JSON way.
+    assert_eq!(status_json(&sandbox)["last_pull"]["error"], error);
+}
+
+#[test]
+fn a_pull_whose_batch_cannot_be_spooled_is_recorded_as_failed() {
+    let sandbox = Sandbox::new("status-commit-fails");
+    let ce = FakeCostExplorer::with_groups(3, 100);
+    let receiver = FakeReceiver::start();
+    // The day's 3 events (about 1.2 KB) wait in the spool writer's buffer until the batch is
+    // committed; the flush there passes the file size limit, the small records do not.
+    let run = sandbox
+        .cmd(&ce.url(), &receiver.url(), "")
+        .args(["once", "--date", "2022-06-11"])
+        .file_size_limit(1000)
+        .run(WITHIN);
+    run.assert_code(1);
+    assert!(
+        run.stderr.to_ascii_lowercase().contains("too large"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(receiver.request_count(), 0);
+    let report = status_json(&sandbox);
+    assert_eq!(report["last_pull"]["ok"], false, "{report}");
+    let error = report["last_pull"]["error"].as_str().unwrap_or_default();
+    assert!(error.to_ascii_lowercase().contains("too large"), "{report}");
+}

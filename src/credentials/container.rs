@@ -1,12 +1,16 @@
 //! Container credentials (ECS task role, EKS Pod Identity): the endpoint, its token, its JSON answer.
 
-use super::{CredError, Env, Obtained, local_call};
+use super::{CredError, Env, Obtained, local::Budget, local_call};
 use crate::config::Credentials;
 use std::path::PathBuf;
 use std::time::Duration;
 
 const ECS_HOST: &str = "http://169.254.170.2";
-const TIMEOUT: Duration = Duration::from_secs(2);
+/// Connect within 2 s, the whole answer within 4 s (one retry: 8 s at most).
+const TIMEOUT: Budget = Budget {
+    connect: Duration::from_secs(2),
+    total: Duration::from_secs(4),
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Token {
@@ -100,7 +104,11 @@ pub fn parse(
         && code != "Success"
     {
         let message = field(answer.message).unwrap_or_default();
-        return Err(format!("{what} answered Code {code:?}: {message}"));
+        return Err(format!(
+            "{what} answered Code \"{}\": {}",
+            crate::log::peer(&code),
+            crate::log::peer(&message)
+        ));
     }
     let need = |v: Option<String>, k: &str| {
         field(v).ok_or_else(|| format!("{what} sent credentials without {k}"))
@@ -128,19 +136,16 @@ pub fn fetch(endpoint: &Endpoint) -> Result<Obtained, CredError> {
         None => None,
         Some(Token::Value(v)) => Some(v.trim().to_string()),
         Some(Token::File(path)) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| {
-                    fail(
-                        false,
-                        format!(
-                            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE {}: cannot read: {}",
-                            path.display(),
-                            crate::config::plain_io(&e)
-                        ),
-                    )
-                })?
-                .trim()
-                .to_string(),
+            super::file::read_small(
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                path,
+                super::file::MAX_TOKEN_BYTES,
+                false,
+            )
+            .map_err(|m| fail(false, m))?
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
         ),
     };
     if token.as_ref().is_some_and(|t| t.contains(['\r', '\n'])) {
@@ -175,6 +180,7 @@ pub fn fetch(endpoint: &Endpoint) -> Result<Obtained, CredError> {
             Err(_) => Vec::new(),
         }
         .join(": ");
+        let said = crate::log::peer(&said);
         let hint = if status == 401 || status == 403 {
             " (is the authorization token right?)"
         } else {
@@ -289,6 +295,9 @@ mod tests {
                 .contains("without SecretAccessKey")
         );
         assert!(parse("ecs", b"<html>").unwrap_err().contains("not JSON"));
+        let forged = br#"{"Code":"Bad\u001b[2J","Message":"no\r\n2026-11-30T00:00:00Z ERROR x"}"#;
+        let e = parse("imds", forged).unwrap_err();
+        assert!(!e.contains(|c: char| c.is_control()), "{e:?}");
         let failed = br#"{"Code":"AssumeRoleUnauthorizedAccess","Message":"no"}"#;
         assert!(
             parse("imds", failed)

@@ -1,9 +1,14 @@
 //! EC2 instance role over IMDSv2 only: a session token first (never the v1 path), short timeouts.
 
-use super::{CredError, Env, Obtained, local_call};
+use super::{CredError, Env, Obtained, local::Budget, local_call};
 use std::time::Duration;
 
-const TIMEOUT: Duration = Duration::from_secs(1);
+/// Each call connects within 1 s and ends within 1 s: with the one retry of the token
+/// request, a host with no (or a dripping) metadata service costs about 2 s.
+const TIMEOUT: Budget = Budget {
+    connect: Duration::from_secs(1),
+    total: Duration::from_secs(1),
+};
 const TOKEN_TTL: &str = "21600";
 
 /// The IMDS base URL, or None when AWS_EC2_METADATA_DISABLED=true.
@@ -37,7 +42,8 @@ pub enum Found {
 pub fn role_name(listing: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(listing).ok()?;
     let name = text.lines().next()?.trim();
-    (!name.is_empty() && !name.contains('/')).then(|| name.to_string())
+    (!name.is_empty() && !name.contains(|c: char| c == '/' || c.is_control()))
+        .then(|| name.to_string())
 }
 
 /// PUT /latest/api/token (one retry when nothing answers), then the role and its credentials.
@@ -144,6 +150,7 @@ mod tests {
             Some("billing-node")
         );
         assert_eq!(role_name(b"\n"), None);
+        assert_eq!(role_name(b"a\x1b[2Jb\n"), None);
         // The shape documented for IMDS security-credentials.
         let body = br#"{"Code":"Success","LastUpdated":"2026-11-30T10:00:00Z","Type":"AWS-HMAC","AccessKeyId":"ASIAEXAMPLE","SecretAccessKey":"secret","Token":"token","Expiration":"2026-11-30T16:00:00Z"}"#;
         let (c, exp, _) = crate::credentials::container::parse("imds", body).unwrap();

@@ -6,6 +6,7 @@
 //! pure functions (parse a file, an answer; build a request) and fetches at the edge.
 
 pub mod container;
+mod file;
 pub mod imds;
 mod local;
 pub mod profile;
@@ -17,6 +18,7 @@ pub mod web_identity;
 pub(crate) use local::{local_call, unreachable};
 use profile::profile_files;
 pub use settings::{DEFAULT_SESSION_NAME, RoleSettings, role_settings};
+pub use static_keys::warn_once;
 
 use crate::config::{Credentials, SecretSource};
 use crate::http::Client;
@@ -101,6 +103,31 @@ impl Env {
     }
 }
 
+/// Every credential URL that is set, parsed as the HTTP client will parse it, at start:
+/// a bad one is one line naming its variable (exit 2), not a failed call later.
+fn check_urls(env: &Env) -> Result<(), String> {
+    // AWS_ENDPOINT_URL is STS's only when AWS_ENDPOINT_URL_STS is not set.
+    let sts = ["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"]
+        .into_iter()
+        .find(|k| env.get(k).is_some());
+    let others = [
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ];
+    for var in sts.into_iter().chain(others) {
+        if let Some(url) = env.get(var) {
+            crate::urls::check_http_url(var, url.trim())?;
+        }
+    }
+    if let Some(Ok(endpoint)) = container::from_env(env) {
+        let var = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
+        if env.get(var).is_some() {
+            crate::urls::check_http_url(var, &endpoint.url)?;
+        }
+    }
+    Ok(())
+}
+
 /// The chain and its cache; one per process, held by the Runtime.
 pub struct Provider {
     secret: SecretSource,
@@ -122,6 +149,16 @@ impl crate::service::Runtime {
             // Asked to stop while waiting to retry STS.
             Err(_) if self.signals.stopping() => Err(crate::service::Failure::Stopped),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `run`, before its first credentials: a "starting" heartbeat (STS retries can take
+    /// minutes), so a service restarted after a clean stop is not taken for stopped meanwhile.
+    pub fn heartbeat_while_starting(&self) {
+        if self.target.is_some() {
+            crate::status::serve(Some(&self.config.state_dir));
+            let next = OffsetDateTime::now_utc() + crate::status::WORK_BOUND;
+            crate::status::beat("starting: looking for credentials", next);
         }
     }
 
@@ -151,6 +188,7 @@ impl Provider {
         config: &crate::config::Config,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Provider, String> {
+        check_urls(&Env::capture(env))?;
         let sts_url = sts::endpoint(&config.region, env);
         let sts = Client::new(
             &sts_url,
@@ -421,6 +459,7 @@ impl Provider {
     ) -> Result<sts::Assumed, CredError> {
         let mut attempt = 0;
         loop {
+            crate::status::working();
             let mut r = request.clone();
             if let Some(keys) = signer {
                 crate::sign::sign(
@@ -456,6 +495,7 @@ impl Provider {
                 Err(e) if e.transient && attempt + 1 < STS_ATTEMPTS => {
                     let wait = next_wait(attempt, Duration::from_secs(20), hint);
                     crate::warn!("{}; retrying in {:.1}s", e.message, wait.as_secs_f32());
+                    crate::status::beat("retrying STS", OffsetDateTime::now_utc() + wait);
                     if sleep(wait) {
                         return Err(e);
                     }

@@ -256,18 +256,17 @@ pub(super) fn profile_files(env: &Env) -> ProfileFiles {
 
 impl ProfileFiles {
     pub(super) fn plan(&self, session_default: &str) -> Result<Option<Plan>, String> {
-        let read = |path: &std::path::Path| -> Result<Vec<(String, Section)>, String> {
-            match std::fs::read_to_string(path) {
-                Ok(text) => parse_ini(&path.display().to_string(), &text),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-                Err(e) => Err(format!(
-                    "{}: cannot read: {}",
-                    path.display(),
-                    crate::config::plain_io(&e)
-                )),
+        let read = |what: &str, path: &std::path::Path| -> Result<Vec<(String, Section)>, String> {
+            let max = crate::config::MAX_FILE_BYTES;
+            match super::file::read_small(what, path, max, true)? {
+                Some(text) => parse_ini(&path.display().to_string(), &text),
+                None => Ok(Vec::new()),
             }
         };
-        let profiles = Profiles::build(read(&self.config)?, read(&self.credentials)?);
+        let profiles = Profiles::build(
+            read("shared config file", &self.config)?,
+            read("shared credentials file", &self.credentials)?,
+        );
         if self.named && !profiles.0.contains_key(&self.name) {
             return Err(format!(
                 "profile {} (AWS_PROFILE): not found in {} or {}",

@@ -12,9 +12,7 @@ pub fn look(source: &SecretSource) -> (String, Option<Result<Obtained, CredError
     };
     let got = match config::load_credentials(source) {
         Ok((credentials, warnings)) => {
-            for w in warnings {
-                warn!("{w}");
-            }
+            warnings.into_iter().for_each(warn_once);
             Ok(Obtained {
                 credentials,
                 expiration: None,
@@ -27,6 +25,18 @@ pub fn look(source: &SecretSource) -> (String, Option<Result<Obtained, CredError
         }),
     };
     (looked, Some(got))
+}
+
+/// Prints a warning about the secret file once per process: the file is read again at
+/// every use (a rotated secret takes effect), its warnings are not. A changed file with a
+/// new problem warns about that one.
+pub fn warn_once(warning: String) {
+    static SHOWN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut shown = SHOWN.lock().unwrap_or_else(|e| e.into_inner());
+    if !shown.contains(&warning) {
+        warn!("{warning}");
+        shown.push(warning);
+    }
 }
 
 /// `credential_source = Environment` in a profile.

@@ -155,11 +155,18 @@ pub fn parse_error(action: &str, status: u16, body: &[u8]) -> CredError {
         code.as_deref(),
         Some("Throttling" | "IDPCommunicationError" | "RequestLimitExceeded")
     );
-    let detail = match (code, element(&text, "Message")) {
+    // Peer text: control characters escaped and cut, as Cost Explorer's errors are.
+    let detail = match (
+        code.as_deref().map(crate::log::peer),
+        element(&text, "Message"),
+    ) {
         // A SignatureDoesNotMatch may quote the canonical request: keep it out.
         (Some(code), Some(message)) => {
             let message = message.split("The Canonical String").next().unwrap_or("");
-            format!("{code}: {}", one_line(message))
+            format!(
+                "{code}: {}",
+                costexplorer::one_line(message, crate::log::PEER_TEXT_MAX)
+            )
         }
         (Some(code), None) => code,
         _ if body.is_empty() => "an empty body".to_string(),
@@ -168,14 +175,6 @@ pub fn parse_error(action: &str, status: u16, body: &[u8]) -> CredError {
     CredError {
         transient: kind == ErrorKind::Transient || sts_transient,
         message: format!("STS refused {action} (HTTP {status}): {detail}"),
-    }
-}
-
-fn one_line(s: &str) -> String {
-    let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    match joined.char_indices().nth(300) {
-        Some((i, _)) => format!("{}…", &joined[..i]),
-        None => joined,
     }
 }
 
@@ -297,6 +296,19 @@ mod tests {
         assert!(parse_error("AssumeRole", 400, throttled).transient);
         assert!(parse_error("AssumeRole", 503, b"").transient);
         assert!(parse_error("AssumeRole", 500, b"<html>oops</html>").transient);
+    }
+
+    #[test]
+    fn control_characters_in_an_error_are_escaped() {
+        let forged = "<ErrorResponse><Error><Code>Throttling\u{1b}[2J</Code><Message>slow\r2026-11-30T00:00:00Z ERROR forged &#x1b;\u{1b}]0;title\u{7}</Message></Error></ErrorResponse>";
+        let e = parse_error("AssumeRole", 400, forged.as_bytes()).message;
+        assert!(!e.contains(|c: char| c.is_control()), "{e:?}");
+        assert!(
+            e.ends_with(
+                "Throttling\\u{1b}[2J: slow 2026-11-30T00:00:00Z ERROR forged &#x1b;\\u{1b}]0;title\\u{7}"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -30,13 +30,8 @@ pub fn from_env(env: &Env, session_default: &str) -> Option<WebIdentity> {
 /// The token, or why it cannot be used; an expired JWT is refused here with its expiry
 /// rather than sent (STS would only say ExpiredTokenException).
 pub fn read_token(path: &Path, now: OffsetDateTime) -> Result<String, String> {
-    let token = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "token file {}: cannot read: {}",
-            path.display(),
-            crate::config::plain_io(&e)
-        )
-    })?;
+    let token = super::file::read_small("token file", path, super::file::MAX_TOKEN_BYTES, false)?
+        .unwrap_or_default();
     let token = token.trim().to_string();
     if token.is_empty() {
         return Err(format!("token file {}: is empty", path.display()));

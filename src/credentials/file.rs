@@ -1,0 +1,80 @@
+//! Reading a token or profile file: regular files only, size-capped, one line naming the file on failure.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// A token file (web identity, container authorization) is small; past this it is refused.
+pub const MAX_TOKEN_BYTES: u64 = 64 * 1024;
+
+/// The text of `path` (`what` names it in errors: the variable or key it came from).
+/// A missing file is Ok(None) when `missing_ok`. A FIFO, a device (`/dev/zero`) or a
+/// file over `max` bytes is refused at once, never waited on or read to the end.
+pub fn read_small(
+    what: &str,
+    path: &Path,
+    max: u64,
+    missing_ok: bool,
+) -> Result<Option<String>, String> {
+    let place = format!("{what} {}", path.display());
+    let cannot =
+        |e: std::io::Error| format!("{place}: cannot read: {}", crate::config::plain_io(&e));
+    // Non-blocking open: opening a FIFO with no writer would otherwise wait forever.
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && missing_ok => return Ok(None),
+        Err(e) => return Err(cannot(e)),
+    };
+    if !file.metadata().map_err(cannot)?.is_file() {
+        return Err(format!("{place}: not a regular file"));
+    }
+    let bytes = crate::config::read_capped(file, max).map_err(cannot)?;
+    if bytes.len() as u64 > max {
+        return Err(format!("{place}: larger than {} KiB", max / 1024));
+    }
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| format!("{place}: expected UTF-8 text"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_fifos_and_large_files_are_refused_by_name() {
+        let dir = std::env::temp_dir().join(format!("sab-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = read_small(
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            Path::new("/dev/zero"),
+            64,
+            false,
+        );
+        assert_eq!(
+            e.unwrap_err(),
+            "AWS_WEB_IDENTITY_TOKEN_FILE /dev/zero: not a regular file"
+        );
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = read_small("token file", &fifo, 64, false).unwrap_err();
+        assert!(e.ends_with("fifo: not a regular file"), "{e}");
+        let big = dir.join("big");
+        std::fs::write(&big, vec![b'a'; 2049]).unwrap();
+        let e = read_small("token file", &big, 2048, false).unwrap_err();
+        assert!(e.ends_with("big: larger than 2 KiB"), "{e}");
+        std::fs::write(&big, vec![b'a'; 2048]).unwrap();
+        assert_eq!(
+            read_small("t", &big, 2048, false).unwrap().unwrap().len(),
+            2048
+        );
+        assert_eq!(read_small("t", &dir.join("none"), 9, true), Ok(None));
+        let e = read_small("t", &dir.join("none"), 9, false).unwrap_err();
+        assert!(e.contains("none: cannot read: No such file"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

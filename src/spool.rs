@@ -1,0 +1,439 @@
+//! The spool: pulled-but-undelivered events in crash-safe files, their acknowledgements and the dead letters.
+//!
+//! `spool/<first>_<last>.jsonl` (one structured event per line, renamed into place only once
+//! the whole pull is written), `spool/<first>_<last>.acked` (append-only line numbers of
+//! events the target accepted or rejected for good), and `dead-letter.jsonl` (events the
+//! target rejected, with status and reason).
+
+use crate::config::plain_io;
+use crate::event::Event;
+use crate::schedule::{format_date, parse_date};
+use crate::state::{State, sync_dir, write_atomic, write_error};
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use time::Date;
+
+/// A spooled pull: its day range and where its events are.
+pub struct Batch {
+    pub first: Date,
+    pub last: Date,
+    events: Option<PathBuf>,
+    memory: Vec<String>,
+    acked: Vec<bool>,
+    ack_log: Option<File>,
+}
+
+/// A pull being written to the spool, page by page.
+pub struct SpoolWriter {
+    first: Date,
+    last: Date,
+    tmp: Option<(PathBuf, BufWriter<File>)>,
+    memory: Vec<String>,
+    pub bytes: u64,
+    /// What the batch leaves as last delivered for the revise window (snapshot.rs).
+    pub snapshot: Option<crate::snapshot::Writer>,
+}
+
+impl State {
+    /// Removes what an interrupted pull left behind and finishes batches with nothing pending
+    /// (a crash between the last acknowledgement and `finish`). Other files are left alone.
+    pub(crate) fn sweep_spool(&mut self) -> Result<(), String> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        let spool = dir.join("spool");
+        let entries = fs::read_dir(&spool)
+            .map_err(|e| format!("{}: cannot read: {}", spool.display(), plain_io(&e)))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let orphan_ack = name
+                .strip_suffix(".acked")
+                .is_some_and(|stem| !spool.join(format!("{stem}.jsonl")).exists());
+            if name.ends_with(".jsonl.tmp") || orphan_ack || crate::snapshot::stale(&spool, &name) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        for batch in self.batches()? {
+            if batch.pending() == 0 {
+                self.finish(batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Spooled batches, oldest first. In memory-only mode they are handed over: give back
+    /// an unfinished one with `keep`.
+    pub fn batches(&mut self) -> Result<Vec<Batch>, String> {
+        let Some(dir) = &self.dir else {
+            return Ok(std::mem::take(&mut self.memory_spool));
+        };
+        let spool = dir.join("spool");
+        let mut names: Vec<String> = fs::read_dir(&spool)
+            .map_err(|e| format!("{}: cannot read: {}", spool.display(), plain_io(&e)))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| batch_range(n).is_some())
+            .collect();
+        names.sort();
+        let mut batches = Vec::new();
+        for name in names {
+            batches.extend(Batch::open(&spool.join(name))?);
+        }
+        Ok(batches)
+    }
+
+    /// Bytes held by the spool (a disk-filling guard).
+    pub fn spool_bytes(&self) -> u64 {
+        match &self.dir {
+            Some(dir) => fs::read_dir(dir.join("spool"))
+                .map(|es| {
+                    // Files moved aside (`.corrupt-…`) are the user's to keep, not spool.
+                    es.flatten()
+                        .filter(|e| {
+                            let name = e.file_name();
+                            let name = name.to_string_lossy();
+                            name.ends_with(".jsonl")
+                                || name.ends_with(".acked")
+                                || name.ends_with(".tmp")
+                        })
+                        .filter_map(|e| e.metadata().ok())
+                        .map(|m| m.len())
+                        .sum()
+                })
+                .unwrap_or(0),
+            None => self
+                .memory_spool
+                .iter()
+                .flat_map(|b| &b.memory)
+                .map(|l| l.len() as u64 + 1)
+                .sum(),
+        }
+    }
+
+    pub fn spool_writer(&self, first: Date, last: Date) -> Result<SpoolWriter, String> {
+        let tmp = match &self.dir {
+            Some(dir) => {
+                let path = dir
+                    .join("spool")
+                    .join(format!("{}.jsonl.tmp", batch_name(first, last)));
+                let file = File::create(&path).map_err(|e| write_error(&path, &e))?;
+                Some((path, BufWriter::new(file)))
+            }
+            None => None,
+        };
+        Ok(SpoolWriter {
+            first,
+            last,
+            tmp,
+            memory: Vec::new(),
+            bytes: 0,
+            snapshot: None,
+        })
+    }
+
+    /// Makes a fully written pull visible in the spool (fsync, rename, fsync the directory).
+    /// A spooled batch for the same days is never replaced: its events go out first.
+    pub fn commit(&mut self, writer: SpoolWriter) -> Result<Batch, String> {
+        let Some((tmp, file)) = writer.tmp else {
+            return Ok(Batch::in_memory(writer.first, writer.last, writer.memory));
+        };
+        let path = tmp.with_extension("");
+        let ack = path.with_extension("acked");
+        if path.exists() {
+            let _ = fs::remove_file(&tmp);
+            return Err(format!(
+                "{} already holds events for these days that are not delivered yet; not replacing it",
+                path.display()
+            ));
+        }
+        crate::snapshot::commit(writer.snapshot, &path)
+            .inspect_err(|_| drop(fs::remove_file(&tmp)))?;
+        let written = file
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all())
+            // Acknowledgements left by an older batch of these days must not apply to this one.
+            .and_then(|_| match fs::remove_file(&ack) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            })
+            .and_then(|_| fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(write_error(&tmp, &e));
+        }
+        sync_dir(path.parent().unwrap_or(Path::new(".")));
+        Batch::open(&path)?
+            .ok_or_else(|| format!("{}: vanished after it was written", path.display()))
+    }
+
+    /// All of a batch's events are delivered or dead-lettered: record its days, drop its files.
+    pub fn finish(&mut self, batch: Batch) -> Result<(), String> {
+        self.mark_delivered(batch.first, batch.last)?;
+        // Events first: a crash in between leaves an ack log with no events, swept later.
+        if let Some(path) = &batch.events {
+            crate::snapshot::promote(path)?;
+            let _ = fs::remove_file(path);
+            let _ = fs::remove_file(path.with_extension("acked"));
+        }
+        Ok(())
+    }
+
+    /// Takes back a batch that still has pending events (memory-only mode keeps it here;
+    /// on disk it is already in the spool).
+    pub fn keep(&mut self, batch: Batch) {
+        if batch.events.is_none() {
+            self.memory_spool.push(batch);
+        }
+    }
+
+    /// Appends a permanently rejected event to dead-letter.jsonl.
+    pub fn dead_letter(&self, status: u16, reason: &str, event_json: &str) -> Result<(), String> {
+        let Some(dir) = &self.dir else {
+            crate::error!(
+                "no state_dir, so the rejected event is kept only in this log: {event_json}"
+            );
+            return Ok(());
+        };
+        let path = dir.join("dead-letter.jsonl");
+        let event: serde_json::Value =
+            serde_json::from_str(event_json).unwrap_or(serde_json::Value::Null);
+        let line = serde_json::json!({
+            "time": crate::schedule::rfc3339(time::OffsetDateTime::now_utc()),
+            "status": status,
+            "reason": reason,
+            "event": event,
+        });
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| write_error(&path, &e))?;
+        file.write_all(format!("{line}\n").as_bytes())
+            .and_then(|_| file.sync_data())
+            .map_err(|e| write_error(&path, &e))
+    }
+}
+
+impl SpoolWriter {
+    pub fn push(&mut self, event: &Event) -> Result<(), String> {
+        let line = event.to_json();
+        self.bytes += line.len() as u64 + 1;
+        match &mut self.tmp {
+            Some((path, file)) => writeln!(file, "{line}").map_err(|e| write_error(path, &e)),
+            None => {
+                self.memory.push(line);
+                Ok(())
+            }
+        }
+    }
+
+    /// Drops a pull that could not be completed.
+    pub fn abandon(self) {
+        if let Some((path, _)) = self.tmp {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+impl Batch {
+    fn in_memory(first: Date, last: Date, lines: Vec<String>) -> Batch {
+        let acked = vec![false; lines.len()];
+        Batch {
+            first,
+            last,
+            events: None,
+            memory: lines,
+            acked,
+            ack_log: None,
+        }
+    }
+
+    /// Opens a spool file and its ack log; corrupt lines are moved aside, never dropped silently.
+    fn open(path: &Path) -> Result<Option<Batch>, String> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (first, last) =
+            batch_range(&name).ok_or_else(|| format!("{}: not a spool file", path.display()))?;
+        let file = File::open(path)
+            .map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
+        let mut total = 0;
+        let mut bad = Vec::new();
+        for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
+            let line =
+                line.map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
+            total = i + 1;
+            if serde_json::from_slice::<Event>(&line).is_err() {
+                bad.push(i);
+            }
+        }
+        if !bad.is_empty() {
+            repair(path, &bad, first, last)?;
+            total -= bad.len();
+            if total == 0 {
+                return Ok(None);
+            }
+        }
+        let ack_path = path.with_extension("acked");
+        let mut acked = vec![false; total];
+        if let Ok(text) = fs::read(&ack_path) {
+            // A torn last line (no newline) is ignored: that event is sent again.
+            let complete = &text[..text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)];
+            for line in complete.split(|b| *b == b'\n') {
+                if let Some(i) = std::str::from_utf8(line)
+                    .ok()
+                    .and_then(|s| s.parse::<usize>().ok())
+                    && i < total
+                {
+                    acked[i] = true;
+                }
+            }
+        }
+        let ack_log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&ack_path)
+            .map_err(|e| write_error(&ack_path, &e))?;
+        Ok(Some(Batch {
+            first,
+            last,
+            events: Some(path.to_path_buf()),
+            memory: Vec::new(),
+            acked,
+            ack_log: Some(ack_log),
+        }))
+    }
+
+    pub fn name(&self) -> String {
+        batch_name(self.first, self.last)
+    }
+
+    pub fn pending(&self) -> usize {
+        self.acked.iter().filter(|a| !**a).count()
+    }
+
+    /// Calls `f(event_json)` for each event not yet acknowledged, in order: `Ok(true)`
+    /// acknowledges it (written at once), `Ok(false)` stops, an error stops and is returned.
+    pub fn drain_pending(
+        &mut self,
+        mut f: impl FnMut(&str) -> Result<bool, String>,
+    ) -> Result<(), String> {
+        let Some(path) = self.events.clone() else {
+            for i in 0..self.memory.len() {
+                if !self.acked[i] {
+                    let line = self.memory[i].clone();
+                    if !f(&line)? {
+                        break;
+                    }
+                    self.ack(i)?;
+                }
+            }
+            return Ok(());
+        };
+        let file = File::open(&path)
+            .map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
+        for (i, line) in BufReader::new(file).lines().enumerate() {
+            let line =
+                line.map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
+            if i < self.acked.len() && !self.acked[i] {
+                if !f(&line)? {
+                    break;
+                }
+                self.ack(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that event `i` needs no more sending (written at once; fsynced by `sync`).
+    fn ack(&mut self, i: usize) -> Result<(), String> {
+        self.acked[i] = true;
+        if let (Some(log), Some(path)) = (&mut self.ack_log, &self.events) {
+            log.write_all(format!("{i}\n").as_bytes())
+                .map_err(|e| write_error(&path.with_extension("acked"), &e))?;
+        }
+        Ok(())
+    }
+
+    pub fn sync(&self) {
+        if let Some(log) = &self.ack_log {
+            let _ = log.sync_data();
+        }
+    }
+}
+
+/// Keeps a spool file with bad lines under an aside name and puts back only the good lines
+/// (none left: no batch, so its days stay undelivered). Each step leaves a usable spool.
+fn repair(path: &Path, bad: &[usize], first: Date, last: Date) -> Result<(), String> {
+    let text =
+        fs::read(path).map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
+    let good: Vec<&[u8]> = text
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(i, l)| !bad.contains(i) && !l.is_empty())
+        .map(|(_, l)| l)
+        .collect();
+    // Acknowledgements count lines of the old file: drop them first (at worst, events go again).
+    let ack = path.with_extension("acked");
+    if let Err(e) = fs::remove_file(&ack)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(write_error(&ack, &e));
+    }
+    let aside = aside_name(path);
+    fs::hard_link(path, &aside)
+        .or_else(|_| fs::copy(path, &aside).map(|_| ()))
+        .map_err(|e| write_error(&aside, &e))?;
+    if good.is_empty() {
+        fs::remove_file(path).map_err(|e| write_error(path, &e))?;
+    } else {
+        let mut out = good.join(&b'\n');
+        out.push(b'\n');
+        write_atomic(path, &out)?;
+    }
+    crate::error!(
+        "{}: {} unreadable line(s) (line {}); kept the file as {} and {} good event(s) in the spool; the unreadable events can be pulled again with: source-aws-billing once --from {} --to {} --force",
+        path.display(),
+        bad.len(),
+        bad.iter()
+            .map(|i| (i + 1).to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        aside.display(),
+        good.len(),
+        format_date(first),
+        format_date(last)
+    );
+    Ok(())
+}
+
+pub fn batch_name(first: Date, last: Date) -> String {
+    format!("{}_{}", format_date(first), format_date(last))
+}
+
+/// `2022-06-11_2022-06-13.jsonl` → the range; any other name → None.
+fn batch_range(file_name: &str) -> Option<(Date, Date)> {
+    let stem = file_name.strip_suffix(".jsonl")?;
+    let (a, b) = stem.split_once('_')?;
+    Some((parse_date(a)?, parse_date(b)?))
+}
+
+/// Renames a damaged file to `<name>.corrupt-<UTC timestamp>` beside it.
+pub(crate) fn move_aside(path: &Path) -> Result<PathBuf, String> {
+    let aside = aside_name(path);
+    fs::rename(path, &aside).map_err(|e| write_error(&aside, &e))?;
+    Ok(aside)
+}
+
+/// `<name>.corrupt-<UTC timestamp>` beside `path`.
+fn aside_name(path: &Path) -> PathBuf {
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap_or_default();
+    PathBuf::from(format!("{}.corrupt-{stamp}", path.display()))
+}
