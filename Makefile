@@ -19,11 +19,13 @@ BUILDAH     := buildah --root $(abspath $(IMAGE_DIR))/storage --runroot $(abspat
 
 # How the x86_64 static binary is linked (README, Size), for that target only: its relative
 # relocations packed as DT_RELR (musl applies them at start; it stays static-pie), linked by
-# the toolchain's own lld (rustup ships it) with identical code folding.
+# the toolchain's own lld (rustup ships it; GNU ld where it is missing) with identical code
+# folding.
+, := ,
 RUST_HOST   := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 GCC_LD      := $(shell rustc --print sysroot 2>/dev/null)/lib/rustlib/$(RUST_HOST)/bin/gcc-ld
-export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS := -C link-arg=-Wl,-z,pack-relative-relocs \
-	-C link-arg=-B$(GCC_LD) -C link-arg=-fuse-ld=lld -C link-arg=-Wl,--icf=all
+LLD_FLAGS   := $(if $(wildcard $(GCC_LD)/ld.lld),-C link-arg=-B$(GCC_LD) -C link-arg=-fuse-ld=lld -C link-arg=-Wl$(,)--icf=all)
+export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS := -C link-arg=-Wl,-z,pack-relative-relocs $(LLD_FLAGS)
 
 # A test that calls make runs with cargo's CARGO_PKG_* and CARGO_MANIFEST_* set, and ring's
 # build script reruns when CARGO_PKG_VERSION_PRE changes: keep them out of the recipes, or
