@@ -57,10 +57,7 @@ impl Runtime {
         let request = Request {
             method: "POST",
             url: url.clone(),
-            headers: headers
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
+            headers,
             body,
         };
         let mut attempt = 0;

@@ -284,12 +284,19 @@ impl Event {
 /// A header value as the CloudEvents HTTP binding (3.1.3.2) wants it: UTF-8 bytes of space,
 /// `"`, `%` and anything outside printable ASCII as `%XX`, so no value can break or add a header.
 pub fn percent_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
+    let plain = |b: u8| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'%';
+    if value.bytes().all(plain) {
+        return value.to_string();
+    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(value.len() + 8);
     for b in value.bytes() {
-        if (0x21..=0x7e).contains(&b) && b != b'"' && b != b'%' {
+        if plain(b) {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
         }
     }
     out

@@ -262,9 +262,19 @@ impl Batch {
             .map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
         let mut total = 0;
         let mut bad = Vec::new();
-        for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
-            let line =
-                line.map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
+        let mut reader = BufReader::new(file);
+        let mut line = Vec::new();
+        for i in 0.. {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
+            if n == 0 {
+                break;
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
             total = i + 1;
             if serde_json::from_slice::<Event>(&line).is_err() {
                 bad.push(i);
@@ -335,9 +345,24 @@ impl Batch {
         };
         let file = File::open(&path)
             .map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
-        for (i, line) in BufReader::new(file).lines().enumerate() {
-            let line =
-                line.map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
+        // One line buffer for the whole file: a fresh String per line made musl's allocator
+        // map and unmap a page for most events (a third of the delivery speed with the rest).
+        let mut reader = BufReader::new(file);
+        let mut line = String::new();
+        for i in 0.. {
+            line.clear();
+            let n = reader
+                .read_line(&mut line)
+                .map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
+            if n == 0 {
+                break;
+            }
+            if line.ends_with('\n') {
+                line.pop();
+                if line.ends_with('\r') {
+                    line.pop();
+                }
+            }
             if i < self.acked.len() && !self.acked[i] {
                 if !f(&line)? {
                     break;
