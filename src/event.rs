@@ -91,7 +91,7 @@ pub struct Amount {
 /// The event data. With no breakdown keys in the config it is the seed's exactly:
 /// vanceSource, vanceType, date, service, amount, unit.
 /// Deserialize: by hand in event_de.rs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Data {
     // Empty only in a day summary, which carries none of them.
@@ -166,16 +166,7 @@ impl Event {
             vance_source: SOURCE.into(),
             vance_type: TYPE.into(),
             date: line.date,
-            service: None,
-            dimensions: BTreeMap::new(),
-            tags: BTreeMap::new(),
-            cost_categories: BTreeMap::new(),
-            amount: String::new(),
-            unit: String::new(),
-            metrics: BTreeMap::new(),
-            lines: None,
-            totals: None,
-            estimated: None,
+            ..Data::default()
         };
         let mut extensions = BTreeMap::new();
         extensions.insert(ESTIMATED.into(), serde_json::Value::Bool(line.estimated));

@@ -54,19 +54,11 @@ pub fn data(date: &str, day: &Day) -> Data {
         totals.insert(unit.clone(), sum.to_decimal());
     }
     Data {
-        vance_source: String::new(),
-        vance_type: String::new(),
         date: date.to_string(),
-        service: None,
-        dimensions: BTreeMap::new(),
-        tags: BTreeMap::new(),
-        cost_categories: BTreeMap::new(),
-        amount: String::new(),
-        unit: String::new(),
-        metrics: BTreeMap::new(),
         lines: Some(day.lines),
         totals: Some(totals),
         estimated: Some(day.estimated),
+        ..Data::default()
     }
 }
 
