@@ -23,17 +23,23 @@ impl Runtime {
     ) -> Result<Delivery, String> {
         let mut outcome = Delivery::default();
         batch.drain_pending(|json| {
-            let event: Event = serde_json::from_str(json).map_err(|e| format!("spool line {}: {e}", costexplorer::snippet(json.as_bytes())))?;
-            match self.send_event(&event, deadline) {
+            // Sent from the line as it is: no event is built for an accepted one.
+            let (headers, body) = crate::event::http_parts(json, self.config.content_mode)
+                .map_err(|e| format!("spool line {}: {e}", costexplorer::snippet(json.as_bytes())))?;
+            match self.send_event(headers, body, deadline) {
                 Sent::Delivered => {
-                    debug!("delivered {} / {} / {} {} (id {})", peer(&event.data.date), peer(&event.data.label()), peer(&event.data.amount), peer(&event.data.unit), peer(&event.id));
+                    if crate::log::enabled(crate::log::Level::Debug) {
+                        let e = parsed(json);
+                        debug!("delivered {} / {} / {} {} (id {})", peer(&e.data.date), peer(&e.data.label()), peer(&e.data.amount), peer(&e.data.unit), peer(&e.id));
+                    }
                     outcome.delivered += 1;
                     Ok(true)
                 }
                 Sent::Rejected(status, reason) => {
+                    let e = parsed(json);
                     error!(
                         "the target rejected the event for \"{}\" on {} with HTTP {status}: {reason}; kept in dead-letter.jsonl",
-                        peer(&event.data.label()), peer(&event.data.date)
+                        peer(&e.data.label()), peer(&e.data.date)
                     );
                     state.dead_letter(status, &reason, json)?;
                     outcome.rejected += 1;
@@ -48,12 +54,16 @@ impl Runtime {
     }
 
     /// One event, retried on 408/429/5xx and network errors with backoff and Retry-After.
-    fn send_event(&self, event: &Event, deadline: Option<Instant>) -> Sent {
+    fn send_event(
+        &self,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        deadline: Option<Instant>,
+    ) -> Sent {
         let (client, url) = match (&self.target, &self.config.target) {
             (Some(c), Target::Http(u)) => (c, u),
             _ => unreachable!("deliver needs an HTTP target"),
         };
-        let (headers, body) = event.http_parts(self.config.content_mode);
         let request = Request {
             method: "POST",
             url: url.clone(),
@@ -183,6 +193,11 @@ enum Sent {
     Rejected(u16, String),
     /// Stopped by a signal or by the deadline: the event stays pending.
     Stopped,
+}
+
+/// A spooled event in full, for a log line about it (read only when one is written).
+fn parsed(json: &str) -> Event {
+    serde_json::from_str(json).unwrap_or_default()
 }
 
 fn body_reason(body: &[u8]) -> String {

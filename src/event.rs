@@ -2,7 +2,10 @@
 
 use crate::breakdown::GroupBy;
 use crate::config::ContentMode;
+use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 pub const SOURCE: &str = "cloud.aws.billing";
@@ -144,7 +147,7 @@ impl Data {
 }
 
 /// The whole event, in the field order of the seed document. Deserialize: by hand in event_de.rs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Event {
     pub specversion: String,
     pub id: String,
@@ -237,38 +240,101 @@ impl Event {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("plain strings always serialize")
     }
+}
 
-    /// Headers and body for POSTing this event in the given content mode. In binary mode
-    /// every attribute is a `ce-` header, its value percent-encoded as the HTTP binding says.
-    pub fn http_parts(&self, mode: ContentMode) -> (Vec<(String, String)>, Vec<u8>) {
-        match mode {
-            ContentMode::Binary => {
-                let mut headers: Vec<(String, String)> = [
-                    ("ce-specversion", &self.specversion),
-                    ("ce-id", &self.id),
-                    ("ce-source", &self.source),
-                    ("ce-type", &self.kind),
-                    ("ce-time", &self.time),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), percent_encode(v)))
-                .collect();
-                for (name, value) in &self.extensions {
-                    let value = match value {
-                        serde_json::Value::String(s) => percent_encode(s),
-                        other => other.to_string(),
-                    };
-                    headers.push((format!("ce-{name}"), value));
-                }
-                headers.push(("content-type".into(), self.datacontenttype.clone()));
-                let body = serde_json::to_vec(&self.data).expect("plain strings always serialize");
-                (headers, body)
-            }
-            ContentMode::Structured => (
-                vec![("content-type".into(), "application/cloudevents+json".into())],
-                self.to_json().into_bytes(),
-            ),
+/// Headers and body for POSTing a spooled event, read straight from its structured-mode
+/// JSON line (no `Event` is built). Structured mode sends the line as it is. Binary mode
+/// makes every attribute a `ce-` header, its value percent-encoded as the HTTP binding
+/// says, in the line's order, and sends `data` as the exact JSON text the line holds.
+pub fn http_parts(
+    line: &str,
+    mode: ContentMode,
+) -> Result<(Vec<(String, String)>, Vec<u8>), String> {
+    if mode == ContentMode::Structured {
+        let content_type = ("content-type".into(), "application/cloudevents+json".into());
+        return Ok((vec![content_type], line.as_bytes().to_vec()));
+    }
+    let Fields(fields) = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let mut headers = Vec::with_capacity(fields.len());
+    let (mut content_type, mut data) = (None, None);
+    for (name, value) in fields {
+        match &*name.0 {
+            "data" => data = Some(value),
+            "datacontenttype" => content_type = Some(text(value)?.into_owned()),
+            name => headers.push((format!("ce-{name}"), header_value(value)?)),
         }
+    }
+    for required in ["specversion", "id", "source", "type"] {
+        if !headers
+            .iter()
+            .any(|(h, _)| h.strip_prefix("ce-") == Some(required))
+        {
+            return Err(format!("no {required} attribute"));
+        }
+    }
+    let content_type = content_type.ok_or("no datacontenttype attribute")?;
+    headers.push(("content-type".into(), content_type));
+    let data = data.ok_or("no data")?;
+    Ok((headers, data.get().as_bytes().to_vec()))
+}
+
+/// An attribute as a header value: a string percent-encoded, a boolean or number as written.
+fn header_value(value: &RawValue) -> Result<String, String> {
+    match value.get().starts_with('"') {
+        true => Ok(percent_encode(&text(value)?)),
+        false => Ok(value.get().to_string()),
+    }
+}
+
+/// A JSON string's text, borrowed from the line unless it has escapes.
+fn text(value: &RawValue) -> Result<Cow<'_, str>, String> {
+    serde_json::from_str::<Text>(value.get())
+        .map(|t| t.0)
+        .map_err(|e| format!("{}: {e}", value.get()))
+}
+
+/// A JSON string, borrowed where it can be (serde's own `Cow` always copies).
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Text<'de>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(s.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A JSON object's members in their order, each value as its JSON text.
+struct Fields<'a>(Vec<(Text<'a>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Fields<'de>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a CloudEvent object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+                let mut fields = Vec::with_capacity(12);
+                while let Some(member) = map.next_entry()? {
+                    fields.push(member);
+                }
+                Ok(Fields(fields))
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 
@@ -346,7 +412,7 @@ mod tests {
 
     #[test]
     fn binary_mode_puts_attributes_in_headers_and_data_in_the_body() {
-        let (headers, body) = sample().http_parts(ContentMode::Binary);
+        let (headers, body) = http_parts(&sample().to_json(), ContentMode::Binary).unwrap();
         let get = |n: &str| {
             headers
                 .iter()
@@ -369,7 +435,7 @@ mod tests {
 
     #[test]
     fn structured_mode_sends_the_whole_event() {
-        let (headers, body) = sample().http_parts(ContentMode::Structured);
+        let (headers, body) = http_parts(&sample().to_json(), ContentMode::Structured).unwrap();
         assert_eq!(
             headers,
             vec![(
@@ -431,13 +497,13 @@ mod tests {
     #[test]
     fn binary_headers_percent_encode_values_so_none_breaks_or_adds_a_header() {
         let event = Event::new(breakdown_line(), "id-1".into(), "t".into());
-        let (headers, body) = event.http_parts(ContentMode::Binary);
+        let (headers, body) = http_parts(&event.to_json(), ContentMode::Binary).unwrap();
         let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
         assert_eq!(get("ce-linkedaccount").as_deref(), Some("123456789012"));
         assert_eq!(get("ce-estimated").as_deref(), Some("true"));
         let mut revised = event.clone();
         revised.set_revision(2);
-        let (headers, _) = revised.http_parts(ContentMode::Binary);
+        let (headers, _) = http_parts(&revised.to_json(), ContentMode::Binary).unwrap();
         assert!(headers.contains(&("ce-revision".to_string(), "2".to_string())));
         assert_eq!(revised.revision(), Some(2));
         assert_eq!(
@@ -456,6 +522,39 @@ mod tests {
         assert_eq!(data, event.data);
         assert_eq!(percent_encode("a%b c"), "a%25b%20c");
         assert_eq!(percent_encode("Amazon S3"), "Amazon%20S3");
+    }
+
+    #[test]
+    fn binary_parts_come_from_the_line_as_written() {
+        let line = r#"{"specversion":"1.0","id":"a\u0062c","source":"s","type":"t","datacontenttype":"application/json","time":"x y","revision":2,"tagteam":"\"q\"","data":{"date":"2022-06-13", "amount":"1.50"}}"#;
+        let (headers, body) = http_parts(line, ContentMode::Binary).unwrap();
+        let expected = [
+            ("ce-specversion", "1.0"),
+            ("ce-id", "abc"),
+            ("ce-source", "s"),
+            ("ce-type", "t"),
+            ("ce-time", "x%20y"),
+            ("ce-revision", "2"),
+            ("ce-tagteam", "%22q%22"),
+            ("content-type", "application/json"),
+        ];
+        let got: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(got, expected);
+        assert_eq!(
+            body, br#"{"date":"2022-06-13", "amount":"1.50"}"#,
+            "data as written"
+        );
+        for (cut, what) in [
+            (r#""id":"a\u0062c","#, "id"),
+            (r#","data":{"date":"2022-06-13", "amount":"1.50"}"#, "data"),
+        ] {
+            let err = http_parts(&line.replace(cut, ""), ContentMode::Binary).unwrap_err();
+            assert!(err.contains(what), "{err}");
+        }
+        assert!(http_parts("{\"id\":", ContentMode::Binary).is_err());
     }
 
     #[test]

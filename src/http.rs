@@ -14,7 +14,7 @@ pub struct Request {
     pub body: Vec<u8>,
 }
 
-/// A response as status, headers (names lower-cased) and body bytes.
+/// A response as status, headers (names lower-cased; those of a non-2xx answer only) and body bytes.
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
@@ -144,19 +144,25 @@ impl Client {
         };
         let mut response = result.map_err(|e| describe(&request.url, &e, self.extra.is_some()))?;
         let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let success = (200..300).contains(&status);
+        // Only a failure's headers are read (Retry-After, Location); copying them for
+        // every accepted event cost more than the rest of reading its answer.
+        let headers = match success {
+            true => Vec::new(),
+            false => response
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+        };
         // Read up to the cap and one byte more, whatever Content-Length claims: past it,
         // nothing more is read (the connection is then dropped, not reused).
-        let cap = if (200..300).contains(&status) {
+        let cap = if success {
             self.limits.max_body
         } else {
             self.limits.max_error_body
@@ -194,10 +200,22 @@ impl Client {
 }
 
 /// Up to `max` bytes of `reader`, grown by at most 64 KiB at a time (never to twice what
-/// was read, as doubling would), starting small (most answers are empty).
+/// was read, as doubling would). The first read goes to the stack: most answers (the
+/// target's 2xx) are empty, and then nothing is allocated.
 fn read_capped(reader: &mut impl Read, max: u64) -> std::io::Result<Vec<u8>> {
     const STEP: usize = 64 * 1024;
-    let mut body = Vec::new();
+    let mut first = [0u8; 512];
+    let want = first.len().min(usize::try_from(max).unwrap_or(usize::MAX));
+    let n = loop {
+        match reader.read(&mut first[..want]) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            result => break result?,
+        }
+    };
+    let mut body = first[..n].to_vec();
+    if n == 0 {
+        return Ok(body);
+    }
     loop {
         let room = (max - body.len() as u64).min(body.len().clamp(512, STEP) as u64) as usize;
         if room == 0 {

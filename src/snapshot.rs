@@ -37,6 +37,20 @@ struct Stored {
     x: BTreeMap<String, serde_json::Value>,
 }
 
+/// Of a stored line, only what `promote` sorts it by (the rest is skipped, not built).
+#[derive(Deserialize)]
+struct DayOf<'a> {
+    e: bool,
+    #[serde(borrow)]
+    d: DateOf<'a>,
+}
+
+#[derive(Deserialize)]
+struct DateOf<'a> {
+    #[serde(borrow)]
+    date: std::borrow::Cow<'a, str>,
+}
+
 /// A snapshot being written beside a spool batch; removed when dropped uncommitted.
 pub struct Writer {
     tmp: PathBuf,
@@ -568,7 +582,7 @@ pub fn promote(batch: &Path) -> Result<(), String> {
     let result = (|| -> Result<(), String> {
         for line in BufReader::new(file).lines() {
             let line = line.map_err(|e| write_error(&snapshot, &e))?;
-            let Ok(stored) = serde_json::from_str::<Stored>(&line) else {
+            let Ok(stored) = serde_json::from_str::<DayOf>(&line) else {
                 continue;
             };
             let Some(day) = parse_date(&stored.d.date) else {
