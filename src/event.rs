@@ -240,16 +240,49 @@ impl Event {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("plain strings always serialize")
     }
+
+    /// The data's JSON, as `to_json` writes it.
+    pub fn raw_data(&self) -> Box<RawValue> {
+        serde_json::value::to_raw_value(&self.data).expect("plain strings always serialize")
+    }
+
+    /// `to_json` with the data already serialized (`raw_data`): the same line.
+    pub fn to_json_with(&self, data: &RawValue) -> String {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            specversion: &'a str,
+            id: &'a str,
+            source: &'a str,
+            #[serde(rename = "type")]
+            kind: &'a str,
+            datacontenttype: &'a str,
+            time: &'a str,
+            #[serde(flatten)]
+            extensions: &'a BTreeMap<String, serde_json::Value>,
+            data: &'a RawValue,
+        }
+        let line = Line {
+            specversion: &self.specversion,
+            id: &self.id,
+            source: &self.source,
+            kind: &self.kind,
+            datacontenttype: &self.datacontenttype,
+            time: &self.time,
+            extensions: &self.extensions,
+            data,
+        };
+        serde_json::to_string(&line).expect("plain strings always serialize")
+    }
 }
+
+/// An HTTP request's headers and body.
+pub type Parts = (Vec<(String, String)>, Vec<u8>);
 
 /// Headers and body for POSTing a spooled event, read straight from its structured-mode
 /// JSON line (no `Event` is built). Structured mode sends the line as it is. Binary mode
 /// makes every attribute a `ce-` header, its value percent-encoded as the HTTP binding
 /// says, in the line's order, and sends `data` as the exact JSON text the line holds.
-pub fn http_parts(
-    line: &str,
-    mode: ContentMode,
-) -> Result<(Vec<(String, String)>, Vec<u8>), String> {
+pub fn http_parts(line: &str, mode: ContentMode) -> Result<Parts, String> {
     if mode == ContentMode::Structured {
         let content_type = ("content-type".into(), "application/cloudevents+json".into());
         return Ok((vec![content_type], line.as_bytes().to_vec()));
@@ -261,7 +294,7 @@ pub fn http_parts(
         match &*name.0 {
             "data" => data = Some(value),
             "datacontenttype" => content_type = Some(text(value)?.into_owned()),
-            name => headers.push((format!("ce-{name}"), header_value(value)?)),
+            name => headers.push((["ce-", name].concat(), header_value(value)?)),
         }
     }
     for required in ["specversion", "id", "source", "type"] {
@@ -480,6 +513,7 @@ mod tests {
         );
         let back: Event = serde_json::from_str(&event.to_json()).unwrap();
         assert_eq!(back, event, "the spool reads back what it wrote");
+        assert_eq!(event.to_json_with(&event.raw_data()), event.to_json());
         let mut line = breakdown_line();
         line.groups[1] = Group {
             by: GroupBy::CostCategory("Teams".into()),

@@ -4,6 +4,10 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{
+    ConnectProxyConnector, Connector, RustlsConnector, TcpConnector,
+};
 
 /// A request built by the core and sent as is.
 #[derive(Debug, Clone)]
@@ -80,7 +84,7 @@ impl Client {
         let proxy = proxy_for(url, env)?;
         let phase = Phases::of(limits.deadline);
         let agent = |roots: RootCerts| -> ureq::Agent {
-            ureq::Agent::config_builder()
+            let config = ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 // The deadline as a budget per phase, not one global timeout: with a global
                 // (or per-call) timeout ureq resolves the host in a new thread for every
@@ -94,8 +98,8 @@ impl Client {
                 .max_redirects(0)
                 .proxy(proxy.clone())
                 .tls_config(TlsConfig::builder().root_certs(roots).build())
-                .build()
-                .into()
+                .build();
+            ureq::Agent::with_parts(config, connector(), DefaultResolver::default())
         };
         let extra = match ca_file {
             Some(path) => Some(agent(RootCerts::from(read_pem_roots(path)?))),
@@ -234,6 +238,15 @@ fn read_capped(reader: &mut impl Read, max: u64) -> std::io::Result<Vec<u8>> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// ureq's own chain (a CONNECT proxy or a direct TCP connection, then TLS) with whole-second
+/// socket timeouts (steady.rs) between them. Socks proxies are refused at start (urls.rs).
+fn connector() -> impl Connector {
+    ().chain(ConnectProxyConnector::default())
+        .chain(TcpConnector::default())
+        .chain(crate::steady::Steady)
+        .chain(RustlsConnector::default())
 }
 
 /// A request's deadline split over its phases (connect incl. TLS, sending, waiting for the

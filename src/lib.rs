@@ -26,5 +26,6 @@ pub mod spend;
 pub mod spool;
 pub mod state;
 pub mod status;
+pub mod steady;
 pub mod summary;
 pub mod urls;

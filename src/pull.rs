@@ -253,11 +253,14 @@ impl Runtime {
         let mut left_out = 0;
         let result = self.pull(first, last, usize::MAX, &mut |line: Line| {
             let done = crate::schedule::parse_date(&line.date).is_some_and(delivered);
-            let Some(event) = round.judge(Event::new(line, crate::event::new_id(), time.clone()), done)? else {
+            let event = Event::new(line, crate::event::new_id(), time.clone());
+            // Serialized once for both the spool line and the revise snapshot.
+            let data = event.raw_data();
+            let Some(event) = round.judge_with(event, &data, done)? else {
                 left_out += 1;
                 return Ok(());
             };
-            writer.push(&event)?;
+            writer.push_with(&event, &data)?;
             if already + writer.bytes > limit {
                 return Err(format!(
                     "this pull would take the spool past max_spool_mb {}; not spooling it (raise max_spool_mb or pull fewer days)",

@@ -19,6 +19,7 @@ use crate::schedule::{format_date, parse_date};
 use crate::state::{batch_name, sync_dir, write_error};
 use crate::summary::Totals;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -68,30 +69,32 @@ impl Drop for Writer {
 impl Writer {
     fn record(
         &mut self,
-        (data, routing): (&Data, &BTreeMap<String, serde_json::Value>),
+        (data, routing): (&RawValue, &BTreeMap<String, serde_json::Value>),
         revision: u32,
         estimated: bool,
     ) -> Result<(), String> {
         let Some(file) = &mut self.file else {
             return Ok(());
         };
-        let x = Routing(routing);
-        let line = serde_json::to_string(&StoredRef {
+        let line = StoredRef {
             r: revision,
             e: estimated,
             d: data,
-            x,
-        })
-        .expect("plain strings always serialize");
-        writeln!(file, "{line}").map_err(|e| write_error(&self.tmp, &e))
+            x: Routing(routing),
+        };
+        let mut text = serde_json::to_vec(&line).expect("plain strings always serialize");
+        text.push(b'\n');
+        file.write_all(&text)
+            .map_err(|e| write_error(&self.tmp, &e))
     }
 }
 
+/// A stored line as written: `d` is the event data's JSON as the spool line has it.
 #[derive(Serialize)]
 struct StoredRef<'a> {
     r: u32,
     e: bool,
-    d: &'a Data,
+    d: &'a RawValue,
     #[serde(skip_serializing_if = "Routing::is_empty")]
     x: Routing<'a>,
 }
@@ -381,7 +384,19 @@ impl Round {
     /// Decides about a pulled line (already made an event): `Some` is the event to send,
     /// a first delivery or a revision; `None` leaves it out (an unchanged line, or one of a
     /// day that is `delivered` and not revised).
-    pub fn judge(&mut self, mut event: Event, delivered: bool) -> Result<Option<Event>, String> {
+    pub fn judge(&mut self, event: Event, delivered: bool) -> Result<Option<Event>, String> {
+        let data = event.raw_data();
+        self.judge_with(event, &data, delivered)
+    }
+
+    /// `judge` for an event whose data is already serialized (`data`, as the spool line
+    /// will hold it): recorded as it is, not serialized again.
+    pub fn judge_with(
+        &mut self,
+        mut event: Event,
+        data: &RawValue,
+        delivered: bool,
+    ) -> Result<Option<Event>, String> {
         let day = parse_date(&event.data.date);
         let revised = day.is_some_and(|d| self.days.contains(&d));
         let estimated = event.estimated();
@@ -393,7 +408,7 @@ impl Round {
                 return Ok(None);
             }
             if estimated && self.keep_days > 0 {
-                self.record((&event.data, &event.extensions), 0, estimated)?;
+                self.record_raw((data, &event.extensions), 0, estimated)?;
             }
             if let Some(t) = &mut self.totals {
                 t.add(&event.data, estimated, true)?;
@@ -419,11 +434,11 @@ impl Round {
         }
         match verdict {
             Verdict::Unchanged(r) => {
-                self.record((&event.data, &event.extensions), r, estimated)?;
+                self.record_raw((data, &event.extensions), r, estimated)?;
                 Ok(None)
             }
             Verdict::Revise(n) => {
-                self.record((&event.data, &event.extensions), n, estimated)?;
+                self.record_raw((data, &event.extensions), n, estimated)?;
                 event.set_revision(n);
                 Ok(Some(event))
             }
@@ -505,7 +520,20 @@ impl Round {
 
     fn record(
         &mut self,
-        line: (&Data, &BTreeMap<String, serde_json::Value>),
+        (data, routing): (&Data, &BTreeMap<String, serde_json::Value>),
+        revision: u32,
+        estimated: bool,
+    ) -> Result<(), String> {
+        if self.writer.is_none() {
+            return Ok(());
+        }
+        let data = serde_json::value::to_raw_value(data).expect("plain strings always serialize");
+        self.record_raw((&data, routing), revision, estimated)
+    }
+
+    fn record_raw(
+        &mut self,
+        line: (&RawValue, &BTreeMap<String, serde_json::Value>),
         revision: u32,
         estimated: bool,
     ) -> Result<(), String> {
@@ -580,9 +608,19 @@ pub fn promote(batch: &Path) -> Result<(), String> {
     // Per day: its temporary file and whether any line is still estimated.
     let mut days: BTreeMap<Date, (PathBuf, BufWriter<File>, bool)> = BTreeMap::new();
     let result = (|| -> Result<(), String> {
-        for line in BufReader::new(file).lines() {
-            let line = line.map_err(|e| write_error(&snapshot, &e))?;
-            let Ok(stored) = serde_json::from_str::<DayOf>(&line) else {
+        let mut reader = BufReader::new(file);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader
+                .read_line(&mut line)
+                .map_err(|e| write_error(&snapshot, &e))?
+                == 0
+            {
+                break;
+            }
+            let line = line.trim_end_matches('\n');
+            let Ok(stored) = serde_json::from_str::<DayOf>(line) else {
                 continue;
             };
             let Some(day) = parse_date(&stored.d.date) else {
@@ -597,7 +635,9 @@ pub fn promote(batch: &Path) -> Result<(), String> {
                 }
             };
             *estimated |= stored.e;
-            writeln!(w, "{line}").map_err(|e| write_error(tmp, &e))?;
+            w.write_all(line.as_bytes())
+                .and_then(|_| w.write_all(b"\n"))
+                .map_err(|e| write_error(tmp, &e))?;
         }
         for (day, (tmp, w, estimated)) in std::mem::take(&mut days) {
             let path = day_file(state_dir, day);

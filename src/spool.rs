@@ -221,11 +221,23 @@ impl State {
 
 impl SpoolWriter {
     pub fn push(&mut self, event: &Event) -> Result<(), String> {
-        let line = event.to_json();
+        self.push_with(event, &event.raw_data())
+    }
+
+    /// `push` for an event whose data is already serialized (`Event::raw_data`).
+    pub fn push_with(
+        &mut self,
+        event: &Event,
+        data: &serde_json::value::RawValue,
+    ) -> Result<(), String> {
+        let line = event.to_json_with(data);
         self.bytes += line.len() as u64 + 1;
         self.lines += 1;
         match &mut self.tmp {
-            Some((path, file)) => writeln!(file, "{line}").map_err(|e| write_error(path, &e)),
+            Some((path, file)) => file
+                .write_all(line.as_bytes())
+                .and_then(|_| file.write_all(b"\n"))
+                .map_err(|e| write_error(path, &e)),
             None => {
                 self.memory.push(line);
                 Ok(())
