@@ -5,9 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::unversioned::resolver::DefaultResolver;
-use ureq::unversioned::transport::{
-    ConnectProxyConnector, Connector, RustlsConnector, TcpConnector,
-};
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector, RustlsConnector};
 
 /// A request built by the core and sent as is.
 #[derive(Debug, Clone)]
@@ -240,12 +238,11 @@ fn read_capped(reader: &mut impl Read, max: u64) -> std::io::Result<Vec<u8>> {
     }
 }
 
-/// ureq's own chain (a CONNECT proxy or a direct TCP connection, then TLS) with whole-second
-/// socket timeouts (steady.rs) between them. Socks proxies are refused at start (urls.rs).
+/// ureq's own chain (a CONNECT proxy or a direct TCP connection, then TLS) with our TCP
+/// connections (socket.rs). Socks proxies are refused at start (urls.rs).
 fn connector() -> impl Connector {
     ().chain(ConnectProxyConnector::default())
-        .chain(TcpConnector::default())
-        .chain(crate::steady::Steady)
+        .chain(crate::socket::Direct)
         .chain(RustlsConnector::default())
 }
 
