@@ -282,6 +282,8 @@ pub type Parts = (Vec<(String, String)>, Vec<u8>);
 /// JSON line (no `Event` is built). Structured mode sends the line as it is. Binary mode
 /// makes every attribute a `ce-` header, its value percent-encoded as the HTTP binding
 /// says, in the line's order, and sends `data` as the exact JSON text the line holds.
+/// Only the attributes a request needs are checked: lines come from the spool, whose lines
+/// are read as whole events when a batch is opened, or were just written by `to_json_with`.
 pub fn http_parts(line: &str, mode: ContentMode) -> Result<Parts, String> {
     if mode == ContentMode::Structured {
         let content_type = ("content-type".into(), "application/cloudevents+json".into());

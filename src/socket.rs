@@ -22,20 +22,22 @@ use ureq::unversioned::transport::{
 };
 use ureq::{Error, Timeout};
 
-/// Opens direct TCP connections (ureq's `TcpConnector` in the chain); wraps a proxied one.
+/// Opens TCP connections (ureq's `TcpConnector` in the chain). A CONNECT proxy's own
+/// connection is opened by this chain too, so it is a `Socket` as well; the tunnel
+/// through it comes in as `chained` and goes on as it is.
 #[derive(Debug, Default)]
 pub struct Direct;
 
 impl<In: Transport> Connector<In> for Direct {
-    type Out = Either<Steady<In>, Socket>;
+    type Out = Either<In, Socket>;
 
     fn connect(
         &self,
         details: &ConnectionDetails,
         chained: Option<In>,
     ) -> Result<Option<Self::Out>, Error> {
-        if let Some(proxied) = chained {
-            return Ok(Some(Either::A(Steady(proxied))));
+        if let Some(tunnel) = chained {
+            return Ok(Some(Either::A(tunnel)));
         }
         let stream = connect(&details.addrs, details.timeout)?;
         if details.config.no_delay() {
@@ -57,22 +59,19 @@ impl<In: Transport> Connector<In> for Direct {
     }
 }
 
-/// Each address in turn, each given an equal share of the time left (at least 10 ms), as
-/// long as the failure concerns only that address; the last failure otherwise.
+/// Each address in turn while the failure concerns only that address, as ureq does: the
+/// connect budget is split over the addresses as 1/2, 1/4, ... of it (each at least 10 ms),
+/// so the first gets the most; the last failure otherwise.
 fn connect(addrs: &[SocketAddr], timeout: NextTimeout) -> Result<TcpStream, Error> {
     let started = Instant::now();
+    let total_weight = 2.0 * (1.0 - 0.5_f64.powi(addrs.len() as i32));
+    let mut weight = 1.0_f64;
     let mut last = None;
-    for (i, addr) in addrs.iter().enumerate() {
-        let share = match timeout.not_zero() {
-            Some(t) => {
-                let left = t.saturating_sub(started.elapsed());
-                if left.is_zero() {
-                    return Err(Error::Timeout(timeout.reason));
-                }
-                Some((left / (addrs.len() - i) as u32).max(StdDuration::from_millis(10)))
-            }
-            None => None,
-        };
+    for addr in addrs {
+        let share = timeout.not_zero().map(|t| {
+            let share = StdDuration::from_secs_f64(t.as_secs_f64() * weight / total_weight);
+            share.max(StdDuration::from_millis(10))
+        });
         let result = match share {
             Some(share) => TcpStream::connect_timeout(addr, share),
             None => TcpStream::connect(addr),
@@ -80,11 +79,15 @@ fn connect(addrs: &[SocketAddr], timeout: NextTimeout) -> Result<TcpStream, Erro
         match result {
             Ok(stream) => return Ok(stream),
             Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
+                if timeout.not_zero().is_some_and(|t| started.elapsed() > *t) {
+                    return Err(Error::Timeout(timeout.reason));
+                }
                 last = Some(Error::Timeout(Timeout::Connect));
             }
             Err(e) if address_only(&e) => last = Some(Error::Io(e)),
             Err(e) => return Err(Error::Io(e)),
         }
+        weight /= 2.0;
     }
     Err(last.unwrap_or_else(|| Error::Io(ErrorKind::ConnectionRefused.into())))
 }
@@ -116,32 +119,6 @@ fn check(timeout: NextTimeout) -> Result<NextTimeout, Error> {
     match timeout.after {
         Duration::Exact(left) if left.is_zero() => Err(Error::Timeout(timeout.reason)),
         _ => Ok(timeout),
-    }
-}
-
-/// Another transport (a proxied connection) whose reads and writes get whole-second timeouts.
-#[derive(Debug)]
-pub struct Steady<T>(T);
-
-impl<T: Transport> Transport for Steady<T> {
-    fn buffers(&mut self) -> &mut dyn Buffers {
-        self.0.buffers()
-    }
-
-    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), Error> {
-        self.0.transmit_output(amount, steady(timeout))
-    }
-
-    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
-        self.0.await_input(steady(timeout))
-    }
-
-    fn is_open(&mut self) -> bool {
-        self.0.is_open()
-    }
-
-    fn is_tls(&self) -> bool {
-        self.0.is_tls()
     }
 }
 
