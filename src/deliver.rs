@@ -173,11 +173,7 @@ impl Runtime {
                 continue;
             }
             match self.deliver_batch(state, batch, deadline) {
-                Ok(d) => {
-                    total.delivered += d.delivered;
-                    total.rejected += d.rejected;
-                    total.left += d.left;
-                }
+                Ok(d) => total += d,
                 Err(e) => {
                     batches.for_each(|rest| state.keep(rest));
                     return Err(e);

@@ -2,7 +2,7 @@
 
 use crate::event::Event;
 use crate::schedule::{format_date, rfc3339};
-use crate::service::{Delivery, Failure, Runtime, describe_range, finish_once, yesterday};
+use crate::service::{Failure, Pull, Runtime, describe_range, pull_and_deliver, yesterday};
 use crate::snapshot::{Round, revisable};
 use crate::{error, info};
 use std::io::Write;
@@ -19,7 +19,7 @@ pub fn revise(rt: &Runtime, days: Option<u32>) -> i32 {
         return preview(rt, &dir, n);
     }
     let deadline = Some(Instant::now() + Duration::from_secs(rt.config.send_timeout_s));
-    let (mut state, mut total) = match crate::service::lock_and_drain(rt, deadline) {
+    let (mut state, total) = match crate::service::lock_and_drain(rt, deadline) {
         Ok(found) => found,
         Err(code) => return code,
     };
@@ -35,33 +35,12 @@ pub fn revise(rt: &Runtime, days: Option<u32>) -> i32 {
         info!("no delivered day of the last {n} day(s) has estimated numbers; nothing to revise");
         return 0;
     };
-    let window = (last - first).whole_days() as u32;
-    let batch = match rt.pull_to_spool(&mut state, first, last, false, Some(window)) {
-        Ok(b) => b,
-        Err(Failure::Stopped) => return 0,
-        Err(e) => {
-            error!("{e}");
-            return 1;
-        }
+    let pull = Pull {
+        days: (first, last),
+        force: false,
+        revise: Some((last - first).whole_days() as u32),
     };
-    match rt.deliver_batch(&mut state, batch, deadline) {
-        Ok(d) => {
-            total = add(total, d);
-            finish_once(rt, total)
-        }
-        Err(e) => {
-            error!("{e}");
-            1
-        }
-    }
-}
-
-fn add(a: Delivery, b: Delivery) -> Delivery {
-    Delivery {
-        delivered: a.delivered + b.delivered,
-        rejected: a.rejected + b.rejected,
-        left: a.left + b.left,
-    }
+    pull_and_deliver(rt, &mut state, pull, deadline, total)
 }
 
 fn span(days: &[Date]) -> Option<(Date, Date)> {

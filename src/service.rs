@@ -61,6 +61,14 @@ pub struct Delivery {
     pub left: usize,
 }
 
+impl std::ops::AddAssign for Delivery {
+    fn add_assign(&mut self, d: Delivery) {
+        self.delivered += d.delivered;
+        self.rejected += d.rejected;
+        self.left += d.left;
+    }
+}
+
 impl Runtime {
     pub fn new(
         config: Config,
@@ -121,7 +129,7 @@ pub fn once(rt: &Runtime, days: Option<(Date, Date)>, force: bool) -> i32 {
         return 2;
     }
     let deadline = Some(Instant::now() + Duration::from_secs(rt.config.send_timeout_s));
-    let (mut state, mut total) = match lock_and_drain(rt, deadline) {
+    let (mut state, total) = match lock_and_drain(rt, deadline) {
         Ok(found) => found,
         Err(code) => return code,
     };
@@ -139,7 +147,32 @@ pub fn once(rt: &Runtime, days: Option<(Date, Date)>, force: bool) -> i32 {
         // Spooled events rejected above still make the run fail.
         return finish_once(rt, total);
     };
-    let batch = match rt.pull_to_spool(&mut state, from, to, force, None) {
+    let pull = Pull {
+        days: (from, to),
+        force,
+        revise: None,
+    };
+    pull_and_deliver(rt, &mut state, pull, deadline, total)
+}
+
+/// What `once` and `revise` pull after the spool is drained (see `Runtime::pull_to_spool`).
+pub(crate) struct Pull {
+    pub days: (Date, Date),
+    pub force: bool,
+    pub revise: Option<u32>,
+}
+
+/// The end of `once` and `revise`: pulls into the spool, delivers that batch, and gives the
+/// exit status for everything delivered in the run (`total` so far).
+pub(crate) fn pull_and_deliver(
+    rt: &Runtime,
+    state: &mut State,
+    pull: Pull,
+    deadline: Option<Instant>,
+    mut total: Delivery,
+) -> i32 {
+    let (first, last) = pull.days;
+    let batch = match rt.pull_to_spool(state, first, last, pull.force, pull.revise) {
         Ok(b) => b,
         Err(Failure::Stopped) => return 0,
         Err(e) => {
@@ -147,11 +180,9 @@ pub fn once(rt: &Runtime, days: Option<(Date, Date)>, force: bool) -> i32 {
             return 1;
         }
     };
-    match rt.deliver_batch(&mut state, batch, deadline) {
+    match rt.deliver_batch(state, batch, deadline) {
         Ok(d) => {
-            total.delivered += d.delivered;
-            total.rejected += d.rejected;
-            total.left += d.left;
+            total += d;
             finish_once(rt, total)
         }
         Err(e) => {

@@ -105,7 +105,7 @@ fn address_only(e: &io::Error) -> bool {
 }
 
 /// `timeout` with a second or more left rounded down to whole seconds.
-pub fn steady(mut timeout: NextTimeout) -> NextTimeout {
+fn steady(mut timeout: NextTimeout) -> NextTimeout {
     if let Duration::Exact(left) = timeout.after
         && left >= StdDuration::from_secs(1)
     {

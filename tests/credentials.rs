@@ -159,6 +159,21 @@ fn fake_sts(answers: Vec<(u16, String)>) -> (support::http::Server, Arc<Mutex<Ve
     (server, seen)
 }
 
+/// The config's role, assumed with the secret file's keys.
+const ROLE: &str = "role_arn: arn:aws:iam::123456789012:role/billing-reader\n";
+
+/// `once --date DAY` with `ROLE` in the config and STS at `sts`.
+fn once_with_role(sandbox: &Sandbox, ce: &FakeCostExplorer, sts: &str) -> support::Finished {
+    let config = sandbox.write_config(&ce.url(), "-", ROLE);
+    let secret = sandbox.write_secret();
+    Cmd::new()
+        .env("AWS_ENDPOINT_URL_STS", sts)
+        .config(&config)
+        .secret(&secret)
+        .args(["once", "--date", DAY])
+        .run(WITHIN)
+}
+
 #[test]
 fn role_arn_is_assumed_with_the_keys_throttling_retried_and_a_refusal_not() {
     let answer = sts_fixture("assume_role.xml");
@@ -172,15 +187,7 @@ fn role_arn_is_assumed_with_the_keys_throttling_retried_and_a_refusal_not() {
                      <Message>Rate exceeded</Message></Error></ErrorResponse>";
     let (sts, seen) = fake_sts(vec![(400, throttled.into()), (200, answer.clone())]);
     let sandbox = Sandbox::new("role-arn");
-    let role = "role_arn: arn:aws:iam::123456789012:role/billing-reader\n";
-    let config = sandbox.write_config(&ce.url(), "-", role);
-    let secret = sandbox.write_secret();
-    let run = Cmd::new()
-        .env("AWS_ENDPOINT_URL_STS", &sts.url())
-        .config(&config)
-        .secret(&secret)
-        .args(["once", "--date", DAY])
-        .run(WITHIN);
+    let run = once_with_role(&sandbox, &ce, &sts.url());
     run.assert_code(0);
     ce.assert_no_violations();
     let seen = seen.lock().unwrap().clone();
@@ -202,12 +209,7 @@ fn role_arn_is_assumed_with_the_keys_throttling_retried_and_a_refusal_not() {
     );
 
     let (sts, seen) = fake_sts(vec![(403, sts_fixture("access_denied.xml"))]);
-    let run = Cmd::new()
-        .env("AWS_ENDPOINT_URL_STS", &sts.url())
-        .config(&config)
-        .secret(&secret)
-        .args(["once", "--date", DAY])
-        .run(WITHIN);
+    let run = once_with_role(&sandbox, &ce, &sts.url());
     run.assert_code(2);
     assert_eq!(seen.lock().unwrap().len(), 1, "a refusal is not retried");
     assert_eq!(run.stderr_lines().len(), 1, "{}", run.describe());
@@ -219,15 +221,7 @@ fn an_sts_that_stays_unavailable_is_a_runtime_failure_not_bad_input() {
     let ce = FakeCostExplorer::with_groups(1, 100);
     let (sts, seen) = fake_sts(vec![(503, String::new())]);
     let sandbox = Sandbox::new("sts-down");
-    let role = "role_arn: arn:aws:iam::123456789012:role/billing-reader\n";
-    let config = sandbox.write_config(&ce.url(), "-", role);
-    let secret = sandbox.write_secret();
-    let run = Cmd::new()
-        .env("AWS_ENDPOINT_URL_STS", &sts.url())
-        .config(&config)
-        .secret(&secret)
-        .args(["once", "--date", DAY])
-        .run(WITHIN);
+    let run = once_with_role(&sandbox, &ce, &sts.url());
     // Warned about at start, retried by the pull, then given up: exit 1 like a Cost Explorer outage.
     run.assert_code(1);
     assert_eq!(
@@ -361,15 +355,7 @@ fn credentials_are_fetched_for_each_page_not_once_a_pull() {
     });
     let (sts, seen) = fake_sts(vec![(200, answer)]);
     let sandbox = Sandbox::new("per-page");
-    let role = "role_arn: arn:aws:iam::123456789012:role/billing-reader\n";
-    let config = sandbox.write_config(&ce.url(), "-", role);
-    let secret = sandbox.write_secret();
-    let run = Cmd::new()
-        .env("AWS_ENDPOINT_URL_STS", &sts.url())
-        .config(&config)
-        .secret(&secret)
-        .args(["once", "--date", DAY])
-        .run(WITHIN);
+    let run = once_with_role(&sandbox, &ce, &sts.url());
     run.assert_code(0);
     ce.assert_no_violations();
     assert_eq!(ce.request_count(), 3, "{}", run.describe());
@@ -507,8 +493,8 @@ fn a_service_restarted_after_a_clean_stop_is_alive_while_sts_throttles_its_start
                      <Message>Rate exceeded</Message></Error></ErrorResponse>";
     let (sts, seen) = fake_sts(vec![(400, throttled.into())]);
     let sandbox = Sandbox::new("start-heartbeat");
-    let role = "role_arn: arn:aws:iam::123456789012:role/billing-reader\npull_hour: 0\n";
-    let config = sandbox.write_config(&ce.url(), &receiver.url(), role);
+    let role = format!("{ROLE}pull_hour: 0\n");
+    let config = sandbox.write_config(&ce.url(), &receiver.url(), &role);
     let secret = sandbox.write_secret();
     // What the previous run left when SIGTERM stopped it.
     let heartbeat = sandbox.state_dir().join("heartbeat.json");

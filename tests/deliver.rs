@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::cost_explorer::TRICKY_AMOUNTS;
+use support::sorted;
 use support::{Event, FakeCostExplorer, FakeReceiver, Line, Mode, Reply, Sandbox, is_uuid_v4};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -14,11 +15,6 @@ use time::format_description::well_known::Rfc3339;
 const DAY: &str = "2022-06-13";
 const DAY_END: &str = "2022-06-14";
 const WITHIN: Duration = Duration::from_secs(30);
-
-fn sorted(mut lines: Vec<Line>) -> Vec<Line> {
-    lines.sort();
-    lines
-}
 
 fn keys(value: &Value) -> BTreeSet<&str> {
     value

@@ -71,10 +71,23 @@ fn measured(sandbox: &Sandbox, args: &[&str], within: Duration) -> Measured {
     }
 }
 
-fn once_args<'a>(config: &'a str, secret: &'a str) -> Vec<&'a str> {
-    vec![
-        "once", "--date", DAY, "--config", config, "--secret", secret,
-    ]
+/// `once --date DAY` against Cost Explorer `ce` and `target`, measured (at most 120 s).
+fn once_measured(sandbox: &Sandbox, ce: &str, target: &str) -> Measured {
+    let config = sandbox.write_config(ce, target, "").display().to_string();
+    let secret = sandbox.write_secret().display().to_string();
+    let args = [
+        "once", "--date", DAY, "--config", &config, "--secret", &secret,
+    ];
+    measured(sandbox, &args, Duration::from_secs(120))
+}
+
+fn assert_within_limit(run: &Measured) {
+    assert!(
+        run.max_rss_kib < LIMIT_KIB,
+        "peak RSS {} KiB\n{}",
+        run.max_rss_kib,
+        run.stderr
+    );
 }
 
 /// A fake Cost Explorer endpoint answering every request by `write`.
@@ -108,16 +121,7 @@ fn a_200_mb_answer_page_fails_the_pull_within_32_mib() {
     });
     let receiver = FakeReceiver::start();
     let sandbox = Sandbox::new("huge-page");
-    let config = sandbox
-        .write_config(&ce.url(), &receiver.url(), "")
-        .display()
-        .to_string();
-    let secret = sandbox.write_secret().display().to_string();
-    let run = measured(
-        &sandbox,
-        &once_args(&config, &secret),
-        Duration::from_secs(120),
-    );
+    let run = once_measured(&sandbox, &ce.url(), &receiver.url());
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(
         run.stderr
@@ -125,12 +129,7 @@ fn a_200_mb_answer_page_fails_the_pull_within_32_mib() {
         "{}",
         run.stderr
     );
-    assert!(
-        run.max_rss_kib < LIMIT_KIB,
-        "peak RSS {} KiB\n{}",
-        run.max_rss_kib,
-        run.stderr
-    );
+    assert_within_limit(&run);
     assert_eq!(receiver.request_count(), 0);
 }
 
@@ -143,42 +142,17 @@ fn a_chunked_page_without_end_and_a_lying_length_are_capped_too() {
         stream_body(s, &head("200 OK", None), &prefix, b' ', 300_000_000)
     });
     let sandbox = Sandbox::new("chunked-page");
-    let config = sandbox
-        .write_config(&ce.url(), "-", "")
-        .display()
-        .to_string();
-    let secret = sandbox.write_secret().display().to_string();
-    let run = measured(
-        &sandbox,
-        &once_args(&config, &secret),
-        Duration::from_secs(120),
-    );
+    let run = once_measured(&sandbox, &ce.url(), "-");
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(run.stderr.contains("larger than 2 MiB"), "{}", run.stderr);
-    assert!(
-        run.max_rss_kib < LIMIT_KIB,
-        "peak RSS {} KiB",
-        run.max_rss_kib
-    );
+    assert_within_limit(&run);
 
     // Content-Length claims 1 TB and 100 MB follow: nothing is allocated for the claim.
     let ce = raw_ce(|_, s| stream_body(s, &head("200 OK", Some(1 << 40)), b"[", b' ', 100_000_000));
-    let config = sandbox
-        .write_config(&ce.url(), "-", "")
-        .display()
-        .to_string();
-    let run = measured(
-        &sandbox,
-        &once_args(&config, &secret),
-        Duration::from_secs(120),
-    );
+    let run = once_measured(&sandbox, &ce.url(), "-");
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(run.stderr.contains("larger than 2 MiB"), "{}", run.stderr);
-    assert!(
-        run.max_rss_kib < LIMIT_KIB,
-        "peak RSS {} KiB",
-        run.max_rss_kib
-    );
+    assert_within_limit(&run);
 }
 
 #[test]
@@ -193,16 +167,7 @@ fn a_50_mb_error_body_is_read_only_to_64_kib() {
         )
     });
     let sandbox = Sandbox::new("huge-error");
-    let config = sandbox
-        .write_config(&ce.url(), "-", "")
-        .display()
-        .to_string();
-    let secret = sandbox.write_secret().display().to_string();
-    let run = measured(
-        &sandbox,
-        &once_args(&config, &secret),
-        Duration::from_secs(120),
-    );
+    let run = once_measured(&sandbox, &ce.url(), "-");
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(
         run.stderr
@@ -210,11 +175,7 @@ fn a_50_mb_error_body_is_read_only_to_64_kib() {
         "{}",
         run.stderr
     );
-    assert!(
-        run.max_rss_kib < LIMIT_KIB,
-        "peak RSS {} KiB",
-        run.max_rss_kib
-    );
+    assert_within_limit(&run);
     // The log line shows a snippet, not the body.
     assert!(run.stderr.lines().all(|l| l.len() < 1000), "{}", run.stderr);
 }
@@ -233,22 +194,9 @@ fn a_target_answer_of_100_mb_is_not_read_past_64_kib() {
     }))
     .expect("bind");
     let sandbox = Sandbox::new("huge-target-answer");
-    let config = sandbox
-        .write_config(&ce.url(), &target.url(), "")
-        .display()
-        .to_string();
-    let secret = sandbox.write_secret().display().to_string();
-    let run = measured(
-        &sandbox,
-        &once_args(&config, &secret),
-        Duration::from_secs(120),
-    );
+    let run = once_measured(&sandbox, &ce.url(), &target.url());
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert!(
-        run.max_rss_kib < LIMIT_KIB,
-        "peak RSS {} KiB",
-        run.max_rss_kib
-    );
+    assert_within_limit(&run);
 }
 
 #[test]
@@ -273,16 +221,7 @@ fn a_page_just_under_the_cap_is_read_and_parsed_within_32_mib() {
     let ce = FakeCostExplorer::with_groups(1, 10);
     ce.always(answer(&body));
     let sandbox = Sandbox::new("page-at-cap");
-    let config = sandbox
-        .write_config(&ce.url(), "-", "")
-        .display()
-        .to_string();
-    let secret = sandbox.write_secret().display().to_string();
-    let run = measured(
-        &sandbox,
-        &once_args(&config, &secret),
-        Duration::from_secs(120),
-    );
+    let run = once_measured(&sandbox, &ce.url(), "-");
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(
         run.stderr.contains(&format!("{n} groups in 1 page(s)")),
@@ -293,11 +232,7 @@ fn a_page_just_under_the_cap_is_read_and_parsed_within_32_mib() {
         "peak RSS parsing a {n}-group page at the cap: {} KiB",
         run.max_rss_kib
     );
-    assert!(
-        run.max_rss_kib < LIMIT_KIB,
-        "peak RSS {} KiB",
-        run.max_rss_kib
-    );
+    assert_within_limit(&run);
 }
 
 #[test]

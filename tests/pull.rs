@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::cost_explorer::{self, CeOptions};
+use support::sorted;
 use support::{Event, FakeCostExplorer, FakeReceiver, Line, SESSION_TOKEN, Sandbox};
 
 const DAY: &str = "2022-06-13";
@@ -33,11 +34,6 @@ fn without_token(body: &Value) -> Value {
 
 fn sorted_lines(events: &[Event]) -> Vec<Line> {
     let mut lines: Vec<Line> = events.iter().map(Event::line).collect();
-    lines.sort();
-    lines
-}
-
-fn sorted(mut lines: Vec<Line>) -> Vec<Line> {
     lines.sort();
     lines
 }

@@ -7,40 +7,22 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::assert_one_id_per_key;
 use support::cost_explorer;
 use support::runner::{children_of, signal_pid, stop};
+use support::sorted;
 use support::{
-    Cmd, Event, FakeCostExplorer, FakeReceiver, Line, Reply, Running, Sandbox, days_ago, wait_until,
+    Cmd, Event, FakeCostExplorer, FakeReceiver, Reply, Running, Sandbox, days_ago, wait_until,
 };
 
 const DAY: &str = "2022-06-13";
 const DAY_END: &str = "2022-06-14";
 const WITHIN: Duration = Duration::from_secs(30);
 /// What the service logs (at debug) when it goes to sleep until the next pull.
-const IDLE: &str = "sleeping until";
-
-fn sorted(mut lines: Vec<Line>) -> Vec<Line> {
-    lines.sort();
-    lines
-}
+use support::IDLE;
 
 fn keys_of(events: &[Event]) -> BTreeSet<(String, String)> {
     events.iter().map(Event::key).collect()
-}
-
-/// Every id each (date, service) was sent with, across all requests.
-fn ids_by_key(events: &[Event]) -> BTreeMap<(String, String), BTreeSet<String>> {
-    let mut ids: BTreeMap<_, BTreeSet<String>> = BTreeMap::new();
-    for event in events {
-        ids.entry(event.key()).or_default().insert(event.id.clone());
-    }
-    ids
-}
-
-fn assert_one_id_per_key(events: &[Event]) {
-    for (key, ids) in ids_by_key(events) {
-        assert_eq!(ids.len(), 1, "{key:?} was sent with different ids: {ids:?}");
-    }
 }
 
 /// Each (date, service) accepted exactly once.
@@ -183,16 +165,7 @@ fn a_restarted_service_does_not_pull_a_delivered_day_again() {
     let receiver = FakeReceiver::start();
     let sandbox = Sandbox::new("restart");
     let running = service(&sandbox, &ce, &receiver, "").spawn();
-    assert!(
-        receiver.wait_for_accepted(3, WITHIN),
-        "{}",
-        running.stderr()
-    );
-    assert!(
-        running.wait_for_stderr(IDLE, WITHIN),
-        "{}",
-        running.stderr()
-    );
+    support::wait_idle(&running, &receiver, 3, WITHIN);
     let first = stop(running);
     let yesterday = days_ago(1);
     assert_eq!(
@@ -232,16 +205,7 @@ fn catch_up_pulls_the_missed_days_in_one_range_request() {
     let receiver = FakeReceiver::start();
     // Revisions off: the estimated day delivered above would otherwise widen the range.
     let running = service(&sandbox, &ce, &receiver, "revise_days: 0\n").spawn();
-    assert!(
-        receiver.wait_for_accepted(6, WITHIN),
-        "{}",
-        running.stderr()
-    );
-    assert!(
-        running.wait_for_stderr(IDLE, WITHIN),
-        "{}",
-        running.stderr()
-    );
+    support::wait_idle(&running, &receiver, 6, WITHIN);
     let run = stop(running);
     let (start, end) = (days_ago(3), days_ago(0));
     let bodies = ce.bodies();
@@ -269,16 +233,7 @@ fn catch_up_is_capped_and_names_the_command_for_the_gap() {
     let ce = FakeCostExplorer::with_groups(1, 100);
     let receiver = FakeReceiver::start();
     let running = service(&sandbox, &ce, &receiver, "max_catchup_days: 3\n").spawn();
-    assert!(
-        receiver.wait_for_accepted(3, WITHIN),
-        "{}",
-        running.stderr()
-    );
-    assert!(
-        running.wait_for_stderr(IDLE, WITHIN),
-        "{}",
-        running.stderr()
-    );
+    support::wait_idle(&running, &receiver, 3, WITHIN);
     let run = stop(running);
     let bodies = ce.bodies();
     assert_eq!(bodies.len(), 1, "{}", run.describe());
@@ -300,16 +255,7 @@ fn the_service_delivers_after_cost_explorer_throttles_twice() {
     let receiver = FakeReceiver::start();
     let sandbox = Sandbox::new("svc-throttle");
     let running = service(&sandbox, &ce, &receiver, "").spawn();
-    assert!(
-        receiver.wait_for_accepted(3, WITHIN),
-        "{}",
-        running.stderr()
-    );
-    assert!(
-        running.wait_for_stderr(IDLE, WITHIN),
-        "{}",
-        running.stderr()
-    );
+    support::wait_idle(&running, &receiver, 3, WITHIN);
     let run = stop(running);
     assert_eq!(
         ce.request_count(),
@@ -520,16 +466,7 @@ fn sigterm_while_sleeping_as_pid_1_exits_0_within_2_s() {
     let Some((running, inner)) = as_pid_1(service(&sandbox, &ce, &receiver, "")) else {
         return;
     };
-    assert!(
-        receiver.wait_for_accepted(1, WITHIN),
-        "{}",
-        running.stderr()
-    );
-    assert!(
-        running.wait_for_stderr(IDLE, WITHIN),
-        "{}",
-        running.stderr()
-    );
+    support::wait_idle(&running, &receiver, 1, WITHIN);
     stop_pid_1(running, inner);
 }
 
@@ -578,16 +515,7 @@ fn sigterm_while_sleeping_exits_0_within_2_s() {
     let receiver = FakeReceiver::start();
     let sandbox = Sandbox::new("sigterm");
     let running = service(&sandbox, &ce, &receiver, "").spawn();
-    assert!(
-        receiver.wait_for_accepted(1, WITHIN),
-        "{}",
-        running.stderr()
-    );
-    assert!(
-        running.wait_for_stderr(IDLE, WITHIN),
-        "{}",
-        running.stderr()
-    );
+    support::wait_idle(&running, &receiver, 1, WITHIN);
     stop(running);
 }
 

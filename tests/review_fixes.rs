@@ -2,11 +2,13 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use support::assert_one_id_per_key;
 use support::runner::{config_yaml, stop};
+use support::sorted;
 use support::{
     Cmd, Event, FakeCostExplorer, FakeReceiver, Finished, Line, Reply, Sandbox, days_ago, next_day,
     wait_until,
@@ -17,29 +19,13 @@ const DAY_END: &str = "2022-06-14";
 /// Deadline for a run or a condition; a passing test never waits this long.
 const WITHIN: Duration = Duration::from_secs(15);
 /// What the service logs (at debug) when it goes to sleep.
-const IDLE: &str = "sleeping until";
+use support::IDLE;
 /// Must never appear in any output when they are part of the target URL.
 const URL_PASSWORD: &str = "s3cretpw";
 const URL_TOKEN: &str = "t0ps3cret";
 
-fn sorted(mut lines: Vec<Line>) -> Vec<Line> {
-    lines.sort();
-    lines
-}
-
 fn lines_of(events: &[Event]) -> Vec<Line> {
     sorted(events.iter().map(Event::line).collect())
-}
-
-/// Each (date, service) was sent with one id only, across every request.
-fn assert_one_id_per_key(events: &[Event]) {
-    let mut ids: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
-    for event in events {
-        ids.entry(event.key()).or_default().insert(event.id.clone());
-    }
-    for (key, ids) in ids {
-        assert_eq!(ids.len(), 1, "{key:?} was sent with different ids: {ids:?}");
-    }
 }
 
 /// A 301 pointing somewhere else, as a misconfigured ingress would answer.
@@ -234,16 +220,7 @@ fn credentials_and_query_token_of_the_target_never_reach_the_logs_while_it_answe
     receiver.script([Reply::status(503), Reply::status(503)]);
     let service_sandbox = Sandbox::new("url-secrets-svc");
     let running = service(&service_sandbox, &ce, &target).spawn();
-    assert!(
-        receiver.wait_for_accepted(6, WITHIN),
-        "{}",
-        running.stderr()
-    );
-    assert!(
-        running.wait_for_stderr(IDLE, WITHIN),
-        "{}",
-        running.stderr()
-    );
+    support::wait_idle(&running, &receiver, 6, WITHIN);
     assert_no_url_secrets(&stop(running));
 }
 

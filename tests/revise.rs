@@ -11,7 +11,7 @@ use support::{
 };
 
 const WITHIN: Duration = Duration::from_secs(30);
-const IDLE: &str = "sleeping until";
+use support::IDLE;
 
 /// (date, service, amount, revision, estimated) of an accepted binary-mode event.
 type Seen = (String, String, String, Option<u32>, bool);
@@ -85,16 +85,7 @@ fn the_daily_pull_revises_estimated_days_in_the_same_request_until_they_are_fina
     ce.revise(&d2, "Service 0001", "99.5");
     ce.remove(&d2, "Service 0002");
     let running = service(&sandbox, &ce, &receiver).spawn();
-    assert!(
-        receiver.wait_for_accepted(8, WITHIN),
-        "{}",
-        running.stderr()
-    );
-    assert!(
-        running.wait_for_stderr(IDLE, WITHIN),
-        "{}",
-        running.stderr()
-    );
+    support::wait_idle(&running, &receiver, 8, WITHIN);
     let run = stop(running);
     let bodies = ce.bodies();
     assert_eq!(

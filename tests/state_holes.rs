@@ -9,7 +9,6 @@ use support::runner::stop;
 use support::{Event, FakeCostExplorer, FakeReceiver, Reply, Sandbox, days_ago};
 
 const WITHIN: Duration = Duration::from_secs(30);
-const IDLE: &str = "sleeping until";
 
 fn deliver_by_hand(sandbox: &Sandbox, day: &str) {
     let ce = FakeCostExplorer::with_groups(2, 100);
@@ -35,16 +34,7 @@ fn days_between_delivered_ones_are_caught_up_in_one_request() {
         .env("LOG_LEVEL", "debug")
         .arg("run")
         .spawn();
-    assert!(
-        receiver.wait_for_accepted(6, WITHIN),
-        "{}",
-        running.stderr()
-    );
-    assert!(
-        running.wait_for_stderr(IDLE, WITHIN),
-        "{}",
-        running.stderr()
-    );
+    support::wait_idle(&running, &receiver, 6, WITHIN);
     let run = stop(running);
     let bodies = ce.bodies();
     assert_eq!(bodies.len(), 1, "one range request\n{}", run.describe());
@@ -79,16 +69,7 @@ fn delivered_days_inside_the_catch_up_range_are_left_out() {
         .env("LOG_LEVEL", "debug")
         .arg("run")
         .spawn();
-    assert!(
-        receiver.wait_for_accepted(6, WITHIN),
-        "{}",
-        running.stderr()
-    );
-    assert!(
-        running.wait_for_stderr(IDLE, WITHIN),
-        "{}",
-        running.stderr()
-    );
+    support::wait_idle(&running, &receiver, 6, WITHIN);
     let run = stop(running);
     assert_eq!(ce.bodies().len(), 1, "{}", run.describe());
     let days: BTreeSet<String> = receiver

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use cost_explorer::{CeOptions, FakeCostExplorer, Line};
-pub use receiver::{Event, FakeReceiver, Mode, Received, Reply};
+pub use receiver::{Event, FakeReceiver, Mode, Received, Reply, assert_one_id_per_key};
 pub use runner::{Cmd, Finished, Running, Sandbox};
 
 /// The access key id every test secret uses and the fake Cost Explorer expects.
@@ -18,6 +18,30 @@ pub const ACCESS_KEY_ID: &str = "AKIDFAKEEXAMPLE12345";
 /// Never allowed in any output (the runner checks every run).
 pub const SECRET_ACCESS_KEY: &str = "fakeSecret/DoNotPrint+wJalrXUtnFEMIK7MDENGbPxRfiCY";
 pub const SESSION_TOKEN: &str = "FakeSessionToken/DoNotPrint+IQoJb3JpZ2luX2VjEJr==";
+
+/// `lines` in order, to compare as sets that keep duplicates.
+pub fn sorted(mut lines: Vec<Line>) -> Vec<Line> {
+    lines.sort();
+    lines
+}
+
+/// What the service logs once it has nothing to do before its next pull.
+pub const IDLE: &str = "sleeping until";
+
+/// Asserts that `receiver` accepts `events` in all and that the service then goes idle,
+/// each within `within`.
+pub fn wait_idle(running: &Running, receiver: &FakeReceiver, events: usize, within: Duration) {
+    assert!(
+        receiver.wait_for_accepted(events, within),
+        "{}",
+        running.stderr()
+    );
+    assert!(
+        running.wait_for_stderr(IDLE, within),
+        "{}",
+        running.stderr()
+    );
+}
 
 /// Poll `condition` until it holds or `within` has passed; true if it held.
 pub fn wait_until(within: Duration, mut condition: impl FnMut() -> bool) -> bool {

@@ -1,6 +1,6 @@
 //! A fake CloudEvents HTTP receiver: records deliveries, answers from a script, can start late, decodes events in both modes.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -109,6 +109,17 @@ impl Event {
     /// (date, service): what makes an event unique.
     pub fn key(&self) -> (String, String) {
         (self.date.clone(), self.service.clone())
+    }
+}
+
+/// Asserts that each (date, service) was sent with one id only, across every request.
+pub fn assert_one_id_per_key(events: &[Event]) {
+    let mut ids: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for event in events {
+        ids.entry(event.key()).or_default().insert(event.id.clone());
+    }
+    for (key, ids) in ids {
+        assert_eq!(ids.len(), 1, "{key:?} was sent with different ids: {ids:?}");
     }
 }
 
