@@ -24,14 +24,14 @@ mod support;
 #[path = "support/tls.rs"]
 mod tls;
 
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use support::process::{Output, le, run, tree};
+use support::sorted_lines;
 use support::{ACCESS_KEY_ID, FakeCostExplorer, FakeReceiver, SECRET_ACCESS_KEY, Sandbox};
 use tls::{Pki, TlsFront};
 
@@ -90,76 +90,6 @@ fn skip() -> bool {
     }
     eprintln!("skipped: {why}");
     true
-}
-
-/// A finished child: exit status and output.
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    fn describe(&self, what: &str) -> String {
-        format!(
-            "{what}: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n---",
-            self.status, self.stdout, self.stderr
-        )
-    }
-
-    /// Panics with the output unless it exited 0; returns stdout.
-    fn ok(self, what: &str) -> String {
-        assert!(self.status.success(), "{}", self.describe(what));
-        self.stdout
-    }
-}
-
-/// Run to completion, killing the child and panicking if it takes longer than `within`.
-fn run(mut command: Command, within: Duration) -> Output {
-    let what = format!("{command:?}");
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-    let pump = |mut pipe: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = pump(Box::new(child.stdout.take().expect("stdout")));
-    let stderr = pump(Box::new(child.stderr.take().expect("stderr")));
-    let deadline = Instant::now() + within;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{what}: still running after {within:?}, killed it\n{}",
-                stderr.join().unwrap_or_default()
-            );
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let out = Output {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    };
-    for secret in [SECRET_ACCESS_KEY, "DoNotPrint"] {
-        assert!(
-            !out.stdout.contains(secret) && !out.stderr.contains(secret),
-            "{}",
-            out.describe("a secret appeared in the output")
-        );
-    }
-    out
 }
 
 fn command(program: &str, args: &[&str]) -> Command {
@@ -241,40 +171,8 @@ fn unpacked(arch: &'static str) -> PathBuf {
     .clone()
 }
 
-/// Every path under `dir`, relative to it, sorted.
-fn tree(dir: &Path) -> Vec<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
-            let path = entry.path();
-            out.push(
-                path.strip_prefix(root)
-                    .expect("under root")
-                    .display()
-                    .to_string(),
-            );
-            if entry.file_type().expect("file type").is_dir() {
-                walk(root, &path, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
-}
-
 fn json(text: &str, what: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{what}: {e}\n{text}"))
-}
-
-fn sorted_lines(receiver: &FakeReceiver) -> Vec<support::Line> {
-    let mut got: Vec<_> = receiver
-        .accepted_events()
-        .iter()
-        .map(support::Event::line)
-        .collect();
-    got.sort();
-    got
 }
 
 /// Every event of the day arrived at the receiver, each sent once.
@@ -605,14 +503,6 @@ fn the_amd64_image_runs_in_podman_with_the_seed_mounts_and_keeps_its_state_in_a_
 
 // ---------------------------------------------------------------------------------------------
 // The arm64 binary from the arm64 image, under qemu.
-
-/// Little-endian integer of `n` bytes at `at`.
-fn le(bytes: &[u8], at: usize, n: usize) -> u64 {
-    bytes[at..at + n]
-        .iter()
-        .rev()
-        .fold(0, |acc, b| (acc << 8) | u64::from(*b))
-}
 
 /// The arm64 image's binary, checked to be a static aarch64 ELF (no PT_INTERP).
 fn arm64_binary() -> PathBuf {

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use support::{Cmd, FakeCostExplorer, FakeReceiver, Finished, Line, Sandbox};
+use support::sorted_lines;
+use support::{Cmd, FakeCostExplorer, FakeReceiver, Finished, Sandbox};
 use tls::{Pki, TlsFront};
 
 const DAY: &str = "2022-06-13";
@@ -242,16 +243,6 @@ fn port_of(url: &str) -> u16 {
 
 fn addr_of(url: &str) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port_of(url)))
-}
-
-fn sorted_lines(receiver: &FakeReceiver) -> Vec<Line> {
-    let mut lines: Vec<Line> = receiver
-        .accepted_events()
-        .iter()
-        .map(support::Event::line)
-        .collect();
-    lines.sort();
-    lines
 }
 
 /// Every generated line for DAY arrived, once each.

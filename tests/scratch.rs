@@ -5,14 +5,13 @@ mod support;
 #[path = "support/tls.rs"]
 mod tls;
 
-use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use support::process::{Output, le, run, tree};
 use support::{ACCESS_KEY_ID, FakeCostExplorer, FakeReceiver, SECRET_ACCESS_KEY, Sandbox};
 use tls::{Pki, TlsFront};
 
@@ -25,62 +24,6 @@ const STATIC_BIN: &str = "target/x86_64-unknown-linux-musl/release/source-aws-bi
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
-}
-
-/// A finished child: exit status and output.
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    fn describe(&self, what: &str) -> String {
-        format!(
-            "{what}: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n---",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Run to completion, killing the child and panicking if it takes longer than `within`.
-fn run(mut command: Command, within: Duration) -> Output {
-    let what = format!("{command:?}");
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-    let pump = |mut pipe: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = pump(Box::new(child.stdout.take().expect("stdout")));
-    let stderr = pump(Box::new(child.stderr.take().expect("stderr")));
-    let deadline = Instant::now() + within;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{what}: still running after {within:?}, killed it\n{}",
-                stderr.join().unwrap_or_default()
-            );
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    }
 }
 
 /// `make static` (incremental), once per test process: the path of the static binary, or why it could not be built.
@@ -127,28 +70,6 @@ fn write(path: &Path, contents: &[u8], mode: u32) {
 fn chown(path: &Path, uid: u32, gid: u32) {
     std::os::unix::fs::chown(path, Some(uid), Some(gid))
         .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
-}
-
-/// Every path under `dir`, relative to it, sorted.
-fn tree(dir: &Path) -> Vec<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
-            let path = entry.path();
-            out.push(
-                path.strip_prefix(root)
-                    .expect("under root")
-                    .display()
-                    .to_string(),
-            );
-            if entry.file_type().expect("file type").is_dir() {
-                walk(root, &path, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
 }
 
 /// `chroot --userspec=65532:65532 ROOTFS /source-aws-billing ARGS` with an empty environment.
@@ -342,14 +263,6 @@ fn the_chroot_has_no_proc_dev_or_etc_and_the_binary_needs_none() {
             "vance/config/config.yml"
         ]
     );
-}
-
-/// Little-endian integer of `N` bytes at `at`.
-fn le(bytes: &[u8], at: usize, n: usize) -> u64 {
-    bytes[at..at + n]
-        .iter()
-        .rev()
-        .fold(0, |acc, b| (acc << 8) | u64::from(*b))
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 pub mod cost_explorer;
 pub mod http;
+pub mod process;
 pub mod receiver;
 pub mod runner;
 
@@ -23,6 +24,11 @@ pub const SESSION_TOKEN: &str = "FakeSessionToken/DoNotPrint+IQoJb3JpZ2luX2VjEJr
 pub fn sorted(mut lines: Vec<Line>) -> Vec<Line> {
     lines.sort();
     lines
+}
+
+/// The lines of every event `receiver` accepted, sorted.
+pub fn sorted_lines(receiver: &FakeReceiver) -> Vec<Line> {
+    sorted(receiver.accepted_events().iter().map(Event::line).collect())
 }
 
 /// What the service logs once it has nothing to do before its next pull.
