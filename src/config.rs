@@ -1,5 +1,6 @@
 //! Loads config and secret from files, env and flags; validates them; keeps secrets out of Debug.
 
+use crate::files::{MAX_FILE_BYTES, plain_io, read_capped};
 use serde_yaml::{Mapping, Value};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -528,16 +529,6 @@ fn choose(flag: &Option<PathBuf>, env: Option<String>, default: &str) -> (PathBu
 }
 
 /// A default path that does not exist is fine; a path the user named must exist.
-/// A config or secret file is small: past this it is refused (`/dev/zero` would never end).
-pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;
-
-/// At most `max` + 1 bytes of `reader`: more than `max` read back means the source is too large.
-pub(crate) fn read_capped(reader: impl std::io::Read, max: u64) -> std::io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::Read::take(reader, max + 1), &mut bytes)?;
-    Ok(bytes)
-}
-
 fn read_optional(path: &Path, named: bool) -> Result<Option<String>, ConfigError> {
     let read = std::fs::File::open(path).and_then(|f| read_capped(f, MAX_FILE_BYTES));
     match read {
@@ -818,15 +809,6 @@ pub fn url_host(url: &str) -> &str {
         return v6.split(']').next().unwrap_or(v6);
     }
     authority.split(':').next().unwrap_or(authority)
-}
-
-/// An io::Error as a short phrase without the "(os error N)" tail.
-pub fn plain_io(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
 }
 
 #[cfg(test)]

@@ -273,7 +273,7 @@ fn read_pem_roots(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
         format!(
             "ca_file {}: cannot read: {}",
             path.display(),
-            crate::config::plain_io(&e)
+            crate::files::plain_io(&e)
         )
     })?;
     let certs: Vec<_> = ureq::tls::parse_pem(&pem)
@@ -342,7 +342,7 @@ fn describe(url: &str, e: &ureq::Error, have_ca_file: bool) -> SendError {
         ureq::Error::Timeout(_) => format!("{place}: timed out ({text})"),
         ureq::Error::HostNotFound => format!("{place}: host not found"),
         ureq::Error::ConnectionFailed => format!("{place}: connection failed"),
-        ureq::Error::Io(io) => format!("{place}: {}", crate::config::plain_io(io)),
+        ureq::Error::Io(io) => format!("{place}: {}", crate::files::plain_io(io)),
         _ => format!("{place}: {text}"),
     };
     SendError {

@@ -11,6 +11,7 @@ pub mod decimal;
 pub mod deliver;
 pub mod event;
 mod event_de;
+pub mod files;
 pub mod http;
 pub mod log;
 pub mod pull;

@@ -104,7 +104,7 @@ fn print_stdout(text: &str) -> i32 {
         Ok(()) => 0,
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
         Err(e) => {
-            error!("stdout: {}", config::plain_io(&e));
+            error!("stdout: {}", source_aws_billing::files::plain_io(&e));
             1
         }
     }

@@ -14,9 +14,10 @@
 //! promoted on the next start (never lost).
 
 use crate::event::{Data, ESTIMATED, Event, REVISION};
+use crate::files::{sync_dir, write_error};
 use crate::revise::{Index, SLOT, Slots, Vanished, Verdict, capacity_for, window_start};
 use crate::schedule::{format_date, parse_date};
-use crate::state::{batch_name, sync_dir, write_error};
+use crate::state::batch_name;
 use crate::summary::Totals;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -218,7 +219,7 @@ impl Slots for FileSlots {
             .map_err(|e| {
                 format!(
                     "the revision index: cannot read: {}",
-                    crate::config::plain_io(&e)
+                    crate::files::plain_io(&e)
                 )
             })?;
         Ok(slot)
@@ -236,7 +237,7 @@ impl Slots for FileSlots {
         file.write_all_at(&slot, (i * SLOT) as u64).map_err(|e| {
             format!(
                 "the revision index: cannot write: {}",
-                crate::config::plain_io(&e)
+                crate::files::plain_io(&e)
             )
         })
     }
@@ -261,7 +262,7 @@ fn each_stored(
             return Err(format!(
                 "{}: cannot read: {}",
                 path.display(),
-                crate::config::plain_io(&e)
+                crate::files::plain_io(&e)
             ));
         }
     };
@@ -270,7 +271,7 @@ fn each_stored(
             format!(
                 "{}: cannot read: {}",
                 path.display(),
-                crate::config::plain_io(&e)
+                crate::files::plain_io(&e)
             )
         })?;
         match serde_json::from_str::<Stored>(&line) {

@@ -8,7 +8,8 @@
 //! that would go past the cap is never made. Without a usable state_dir, requests are
 //! counted in memory (the cap then holds per process) and a warning says so.
 
-use crate::config::{Config, ConfigError, Target, plain_io};
+use crate::config::{Config, ConfigError, Target};
+use crate::files::{aside_name, plain_io};
 use crate::service::Failure;
 use serde_yaml::{Mapping, Value};
 use std::fs::{self, OpenOptions};
@@ -254,7 +255,7 @@ fn count_on_disk(dir: &Path, month: &str, max: u64) -> Result<Result<(), CapReac
         Ok(t) => t,
         Err(()) => {
             // Only damage from outside gets here: keep a copy, say so.
-            let aside = PathBuf::from(format!("{}.corrupt-{}", path.display(), now_stamp()));
+            let aside = aside_name(&path);
             let _ = fs::write(&aside, &bytes);
             crate::error!(
                 "{}: not a request ledger; kept a copy as {} and counting this month's Cost Explorer requests afresh",
@@ -285,14 +286,6 @@ fn parse(bytes: &[u8]) -> Result<Option<Tally>, ()> {
     serde_json::from_slice::<Tally>(bytes)
         .map(Some)
         .map_err(|_| ())
-}
-
-fn now_stamp() -> String {
-    OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -5,10 +5,10 @@
 //! events the target accepted or rejected for good), and `dead-letter.jsonl` (events the
 //! target rejected, with status and reason).
 
-use crate::config::plain_io;
 use crate::event::Event;
+use crate::files::{aside_name, plain_io, sync_dir, write_atomic, write_error};
 use crate::schedule::{format_date, parse_date};
-use crate::state::{State, sync_dir, write_atomic, write_error};
+use crate::state::State;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -465,21 +465,4 @@ fn batch_range(file_name: &str) -> Option<(Date, Date)> {
     let stem = file_name.strip_suffix(".jsonl")?;
     let (a, b) = stem.split_once('_')?;
     Some((parse_date(a)?, parse_date(b)?))
-}
-
-/// Renames a damaged file to `<name>.corrupt-<UTC timestamp>` beside it.
-pub(crate) fn move_aside(path: &Path) -> Result<PathBuf, String> {
-    let aside = aside_name(path);
-    fs::rename(path, &aside).map_err(|e| write_error(&aside, &e))?;
-    Ok(aside)
-}
-
-/// `<name>.corrupt-<UTC timestamp>` beside `path`.
-fn aside_name(path: &Path) -> PathBuf {
-    let stamp = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
-        .unwrap_or_default();
-    PathBuf::from(format!("{}.corrupt-{stamp}", path.display()))
 }

@@ -3,7 +3,7 @@
 //! Layout of state_dir: `delivered.json` (the days whose events were all delivered,
 //! rewritten atomically), `lock`, and the spool's files (see spool.rs).
 
-use crate::config::plain_io;
+use crate::files::{move_aside, plain_io, write_atomic, write_error};
 use crate::schedule::{format_date, parse_date};
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -11,7 +11,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use time::Date;
 
-use crate::spool::move_aside;
 pub use crate::spool::{Batch, SpoolWriter, batch_name};
 
 /// Where state lives: a directory, or memory only (nothing survives a restart).
@@ -195,26 +194,6 @@ impl State {
     }
 }
 
-/// Temp file, fsync, rename, fsync the directory: a crash leaves the old or the new file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    let result = File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
-        .and_then(|_| fs::rename(&tmp, path));
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(write_error(path, &e));
-    }
-    sync_dir(path.parent().unwrap_or(Path::new(".")));
-    Ok(())
-}
-
-pub(crate) fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
 fn probe_writable(dir: &Path) -> std::io::Result<()> {
     // Named per process: two processes starting together must not remove each other's probe.
     let probe = dir.join(format!(".write-test.{}", std::process::id()));
@@ -223,17 +202,6 @@ fn probe_writable(dir: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
-}
-
-pub(crate) fn write_error(path: &Path, e: &std::io::Error) -> String {
-    let why = match e.raw_os_error() {
-        Some(libc::EFBIG) => "file too large (file size limit reached)".to_string(),
-        _ => plain_io(e),
-    };
-    format!(
-        "cannot write {}: {why}; the previous state is intact",
-        path.display()
-    )
 }
 
 #[cfg(test)]

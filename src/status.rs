@@ -5,7 +5,8 @@
 //! `status` only reads: it takes no lock and makes no request, so it answers while the
 //! service works. Both files are replaced by rename, so a reader sees the old or the new one.
 
-use crate::config::{Config, plain_io};
+use crate::config::Config;
+use crate::files::plain_io;
 use crate::schedule::{format_date, parse_date, rfc3339};
 use crate::service::Failure;
 use crate::spend;

@@ -136,10 +136,10 @@ pub fn fetch(endpoint: &Endpoint) -> Result<Obtained, CredError> {
         None => None,
         Some(Token::Value(v)) => Some(v.trim().to_string()),
         Some(Token::File(path)) => Some(
-            super::file::read_small(
+            crate::files::read_small(
                 "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
                 path,
-                super::file::MAX_TOKEN_BYTES,
+                crate::files::MAX_TOKEN_BYTES,
                 false,
             )
             .map_err(|m| fail(false, m))?

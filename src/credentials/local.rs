@@ -63,7 +63,7 @@ pub(crate) fn unreachable(e: &ureq::Error, budget: Budget) -> String {
             format!("no answer within {}", secs(budget.connect))
         }
         ureq::Error::Timeout(_) => format!("no complete answer within {}", secs(budget.total)),
-        ureq::Error::Io(io) => crate::config::plain_io(io).to_ascii_lowercase(),
+        ureq::Error::Io(io) => crate::files::plain_io(io).to_ascii_lowercase(),
         ureq::Error::ConnectionFailed => "connection failed".into(),
         ureq::Error::HostNotFound => "host not found".into(),
         other => other.to_string(),

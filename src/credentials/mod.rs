@@ -6,7 +6,6 @@
 //! pure functions (parse a file, an answer; build a request) and fetches at the edge.
 
 pub mod container;
-mod file;
 pub mod imds;
 mod local;
 pub mod profile;

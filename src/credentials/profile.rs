@@ -257,8 +257,8 @@ pub(super) fn profile_files(env: &Env) -> ProfileFiles {
 impl ProfileFiles {
     pub(super) fn plan(&self, session_default: &str) -> Result<Option<Plan>, String> {
         let read = |what: &str, path: &std::path::Path| -> Result<Vec<(String, Section)>, String> {
-            let max = crate::config::MAX_FILE_BYTES;
-            match super::file::read_small(what, path, max, true)? {
+            let max = crate::files::MAX_FILE_BYTES;
+            match crate::files::read_small(what, path, max, true)? {
                 Some(text) => parse_ini(&path.display().to_string(), &text),
                 None => Ok(Vec::new()),
             }

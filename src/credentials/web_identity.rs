@@ -30,7 +30,7 @@ pub fn from_env(env: &Env, session_default: &str) -> Option<WebIdentity> {
 /// The token, or why it cannot be used; an expired JWT is refused here with its expiry
 /// rather than sent (STS would only say ExpiredTokenException).
 pub fn read_token(path: &Path, now: OffsetDateTime) -> Result<String, String> {
-    let token = super::file::read_small("token file", path, super::file::MAX_TOKEN_BYTES, false)?
+    let token = crate::files::read_small("token file", path, crate::files::MAX_TOKEN_BYTES, false)?
         .unwrap_or_default();
     let token = token.trim().to_string();
     if token.is_empty() {

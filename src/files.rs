@@ -1,7 +1,19 @@
-//! Reading a token or profile file: regular files only, size-capped, one line naming the file on failure.
+//! Small-file IO: capped reads, crash-safe writes, names for damaged files, and IO wording.
 
+use std::fs::{self, File};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// A config or secret file is small: past this it is refused (`/dev/zero` would never end).
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// At most `max` + 1 bytes of `reader`: more than `max` read back means the source is too large.
+pub fn read_capped(reader: impl std::io::Read, max: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(reader, max + 1), &mut bytes)?;
+    Ok(bytes)
+}
 
 /// A token file (web identity, container authorization) is small; past this it is refused.
 pub const MAX_TOKEN_BYTES: u64 = 64 * 1024;
@@ -16,8 +28,7 @@ pub fn read_small(
     missing_ok: bool,
 ) -> Result<Option<String>, String> {
     let place = format!("{what} {}", path.display());
-    let cannot =
-        |e: std::io::Error| format!("{place}: cannot read: {}", crate::config::plain_io(&e));
+    let cannot = |e: std::io::Error| format!("{place}: cannot read: {}", plain_io(&e));
     // Non-blocking open: opening a FIFO with no writer would otherwise wait forever.
     let file = match std::fs::OpenOptions::new()
         .read(true)
@@ -31,13 +42,70 @@ pub fn read_small(
     if !file.metadata().map_err(cannot)?.is_file() {
         return Err(format!("{place}: not a regular file"));
     }
-    let bytes = crate::config::read_capped(file, max).map_err(cannot)?;
+    let bytes = read_capped(file, max).map_err(cannot)?;
     if bytes.len() as u64 > max {
         return Err(format!("{place}: larger than {} KiB", max / 1024));
     }
     String::from_utf8(bytes)
         .map(Some)
         .map_err(|_| format!("{place}: expected UTF-8 text"))
+}
+
+/// An io::Error as a short phrase without the "(os error N)" tail.
+pub fn plain_io(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// Temp file, fsync, rename, fsync the directory: a crash leaves the old or the new file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    let result = File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
+        .and_then(|_| fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(write_error(path, &e));
+    }
+    sync_dir(path.parent().unwrap_or(Path::new(".")));
+    Ok(())
+}
+
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+pub fn write_error(path: &Path, e: &std::io::Error) -> String {
+    let why = match e.raw_os_error() {
+        Some(libc::EFBIG) => "file too large (file size limit reached)".to_string(),
+        _ => plain_io(e),
+    };
+    format!(
+        "cannot write {}: {why}; the previous state is intact",
+        path.display()
+    )
+}
+
+/// Renames a damaged file to `<name>.corrupt-<UTC timestamp>` beside it.
+pub fn move_aside(path: &Path) -> Result<PathBuf, String> {
+    let aside = aside_name(path);
+    fs::rename(path, &aside).map_err(|e| write_error(&aside, &e))?;
+    Ok(aside)
+}
+
+/// `<name>.corrupt-<UTC timestamp>` beside `path`.
+pub fn aside_name(path: &Path) -> PathBuf {
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap_or_default();
+    PathBuf::from(format!("{}.corrupt-{stamp}", path.display()))
 }
 
 #[cfg(test)]
