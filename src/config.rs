@@ -1,6 +1,7 @@
 //! Loads config and secret from files, env and flags; validates them; keeps secrets out of Debug.
 
 use crate::files::{MAX_FILE_BYTES, plain_io, read_capped};
+use crate::urls::url_host;
 use serde_yaml::{Mapping, Value};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -800,17 +801,6 @@ pub fn region_from_endpoint(endpoint: &str) -> Option<&str> {
     (!region.is_empty() && !region.contains('.')).then_some(region)
 }
 
-/// The host of an http(s) URL, without port or path.
-pub fn url_host(url: &str) -> &str {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
-    if let Some(v6) = authority.strip_prefix('[') {
-        return v6.split(']').next().unwrap_or(v6);
-    }
-    authority.split(':').next().unwrap_or(authority)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -954,7 +944,6 @@ mod tests {
             Some("cn-northwest-1")
         );
         assert_eq!(region_from_endpoint("http://127.0.0.1:5000"), None);
-        assert_eq!(url_host("http://user:pw@[::1]:80/x"), "::1");
     }
 
     #[test]

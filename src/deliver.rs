@@ -85,7 +85,7 @@ impl Runtime {
                             "the target answered HTTP {} redirecting to {}: set target to the final URL (the events stay in the spool)",
                             r.status,
                             r.header("location")
-                                .map(|l| peer(&crate::http::redact(l)))
+                                .map(|l| peer(&crate::urls::redact(l)))
                                 .unwrap_or_else(|| "nowhere".into())
                         );
                         return Sent::Stopped;

@@ -1,5 +1,6 @@
 //! The HTTP client: one ureq Agent per destination, with timeouts, proxy and CA roots.
 
+use crate::urls::{origin, url_host};
 use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
@@ -291,30 +292,6 @@ fn read_pem_roots(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
     Ok(certs)
 }
 
-/// Scheme, host and port of a URL, for messages.
-pub fn origin(url: &str) -> String {
-    let shown = redact(url);
-    let after = shown.find("://").map_or(0, |i| i + 3);
-    match shown[after..].find('/') {
-        Some(i) => shown[..after + i].to_string(),
-        None => shown,
-    }
-}
-
-/// A URL fit for a log line: no `user:password@` and no query string (either may hold a token).
-pub fn redact(url: &str) -> String {
-    let after = url.find("//").map_or(0, |i| i + 2);
-    let (scheme, rest) = url.split_at(after);
-    // Up to the first '/', whatever '?' or '#' a password may hold.
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let rest = match rest[..authority_end].rfind('@') {
-        Some(at) => &rest[at + 1..],
-        None => rest,
-    };
-    let rest = rest.split(['?', '#']).next().unwrap_or(rest);
-    format!("{scheme}{rest}")
-}
-
 fn describe(url: &str, e: &ureq::Error, have_ca_file: bool) -> SendError {
     let text = crate::log::peer(&e.to_string());
     let place = origin(url);
@@ -373,7 +350,7 @@ pub fn proxy_for(
         return Ok(None);
     };
     if let Some(list) = get("NO_PROXY")
-        && no_proxy_matches(&list, crate::config::url_host(url))
+        && no_proxy_matches(&list, url_host(url))
     {
         return Ok(None);
     }
@@ -537,24 +514,5 @@ mod tests {
             let p = Phases::of(d);
             assert_eq!(p.connect + p.send * 2 + p.response + p.body, d);
         }
-    }
-
-    #[test]
-    fn origin_drops_the_path() {
-        assert_eq!(origin("http://127.0.0.1:9/a/b"), "http://127.0.0.1:9");
-        assert_eq!(origin("https://h"), "https://h");
-        assert_eq!(origin("https://user:s3cret@h:8/x?token=t"), "https://h:8");
-    }
-
-    #[test]
-    fn redact_hides_user_info_and_query() {
-        assert_eq!(
-            redact("https://user:s3cret@broker:8443/hook?token=t0p#f"),
-            "https://broker:8443/hook"
-        );
-        assert_eq!(redact("http://broker/a@b"), "http://broker/a@b");
-        assert_eq!(redact("http://127.0.0.1:9/"), "http://127.0.0.1:9/");
-        assert_eq!(redact("https://u:p#ss@h/x"), "https://h/x");
-        assert_eq!(redact("//u:pw@h/x"), "//h/x");
     }
 }

@@ -302,7 +302,7 @@ pub fn check(rt: &Runtime) -> i32 {
         Ok((_, n)) => {
             info!(
                 "check passed: Cost Explorer at {} accepted the signed request ({n} groups on the first page for {}); credentials: {}; target {}",
-                crate::http::redact(&rt.config.endpoint),
+                crate::urls::redact(&rt.config.endpoint),
                 format_date(day),
                 rt.credentials.source(),
                 target_name(&rt.config.target)
@@ -333,7 +333,7 @@ pub fn run(rt: &Runtime) -> i32 {
         "running: pulling {} every day at {:02}:00 UTC from {} to {}",
         rt.config.metric,
         rt.config.pull_hour,
-        crate::http::redact(&rt.config.endpoint),
+        crate::urls::redact(&rt.config.endpoint),
         target_name(&rt.config.target)
     );
     crate::status::serve(state.dir());
@@ -484,7 +484,7 @@ fn not_reached(rt: &Runtime, state: &State, due: &crate::schedule::Due) -> Optio
 /// The target for a log line, without credentials.
 fn target_name(target: &Target) -> String {
     match target {
-        Target::Http(url) => crate::http::redact(url),
+        Target::Http(url) => crate::urls::redact(url),
         Target::Stdout => "stdout".into(),
     }
 }

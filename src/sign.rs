@@ -43,9 +43,9 @@ pub fn sign(
             .map(|(k, v)| (k.as_str(), v.as_str())),
         SignableBody::Bytes(&request.body),
     )
-    .map_err(|e| format!("cannot sign a request to {}: {e}", crate::http::redact(url)))?;
+    .map_err(|e| format!("cannot sign a request to {}: {e}", crate::urls::redact(url)))?;
     let (instructions, _signature) = http_request::sign(signable, &params)
-        .map_err(|e| format!("cannot sign a request to {}: {e}", crate::http::redact(url)))?
+        .map_err(|e| format!("cannot sign a request to {}: {e}", crate::urls::redact(url)))?
         .into_parts();
     let (headers, _params) = instructions.into_parts();
     for h in headers {

@@ -1,4 +1,4 @@
-//! Checks every URL (target, endpoint, proxy variables) with the HTTP client's own parser, before any request.
+//! URLs: every one checked with the HTTP client's own parser before any request, and shown without secrets.
 
 use std::net::Ipv6Addr;
 use ureq::http::Uri;
@@ -29,7 +29,7 @@ pub fn check_http_url(from: &str, value: &str) -> Result<(), String> {
         None => Ok(()),
         Some(p) => Err(format!(
             "{from}: expected an http:// or https:// URL, found {:?}: {p}",
-            crate::http::redact(value)
+            redact(value)
         )),
     }
 }
@@ -38,7 +38,7 @@ pub fn check_http_url(from: &str, value: &str) -> Result<(), String> {
 /// proxies; ureq without its socks feature would abort on a socks proxy).
 pub fn parse_proxy(var: &str, value: &str) -> Result<ureq::Proxy, String> {
     let value = value.trim();
-    let shown = crate::http::redact(value);
+    let shown = redact(value);
     let expected = "expected a proxy URL like http://proxy:3128";
     let proxy = ureq::Proxy::new(value)
         .map_err(|_| format!("{var}: {expected}, found {shown:?}: it does not parse"))?;
@@ -106,6 +106,41 @@ fn authority_problem(uri: &Uri) -> Option<String> {
             port.trim_start_matches(':')
         )),
     }
+}
+
+/// Scheme, host and port of a URL, for messages.
+pub fn origin(url: &str) -> String {
+    let shown = redact(url);
+    let after = shown.find("://").map_or(0, |i| i + 3);
+    match shown[after..].find('/') {
+        Some(i) => shown[..after + i].to_string(),
+        None => shown,
+    }
+}
+
+/// A URL fit for a log line: no `user:password@` and no query string (either may hold a token).
+pub fn redact(url: &str) -> String {
+    let after = url.find("//").map_or(0, |i| i + 2);
+    let (scheme, rest) = url.split_at(after);
+    // Up to the first '/', whatever '?' or '#' a password may hold.
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let rest = match rest[..authority_end].rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or(rest);
+    format!("{scheme}{rest}")
+}
+
+/// The host of an http(s) URL, without port or path.
+pub fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6);
+    }
+    authority.split(':').next().unwrap_or(authority)
 }
 
 #[cfg(test)]
@@ -198,5 +233,29 @@ mod tests {
         );
         assert_eq!(check_proxy_env(&|_| Some(" ".into())), Ok(()));
         assert_eq!(check_proxy_env(&|_| None), Ok(()));
+    }
+
+    #[test]
+    fn origin_drops_the_path() {
+        assert_eq!(origin("http://127.0.0.1:9/a/b"), "http://127.0.0.1:9");
+        assert_eq!(origin("https://h"), "https://h");
+        assert_eq!(origin("https://user:s3cret@h:8/x?token=t"), "https://h:8");
+    }
+
+    #[test]
+    fn redact_hides_user_info_and_query() {
+        assert_eq!(
+            redact("https://user:s3cret@broker:8443/hook?token=t0p#f"),
+            "https://broker:8443/hook"
+        );
+        assert_eq!(redact("http://broker/a@b"), "http://broker/a@b");
+        assert_eq!(redact("http://127.0.0.1:9/"), "http://127.0.0.1:9/");
+        assert_eq!(redact("https://u:p#ss@h/x"), "https://h/x");
+        assert_eq!(redact("//u:pw@h/x"), "//h/x");
+    }
+
+    #[test]
+    fn the_host_has_no_user_port_or_brackets() {
+        assert_eq!(url_host("http://user:pw@[::1]:80/x"), "::1");
     }
 }

@@ -59,10 +59,10 @@ pub fn allowed(url: &str) -> Result<(), String> {
     if !url.starts_with("http://") {
         return Err(format!(
             "AWS_CONTAINER_CREDENTIALS_FULL_URI: expected an http:// or https:// URL, found {:?}",
-            crate::http::redact(url)
+            crate::urls::redact(url)
         ));
     }
-    let host = crate::config::url_host(url);
+    let host = crate::urls::url_host(url);
     let loopback = host == "localhost"
         || host == "::1"
         || host
@@ -131,7 +131,7 @@ pub fn parse(
 /// GET the credentials, with the Authorization token; one retry on a network error or 5xx.
 pub fn fetch(endpoint: &Endpoint) -> Result<Obtained, CredError> {
     let fail = |transient: bool, message: String| CredError { transient, message };
-    let place = crate::http::redact(&endpoint.url);
+    let place = crate::urls::redact(&endpoint.url);
     let token = match &endpoint.token {
         None => None,
         Some(Token::Value(v)) => Some(v.trim().to_string()),
