@@ -13,6 +13,7 @@ pub mod event;
 mod event_de;
 pub mod files;
 pub mod http;
+pub mod keys;
 pub mod log;
 pub mod pull;
 pub mod retry;

@@ -2,10 +2,10 @@
 
 use crate::answer::{Check, Shape};
 use crate::bounds;
-use crate::config::Credentials;
 use crate::costexplorer::{self, Answer, CeError, ErrorKind};
 use crate::event::{Event, Line};
 use crate::http::Request;
+use crate::keys::Credentials;
 use crate::retry::{next_wait, retry_after};
 use crate::schedule::rfc3339;
 use crate::service::{Failure, MIB, Runtime, describe_range};

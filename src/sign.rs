@@ -1,7 +1,7 @@
 //! SigV4 headers for a Cost Explorer request, via aws-sigv4, with the time passed in.
 
-use crate::config::Credentials;
 use crate::http::Request;
+use crate::keys::Credentials;
 use aws_sigv4::http_request::{self, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;

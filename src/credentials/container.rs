@@ -1,7 +1,7 @@
 //! Container credentials (ECS task role, EKS Pod Identity): the endpoint, its token, its JSON answer.
 
 use super::{CredError, Env, Obtained, local::Budget, local_call};
-use crate::config::Credentials;
+use crate::keys::Credentials;
 use std::path::PathBuf;
 use std::time::Duration;
 

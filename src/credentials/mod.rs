@@ -19,8 +19,9 @@ use profile::profile_files;
 pub use settings::{DEFAULT_SESSION_NAME, RoleSettings, role_settings};
 pub use static_keys::warn_once;
 
-use crate::config::{Credentials, SecretSource};
+use crate::config::SecretSource;
 use crate::http::Client;
+use crate::keys::Credentials;
 use crate::retry::{next_wait, retry_after};
 use std::cell::RefCell;
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 
 use super::Env;
 use super::sts::RoleRequest;
-use crate::config::Credentials;
+use crate::keys::Credentials;
 use std::collections::BTreeMap;
 
 pub type Section = BTreeMap<String, String>;

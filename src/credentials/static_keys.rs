@@ -1,7 +1,8 @@
 //! Static keys: the secret file, the config's `secret:` section and AWS_ACCESS_KEY_ID (config.rs reads them).
 
 use super::{CredError, Env, Obtained};
-use crate::config::{self, Credentials, SecretSource};
+use crate::config::{self, SecretSource};
+use crate::keys::Credentials;
 use crate::warn;
 
 /// What was looked at, and the keys when any static source gives them (a broken one is an error).

@@ -1,9 +1,9 @@
 //! STS AssumeRole and AssumeRoleWithWebIdentity: the Query requests and their XML answers, by hand.
 
 use super::CredError;
-use crate::config::Credentials;
 use crate::costexplorer::{self, ErrorKind};
 use crate::http::Request;
+use crate::keys::Credentials;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
