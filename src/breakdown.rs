@@ -1,6 +1,7 @@
 //! What a line is broken down by: the `group_by`, `metric` and `filter` config keys and their names on the wire and in events.
 
-use crate::config::{ConfigError, METRICS, show};
+use crate::config::METRICS;
+use crate::yaml::{ConfigError, show};
 use serde_yaml::{Mapping, Value};
 
 /// Cost Explorer dimensions accepted in `group_by`.

@@ -1,11 +1,12 @@
 //! Loads config and secret from files, env and flags; validates them; keeps secrets out of Debug.
 
-use crate::files::{MAX_FILE_BYTES, plain_io, read_capped};
 use crate::keys::Credentials;
 use crate::urls::url_host;
+use crate::yaml::{
+    ConfigError, Doc, Keys, err, read_optional, warn_unknown, warn_unknown_secret_keys,
+};
 use serde_yaml::{Mapping, Value};
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub const DEFAULT_CONFIG: &str = "/vance/config/config.yml";
 pub const DEFAULT_SECRET: &str = "/vance/secret/secret.yml";
@@ -51,20 +52,10 @@ const SECRET_KEYS: [&str; 4] = [
     "secret_access_Key",
     "session_token",
 ];
-
-/// One line for the user: names the file, key and value and says what was expected.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-fn err<T>(message: String) -> Result<T, ConfigError> {
-    Err(ConfigError(message))
-}
+const KEYS: Keys = Keys {
+    known: &CONFIG_KEYS,
+    secret: &SECRET_KEYS,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -147,7 +138,7 @@ pub fn load_reporting(
         choose(&overrides.secret, env("CONNECTOR_SECRET"), DEFAULT_SECRET);
     let name = config_path.display().to_string();
     let map = match read_optional(&config_path, config_named)? {
-        Some(text) => parse_yaml(&name, &text, false)?,
+        Some(text) => crate::yaml::parse(&name, &text, false, KEYS)?,
         None => Mapping::new(),
     };
     warn_unknown(&name, &map, &CONFIG_KEYS, warn);
@@ -228,16 +219,6 @@ pub fn check_static_keys(
     }
 }
 
-/// Warns about each key of `map` that is not in `known`.
-fn warn_unknown(name: &str, map: &Mapping, known: &[&str], warn: &mut dyn FnMut(String)) {
-    for key in map.keys() {
-        let key = key_name(key);
-        if !known.contains(&key.as_str()) {
-            warn(unknown_key(name, &key, known));
-        }
-    }
-}
-
 fn resolve_state_dir(
     env: &dyn Fn(&str) -> Option<String>,
     file: &Doc,
@@ -284,7 +265,7 @@ fn secret_section(
         None | Some(Value::Null) => Ok(None),
         Some(Value::Mapping(m)) => {
             let section = format!("{}: secret", file.name);
-            warn_unknown_secret_keys(&section, m, warn);
+            warn_unknown_secret_keys(&section, m, &SECRET_KEYS, warn);
             let doc = Doc {
                 name: &section,
                 map: m,
@@ -306,29 +287,6 @@ fn env_credentials(env: &dyn Fn(&str) -> Option<String>) -> Option<Credentials> 
             session_token: env("AWS_SESSION_TOKEN").filter(|t| !t.is_empty()),
         }),
         _ => None,
-    }
-}
-
-/// Unknown keys of a secret document, named only when they look like key names (a value
-/// typed where a key belongs must not be echoed).
-fn warn_unknown_secret_keys(name: &str, map: &Mapping, warn: &mut dyn FnMut(String)) {
-    for key in map.keys() {
-        let key = key_name(key);
-        if SECRET_KEYS.contains(&key.as_str()) {
-            continue;
-        }
-        let looks_like_a_key = key.len() <= 32
-            && key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if looks_like_a_key {
-            warn(unknown_key(name, &key, &SECRET_KEYS));
-        } else {
-            warn(format!(
-                "{name}: an unknown key (not shown: it may be a secret) is ignored; known keys: {}",
-                SECRET_KEYS.join(", ")
-            ));
-        }
     }
 }
 
@@ -384,8 +342,8 @@ fn credentials_reporting(
 ) -> Result<Credentials, ConfigError> {
     let name = source.file.display().to_string();
     if let Some(text) = read_optional(&source.file, source.file_named)? {
-        let map = parse_yaml(&name, &text, true)?;
-        warn_unknown_secret_keys(&name, &map, warn);
+        let map = crate::yaml::parse(&name, &text, true, KEYS)?;
+        warn_unknown_secret_keys(&name, &map, &SECRET_KEYS, warn);
         if let Some(c) = credentials_from(&Doc {
             name: &name,
             map: &map,
@@ -415,7 +373,7 @@ pub fn static_sources(source: &SecretSource) -> (String, Option<&'static str>) {
     let in_file = match read_optional(&source.file, source.file_named) {
         Err(_) => true,
         Ok(None) => false,
-        Ok(Some(text)) => match parse_document("", &text) {
+        Ok(Some(text)) => match crate::yaml::parse("", &text, false, KEYS) {
             Err(_) => true,
             Ok(map) => SECRET_KEYS.iter().any(|k| map.contains_key(*k)),
         },
@@ -468,255 +426,6 @@ fn choose(flag: &Option<PathBuf>, env: Option<String>, default: &str) -> (PathBu
         (Some(p), _) => (p.clone(), true),
         (None, Some(e)) => (PathBuf::from(e), true),
         (None, None) => (PathBuf::from(default), false),
-    }
-}
-
-/// A default path that does not exist is fine; a path the user named must exist.
-fn read_optional(path: &Path, named: bool) -> Result<Option<String>, ConfigError> {
-    let read = std::fs::File::open(path).and_then(|f| read_capped(f, MAX_FILE_BYTES));
-    match read {
-        Ok(bytes) if bytes.len() as u64 > MAX_FILE_BYTES => err(format!(
-            "{}: larger than 1 MiB; expected a small YAML or JSON file",
-            path.display()
-        )),
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => Ok(Some(text)),
-            Err(_) => err(format!(
-                "{}: expected UTF-8 text (YAML or JSON)",
-                path.display()
-            )),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !named => Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            err(format!("{}: no such file", path.display()))
-        }
-        Err(e) => err(format!("{}: cannot read: {}", path.display(), plain_io(&e))),
-    }
-}
-
-/// Parses a YAML (or JSON) config document into a mapping; empty means no keys.
-pub fn parse_document(name: &str, text: &str) -> Result<Mapping, ConfigError> {
-    parse_yaml(name, text, false)
-}
-
-/// Parses a document into a mapping. A leading byte order mark is skipped. Errors never quote
-/// a secret: in a secret document, the config's `secret:` section or at a secret key, the
-/// parser's own text (which may quote the value) is replaced by the place and the key.
-fn parse_yaml(name: &str, text: &str, secret_doc: bool) -> Result<Mapping, ConfigError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    match serde_yaml::from_str::<Value>(text) {
-        Ok(Value::Mapping(m)) => Ok(m),
-        Ok(Value::Null) => Ok(Mapping::new()),
-        Ok(_) => err(format!(
-            "{name}: expected a mapping of keys to values (YAML or JSON)"
-        )),
-        Err(e) => Err(yaml_error(name, text, &e, secret_doc)),
-    }
-}
-
-/// One line from the error's place and the key there; serde_yaml's own words only where they
-/// cannot hold a secret (its messages about values quote them).
-fn yaml_error(name: &str, text: &str, e: &serde_yaml::Error, secret_doc: bool) -> ConfigError {
-    let raw = e.to_string();
-    // Where the trouble began: an unterminated quote is reported at the end of the file,
-    // "while scanning a quoted scalar at line L column C" says where it opened.
-    let place = e.location().map(|l| (l.line(), l.column()));
-    let started = context_mark(&raw).filter(|m| Some(*m) != place);
-    let mark = started.or(place);
-    let key = mark.and_then(|m| key_before(text, m));
-    let secret_context = secret_doc
-        || key.is_some_and(|k| k == "secret" || SECRET_KEYS.contains(&k))
-        || mark.is_some_and(|(line, _)| in_secret_block(text, line));
-    let what = if raw.contains("invalid value") || raw.contains("invalid type") {
-        "a value that does not match its YAML tag (remove the !!tag or quote the value)".into()
-    } else if raw.starts_with("duplicate entry") {
-        "a key is given twice".into()
-    } else if secret_context || raw.contains(['"', '`']) {
-        "not valid YAML or JSON (the parser's text is not shown: it may hold a secret)".into()
-    } else {
-        raw.split(" at line ").next().unwrap_or(&raw).to_string()
-    };
-    let at = place
-        .map(|(l, c)| format!(" at line {l} column {c}"))
-        .unwrap_or_default();
-    let at = match started {
-        Some((l, c)) => format!("{at} (in the text that starts at line {l} column {c})"),
-        None => at,
-    };
-    let key = key.map(|k| format!(" (key {k})")).unwrap_or_default();
-    ConfigError(format!("{name}: invalid YAML{at}{key}: {what}"))
-}
-
-/// The last "while ... at line L column C" of a parser message (digits only).
-fn context_mark(message: &str) -> Option<(usize, usize)> {
-    let (_, rest) = message.rsplit_once("while ")?;
-    let (_, place) = rest.rsplit_once(" at line ")?;
-    let (line, column) = place.split_once(" column ")?;
-    let column: String = column.chars().take_while(char::is_ascii_digit).collect();
-    Some((line.parse().ok()?, column.parse().ok()?))
-}
-
-/// The known key written last before `(line, column)` (1-based), as a constant: never text
-/// of the document itself.
-fn key_before(text: &str, (line, column): (usize, usize)) -> Option<&'static str> {
-    let mut offset = 0;
-    for (i, l) in text.split_inclusive('\n').enumerate() {
-        if i + 1 == line {
-            offset += l
-                .chars()
-                .take(column.saturating_sub(1))
-                .map(char::len_utf8)
-                .sum::<usize>();
-            break;
-        }
-        offset += l.len();
-    }
-    let before = &text[..offset.min(text.len())];
-    let is_key_at = |at: usize, key: &str| {
-        let after = before[at + key.len()..].trim_start_matches(['"', '\'']);
-        let boundary = before[..at]
-            .chars()
-            .next_back()
-            .is_none_or(|c| !c.is_ascii_alphanumeric() && c != '_');
-        boundary && after.trim_start().starts_with(':')
-    };
-    CONFIG_KEYS
-        .iter()
-        .chain(SECRET_KEYS.iter())
-        .filter_map(|key| {
-            before
-                .match_indices(key)
-                .map(|(at, _)| at)
-                .filter(|&at| is_key_at(at, key))
-                .last()
-                .map(|at| (at, *key))
-        })
-        .max_by_key(|(at, key)| (*at, key.len()))
-        .map(|(_, key)| key)
-}
-
-/// Whether line `line` (1-based) lies in the block of a top-level `secret:` key.
-fn in_secret_block(text: &str, line: usize) -> bool {
-    let top = text
-        .lines()
-        .take(line)
-        .filter(|l| {
-            let t = l.trim_start();
-            !t.is_empty() && !t.starts_with('#') && l.len() == t.len()
-        })
-        .last();
-    top.is_some_and(|l| {
-        l.trim_start_matches(['"', '\''])
-            .strip_prefix("secret")
-            .is_some_and(|r| {
-                r.trim_start_matches(['"', '\''])
-                    .trim_start()
-                    .starts_with(':')
-            })
-    })
-}
-
-struct Doc<'a> {
-    name: &'a str,
-    map: &'a Mapping,
-}
-
-impl Doc<'_> {
-    fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
-            Some(other) => err(format!(
-                "{}: {key}: expected a string, found {}",
-                self.name,
-                show(other)
-            )),
-        }
-    }
-
-    /// A string that must be one of `allowed`.
-    fn one_of(
-        &self,
-        key: &str,
-        allowed: &[&str],
-        what: &str,
-    ) -> Result<Option<String>, ConfigError> {
-        match self.string(key)? {
-            Some(v) if !allowed.contains(&v.as_str()) => err(format!(
-                "{}: {key}: expected {what}, found {v:?}",
-                self.name
-            )),
-            other => Ok(other),
-        }
-    }
-
-    /// Like `string`, but never echoes the value: it may be a secret.
-    fn secret_string(&self, key: &str) -> Result<Option<String>, ConfigError> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
-            Some(_) => err(format!(
-                "{}: {key}: expected a string (quote it)",
-                self.name
-            )),
-        }
-    }
-
-    fn integer(
-        &self,
-        key: &str,
-        min: u64,
-        max: u64,
-        what: &str,
-    ) -> Result<Option<u64>, ConfigError> {
-        let value = match self.map.get(key) {
-            None | Some(Value::Null) => return Ok(None),
-            Some(v) => v,
-        };
-        let n = match value {
-            Value::Number(n) => n.as_u64(),
-            Value::String(s) => s.trim().parse::<u64>().ok(),
-            _ => None,
-        };
-        match n {
-            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
-            _ => err(format!(
-                "{}: {key}: expected {what}, found {}",
-                self.name,
-                show(value)
-            )),
-        }
-    }
-}
-
-pub(crate) fn key_name(key: &Value) -> String {
-    match key {
-        Value::String(s) => s.clone(),
-        other => show(other),
-    }
-}
-
-/// A YAML value as an error line shows it: a string quoted, anything else by its kind.
-pub(crate) fn show(value: &Value) -> String {
-    match value {
-        Value::String(s) => format!("{s:?}"),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Null => "nothing".into(),
-        Value::Sequence(_) => "a list".into(),
-        Value::Mapping(_) => "a mapping".into(),
-        Value::Tagged(_) => "a tagged value".into(),
-    }
-}
-
-fn unknown_key(file: &str, key: &str, known: &[&str]) -> String {
-    let squash = |s: &str| s.to_ascii_lowercase().replace(['_', '-'], "");
-    match known.iter().find(|k| squash(k) == squash(key)) {
-        Some(k) => format!("{file}: unknown key {key:?} is ignored; did you mean {k:?}?"),
-        None => format!(
-            "{file}: unknown key {key:?} is ignored; known keys: {}",
-            known.join(", ")
-        ),
     }
 }
 
@@ -962,86 +671,6 @@ mod tests {
         );
         let e = load(&Overrides::default(), &|_| None).unwrap_err().0;
         assert!(e.contains("target: missing"), "{e}");
-    }
-
-    /// Every error about a secret document: file, line, column and key, never the value.
-    #[test]
-    fn yaml_errors_in_secrets_never_quote_the_value() {
-        let s = "S3cretValue/abc";
-        for (secret, want) in [
-            (
-                format!("access_key_id: A\nsecret_access_key: !!float {s}\n"),
-                "line 2 column 20 (key secret_access_key)",
-            ),
-            (
-                format!("access_key_id: A\nsession_token: !!bool {s}\nsecret_access_key: x\n"),
-                "line 2 column 16 (key session_token)",
-            ),
-            (
-                format!("access_key_id: !!int {s}\nsecret_access_key: x\n"),
-                "line 1 column 16 (key access_key_id)",
-            ),
-            (
-                format!("access_key_id: A\nsecret_access_key: \"{s}\nnext: 1\n"),
-                "starts at line 2 column 20) (key secret_access_key)",
-            ),
-            (
-                format!("access_key_id: A\nsecret_access_key: '{s}\n"),
-                "(key secret_access_key)",
-            ),
-            (
-                format!("access_key_id: A\nsecret_access_key: \"{s}\\q\"\n"),
-                "(key secret_access_key)",
-            ),
-            (
-                format!("{{\"access_key_id\": \"A\", \"secret_access_key\": !!float {s}}}"),
-                "line 1 column 45 (key secret_access_key)",
-            ),
-            (
-                format!("access_key_id: A\n{s}: 1\n{s}: 2\n"),
-                "a key is given twice",
-            ),
-            (
-                format!("\u{feff}access_key_id: A\nsecret_access_key: !!null {s}\n"),
-                "(key secret_access_key)",
-            ),
-        ] {
-            let e = load_with("target: http://x\n", Some(&secret), &[])
-                .unwrap_err()
-                .0;
-            assert!(
-                e.contains("secret.yml: invalid YAML at ") && e.contains(want),
-                "{secret:?}: {e}"
-            );
-            assert!(!e.contains("S3cret"), "{secret:?}: {e}");
-        }
-        // The same in the config's secret: section, block or flow style.
-        for config in [
-            format!(
-                "target: http://x\nsecret:\n  access_key_id: A\n  secret_access_key: !!float {s}\n"
-            ),
-            format!("target: http://x\nsecret:\n  access_key_id: A\n  secret_access_key: \"{s}\n"),
-            format!("target: http://x\nsecret:\n  target: x\n  other: !!int {s}\n"),
-            format!("{{\"target\": \"http://x\", \"secret\": {{\"session_token\": !!bool {s}}}}}"),
-        ] {
-            let e = load_with(&config, None, &[]).unwrap_err().0;
-            assert!(
-                e.contains("config.yml: invalid YAML at line "),
-                "{config:?}: {e}"
-            );
-            assert!(!e.contains("S3cret"), "{config:?}: {e}");
-        }
-        // Elsewhere in the config, the parser's own words still help.
-        let e = error_of("target: http://x\n\tpull_hour: 3\n");
-        assert!(
-            e.contains("line 2 column 1") && e.contains("found a tab character"),
-            "{e}"
-        );
-        let e = error_of("target: http://x\npull_hour: !!int two\n");
-        assert!(
-            e.contains("(key pull_hour): a value that does not match its YAML tag"),
-            "{e}"
-        );
     }
 
     #[test]

@@ -31,3 +31,4 @@ pub mod state;
 pub mod status;
 pub mod summary;
 pub mod urls;
+pub mod yaml;

@@ -4,8 +4,8 @@
 //! keys) and one of its event data (every number and unit), kept in a hash table of 24-byte
 //! slots whose storage the caller gives (a file, so memory holds one bit per slot).
 
-use crate::config::ConfigError;
 use crate::event::Data;
+use crate::yaml::ConfigError;
 use serde_yaml::{Mapping, Value};
 use std::hash::{Hash, Hasher};
 use time::Date;
@@ -47,7 +47,7 @@ pub fn settings(map: &Mapping, file: &str) -> Result<Settings, ConfigError> {
                 _ => {
                     return Err(ConfigError(format!(
                         "{file}: revise_days: expected a number of days 0-{MAX_REVISE_DAYS} (0 turns revisions off), found {}",
-                        crate::config::key_name(v)
+                        crate::yaml::key_name(v)
                     )));
                 }
             };
@@ -59,7 +59,7 @@ pub fn settings(map: &Mapping, file: &str) -> Result<Settings, ConfigError> {
         Some(v) => {
             return Err(ConfigError(format!(
                 "{file}: summary: expected true or false, found {}",
-                crate::config::key_name(v)
+                crate::yaml::key_name(v)
             )));
         }
     }

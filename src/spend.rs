@@ -8,9 +8,10 @@
 //! that would go past the cap is never made. Without a usable state_dir, requests are
 //! counted in memory (the cap then holds per process) and a warning says so.
 
-use crate::config::{Config, ConfigError, Target};
+use crate::config::{Config, Target};
 use crate::files::{aside_name, plain_io};
 use crate::service::Failure;
+use crate::yaml::ConfigError;
 use serde_yaml::{Mapping, Value};
 use std::fs::{self, OpenOptions};
 use std::io::Read;

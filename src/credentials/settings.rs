@@ -1,6 +1,6 @@
 //! The config's `role_arn`, `external_id`, `role_session_name` and `duration_seconds`: read and checked.
 
-use crate::config::ConfigError;
+use crate::yaml::ConfigError;
 use serde_yaml::{Mapping, Value};
 
 pub const DEFAULT_SESSION_NAME: &str = "source-aws-billing";
@@ -57,7 +57,7 @@ pub fn role_settings(map: &Mapping, file: &str) -> Result<RoleSettings, ConfigEr
             None => {
                 return Err(ConfigError(format!(
                     "{file}: duration_seconds: expected seconds 900-43200, found {}",
-                    crate::config::key_name(v)
+                    crate::yaml::key_name(v)
                 )));
             }
         },
