@@ -1,8 +1,18 @@
 //! What a line is broken down by: the `group_by`, `metric` and `filter` config keys and their names on the wire and in events.
 
-use crate::config::METRICS;
 use crate::yaml::{ConfigError, show};
 use serde_yaml::{Mapping, Value};
+
+/// The seven classic Cost Explorer metrics `metric` may name.
+pub const METRICS: [&str; 7] = [
+    "AmortizedCost",
+    "BlendedCost",
+    "NetAmortizedCost",
+    "NetUnblendedCost",
+    "NormalizedUsageAmount",
+    "UnblendedCost",
+    "UsageQuantity",
+];
 
 /// Cost Explorer dimensions accepted in `group_by`.
 pub const DIMENSIONS: [&str; 12] = [

@@ -1,5 +1,6 @@
 //! Loads config and secret from files, env and flags; validates them; keeps secrets out of Debug.
 
+use crate::event::ContentMode;
 use crate::keys::Credentials;
 use crate::urls::url_host;
 use crate::yaml::{
@@ -12,15 +13,6 @@ pub const DEFAULT_CONFIG: &str = "/vance/config/config.yml";
 pub const DEFAULT_SECRET: &str = "/vance/secret/secret.yml";
 pub const DEFAULT_STATE_DIR: &str = "/vance/data";
 pub const DEFAULT_ENDPOINT: &str = "https://ce.us-east-1.amazonaws.com";
-pub const METRICS: [&str; 7] = [
-    "AmortizedCost",
-    "BlendedCost",
-    "NetAmortizedCost",
-    "NetUnblendedCost",
-    "NormalizedUsageAmount",
-    "UnblendedCost",
-    "UsageQuantity",
-];
 const CONFIG_KEYS: [&str; 23] = [
     "target",
     "endpoint",
@@ -62,12 +54,6 @@ pub enum Target {
     /// `-`: structured JSON lines on stdout; no state is read or written.
     Stdout,
     Http(String),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContentMode {
-    Binary,
-    Structured,
 }
 
 /// Where credentials come from, in precedence order; the file is read again before each pull.

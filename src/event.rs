@@ -1,12 +1,18 @@
 //! A billing line as a CloudEvent, and its HTTP binding in binary or structured mode.
 
 use crate::breakdown::GroupBy;
-use crate::config::ContentMode;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+
+/// How an event goes over HTTP: attributes as `ce-` headers, or the whole event as JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentMode {
+    Binary,
+    Structured,
+}
 
 pub const SOURCE: &str = "cloud.aws.billing";
 pub const TYPE: &str = "aws.service.daily";
