@@ -1,12 +1,10 @@
 //! Loads config and secret from files, env and flags; validates them; keeps secrets out of Debug.
 
+use crate::credentials::static_keys::{self, SecretSource, check_static_keys};
 use crate::event::ContentMode;
-use crate::keys::Credentials;
 use crate::urls::url_host;
-use crate::yaml::{
-    ConfigError, Doc, Keys, err, read_optional, warn_unknown, warn_unknown_secret_keys,
-};
-use serde_yaml::{Mapping, Value};
+use crate::yaml::{ConfigError, Doc, Keys, err, read_optional, warn_unknown};
+use serde_yaml::Mapping;
 use std::path::PathBuf;
 
 pub const DEFAULT_CONFIG: &str = "/vance/config/config.yml";
@@ -38,15 +36,9 @@ const CONFIG_KEYS: [&str; 23] = [
     "revise_days",
     "summary",
 ];
-const SECRET_KEYS: [&str; 4] = [
-    "access_key_id",
-    "secret_access_key",
-    "secret_access_Key",
-    "session_token",
-];
 const KEYS: Keys = Keys {
     known: &CONFIG_KEYS,
-    secret: &SECRET_KEYS,
+    secret: &static_keys::SECRET_KEYS,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,15 +46,6 @@ pub enum Target {
     /// `-`: structured JSON lines on stdout; no state is read or written.
     Stdout,
     Http(String),
-}
-
-/// Where credentials come from, in precedence order; the file is read again before each pull.
-#[derive(Debug, Clone)]
-pub struct SecretSource {
-    file: PathBuf,
-    file_named: bool,
-    config_section: Option<(String, Credentials)>,
-    env: Option<Credentials>,
 }
 
 #[derive(Debug, Clone)]
@@ -180,29 +163,12 @@ pub fn load_reporting(
         send_timeout_s: (file.integer("send_timeout_s", 1, 86400 * 7, "seconds 1-604800")?)
             .unwrap_or(600),
         ca_file: resolve_ca_file(env, &file)?,
-        secret: SecretSource {
-            file: secret_path,
-            file_named: secret_named,
-            config_section: secret_section(&file, warn)?,
-            env: env_credentials(env),
-        },
+        secret: SecretSource::new(secret_path, secret_named, KEYS, &file, env, warn)?,
         role: crate::credentials::role_settings(file.map, file.name)?,
         revise: crate::revise::settings(file.map, file.name)?,
         max_monthly_requests: crate::spend::parse_max(file.map, file.name)?,
     };
     Ok(config)
-}
-
-/// Static keys, when given, are checked at start (their warnings first); when none are given
-/// the rest of the credential chain is tried instead.
-pub fn check_static_keys(
-    source: &SecretSource,
-    warn: &mut dyn FnMut(String),
-) -> Result<(), ConfigError> {
-    match credentials_reporting(source, warn) {
-        Err(e) if static_sources(source).1.is_some() => Err(e),
-        _ => Ok(()),
-    }
 }
 
 fn resolve_state_dir(
@@ -239,40 +205,6 @@ fn resolve_ca_file(
             path.display()
         )),
         other => Ok(other.map(|(p, _)| p)),
-    }
-}
-
-/// The config's `secret:` section (the later Vanus layout), if it holds credentials.
-fn secret_section(
-    file: &Doc,
-    warn: &mut dyn FnMut(String),
-) -> Result<Option<(String, Credentials)>, ConfigError> {
-    match file.map.get("secret") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Mapping(m)) => {
-            let section = format!("{}: secret", file.name);
-            warn_unknown_secret_keys(&section, m, &SECRET_KEYS, warn);
-            let doc = Doc {
-                name: &section,
-                map: m,
-            };
-            Ok(credentials_from(&doc)?.map(|c| (section, c)))
-        }
-        Some(_) => err(format!(
-            "{}: secret: expected a mapping with access_key_id and secret_access_key",
-            file.name
-        )),
-    }
-}
-
-fn env_credentials(env: &dyn Fn(&str) -> Option<String>) -> Option<Credentials> {
-    match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
-        (Some(id), Some(key)) if !id.is_empty() && !key.is_empty() => Some(Credentials {
-            access_key_id: id,
-            secret_access_key: key,
-            session_token: env("AWS_SESSION_TOKEN").filter(|t| !t.is_empty()),
-        }),
-        _ => None,
     }
 }
 
@@ -313,98 +245,6 @@ fn resolve_endpoint(
     };
     check_http_url(&from, &endpoint)?;
     Ok(endpoint.trim().trim_end_matches('/').to_string())
-}
-
-/// Reads the credentials again (a rotated Kubernetes Secret takes effect at the next pull).
-pub fn load_credentials(source: &SecretSource) -> Result<(Credentials, Vec<String>), ConfigError> {
-    let mut warnings = Vec::new();
-    let credentials = credentials_reporting(source, &mut |w| warnings.push(w))?;
-    Ok((credentials, warnings))
-}
-
-fn credentials_reporting(
-    source: &SecretSource,
-    warn: &mut dyn FnMut(String),
-) -> Result<Credentials, ConfigError> {
-    let name = source.file.display().to_string();
-    if let Some(text) = read_optional(&source.file, source.file_named)? {
-        let map = crate::yaml::parse(&name, &text, true, KEYS)?;
-        warn_unknown_secret_keys(&name, &map, &SECRET_KEYS, warn);
-        if let Some(c) = credentials_from(&Doc {
-            name: &name,
-            map: &map,
-        })? {
-            return Ok(c);
-        }
-    }
-    if let Some((_, c)) = &source.config_section {
-        return Ok(c.clone());
-    }
-    if let Some(c) = &source.env {
-        return Ok(c.clone());
-    }
-    err(format!(
-        "no AWS credentials: set access_key_id and secret_access_key in {name} \
-         (or the config's secret: section, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
-    ))
-}
-
-/// For the credential chain: what the static sources are, and whether any of them gives
-/// keys at all (a broken or named-but-missing secret file counts as given: it is reported).
-pub fn static_sources(source: &SecretSource) -> (String, Option<&'static str>) {
-    let looked = format!(
-        "access_key_id/secret_access_key in secret file {} or the config's secret: section, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
-        source.file.display()
-    );
-    let in_file = match read_optional(&source.file, source.file_named) {
-        Err(_) => true,
-        Ok(None) => false,
-        Ok(Some(text)) => match crate::yaml::parse("", &text, false, KEYS) {
-            Err(_) => true,
-            Ok(map) => SECRET_KEYS.iter().any(|k| map.contains_key(*k)),
-        },
-    };
-    let given = if in_file {
-        Some("secret file")
-    } else if source.config_section.is_some() {
-        Some("the config's secret: section")
-    } else if source.env.is_some() {
-        Some("environment (AWS_ACCESS_KEY_ID)")
-    } else {
-        None
-    };
-    (looked, given)
-}
-
-fn credentials_from(doc: &Doc) -> Result<Option<Credentials>, ConfigError> {
-    let id = doc.secret_string("access_key_id")?;
-    let key = match doc.secret_string("secret_access_key")? {
-        Some(k) => Some(k),
-        None => doc.secret_string("secret_access_Key")?,
-    };
-    let token = doc
-        .secret_string("session_token")?
-        .filter(|t| !t.is_empty());
-    match (id, key) {
-        (None, None) => Ok(None),
-        (Some(id), Some(key)) if !id.is_empty() && !key.is_empty() => Ok(Some(Credentials {
-            access_key_id: id,
-            secret_access_key: key,
-            session_token: token,
-        })),
-        (Some(id), _) if id.is_empty() => err(format!(
-            "{}: access_key_id: expected a non-empty string",
-            doc.name
-        )),
-        (Some(_), _) => err(format!(
-            "{}: secret_access_key: missing or empty; expected the key that goes with access_key_id",
-            doc.name
-        )),
-        (None, Some(_)) => err(format!(
-            "{}: access_key_id: missing; expected the key id that goes with secret_access_key",
-            doc.name
-        )),
-    }
 }
 
 fn choose(flag: &Option<PathBuf>, env: Option<String>, default: &str) -> (PathBuf, bool) {
@@ -584,57 +424,6 @@ mod tests {
     }
 
     #[test]
-    fn credentials_precedence_and_spellings() {
-        let seed_spelling = "access_key_id: A1\nsecret_access_Key: S1\n";
-        let config = "target: http://x\nsecret:\n  access_key_id: A2\n  secret_access_key: S2\n";
-        let env = |k: &str| match k {
-            "AWS_ACCESS_KEY_ID" => Some("A3".to_string()),
-            "AWS_SECRET_ACCESS_KEY" => Some("S3".to_string()),
-            "AWS_SESSION_TOKEN" => Some("T3".to_string()),
-            _ => None,
-        };
-        let key_id = |config: &str, secret: Option<&str>| {
-            let (_dir, o) = setup(config, secret);
-            let (c, _) = load(&o, &env).unwrap();
-            load_credentials(&c.secret).unwrap().0
-        };
-        assert_eq!(key_id(config, Some(seed_spelling)).access_key_id, "A1");
-        assert_eq!(key_id(config, None).access_key_id, "A2");
-        let creds = key_id("target: http://x\n", None);
-        assert_eq!(
-            (creds.access_key_id.as_str(), creds.session_token.as_deref()),
-            ("A3", Some("T3"))
-        );
-    }
-
-    #[test]
-    fn missing_or_partial_credentials_are_errors_that_hide_values() {
-        // No static keys at all is not an error here: the rest of the chain is tried at start.
-        assert!(load_with("target: http://x\n", None, &[]).is_ok());
-        let e = load_with("target: http://x\n", Some("access_key_id: AKID\n"), &[])
-            .unwrap_err()
-            .0;
-        assert!(e.contains("secret.yml: secret_access_key: missing"), "{e}");
-        let e = load_with(
-            "target: http://x\n",
-            Some("access_key_id: A\nsecret_access_key: 12345\n"),
-            &[],
-        )
-        .unwrap_err()
-        .0;
-        assert!(
-            e.contains("secret_access_key: expected a string") && !e.contains("12345"),
-            "{e}"
-        );
-        let (_dir, mut o) = setup("target: http://x\n", None);
-        o.secret = Some(PathBuf::from("/nonexistent/secret.yml"));
-        assert_eq!(
-            load(&o, &|_| None).unwrap_err().0,
-            "/nonexistent/secret.yml: no such file"
-        );
-    }
-
-    #[test]
     fn debug_never_shows_the_secret() {
         let (config, _) = load_with(
             "target: http://x\nsecret:\n  access_key_id: A\n  secret_access_key: very-secret\n",
@@ -657,24 +446,6 @@ mod tests {
         );
         let e = load(&Overrides::default(), &|_| None).unwrap_err().0;
         assert!(e.contains("target: missing"), "{e}");
-    }
-
-    #[test]
-    fn unknown_secret_keys_are_named_only_when_they_look_like_keys() {
-        let (_, w) = load_with(
-            "target: http://x\n",
-            Some(&format!(
-                "{SECRET}secret_acess_key: x\nwJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY: 1\n"
-            )),
-            &[],
-        )
-        .unwrap();
-        assert_eq!(w.len(), 2, "{w:?}");
-        assert!(w[0].contains("\"secret_acess_key\""), "{w:?}");
-        assert!(
-            !w[1].contains("wJalr") && w[1].contains("not shown"),
-            "{w:?}"
-        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use source_aws_billing::cli::{self, Action};
 use source_aws_billing::config::{self, Overrides};
+use source_aws_billing::credentials;
 use source_aws_billing::service::{self, Runtime};
 use source_aws_billing::{error, log, signal, status, warn};
 use std::io::Write;
@@ -48,7 +49,7 @@ fn real_main() -> i32 {
         // status reads state_dir only: it needs no credentials.
         if !matches!(cli.action, Action::Status { .. }) {
             // Once: the chain reads the secret file again at every use (credentials::warn_once).
-            config::check_static_keys(&c.secret, &mut source_aws_billing::credentials::warn_once)?;
+            credentials::check_static_keys(&c.secret, &mut credentials::warn_once)?;
         }
         Ok(c)
     });

@@ -83,7 +83,13 @@ impl Runtime {
         };
         Ok(Runtime {
             // Before `config` moves in.
-            credentials: crate::credentials::Provider::new(&config, env)?,
+            credentials: crate::credentials::Provider::new(
+                config.secret.clone(),
+                config.role.clone(),
+                &config.region,
+                ca,
+                env,
+            )?,
             config,
             signals,
             ce,

@@ -21,7 +21,7 @@ pub fn err<T>(message: String) -> Result<T, ConfigError> {
 
 /// The keys a document may hold, for its messages: parse errors name the known key they
 /// are at; the values of `secret` keys (and of the `secret:` section) are never shown.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct Keys<'a> {
     pub known: &'a [&'a str],
     pub secret: &'a [&'a str],

@@ -290,8 +290,8 @@ fn the_shipped_config_and_secret_load_with_the_binarys_own_loader() {
         target: None,
     };
     let loaded = config::load(&overrides, &|_| None).map(|(config, warnings)| {
-        let credentials = config::load_credentials(&config.secret);
-        let given = config::static_sources(&config.secret).1;
+        let credentials = source_aws_billing::credentials::load_credentials(&config.secret);
+        let given = source_aws_billing::credentials::static_sources(&config.secret).1;
         (config, warnings, (credentials, given))
     });
     let _ = std::fs::remove_dir_all(&dir);

@@ -10,16 +10,17 @@ pub mod imds;
 mod local;
 pub mod profile;
 mod settings;
-mod static_keys;
+pub mod static_keys;
 pub mod sts;
 pub mod web_identity;
 
 pub(crate) use local::{local_call, unreachable};
 use profile::profile_files;
 pub use settings::{DEFAULT_SESSION_NAME, RoleSettings, role_settings};
-pub use static_keys::warn_once;
+pub use static_keys::{
+    SecretSource, check_static_keys, load_credentials, static_sources, warn_once,
+};
 
-use crate::config::SecretSource;
 use crate::http::Client;
 use crate::keys::Credentials;
 use crate::retry::{next_wait, retry_after};
@@ -184,22 +185,22 @@ impl From<CredError> for crate::service::Failure {
 }
 
 impl Provider {
+    /// The chain over `secret` (the static sources), then the process's AWS variables and
+    /// files, with `role` assumed on top; STS in `region`, trusting `ca_file` when given.
     pub fn new(
-        config: &crate::config::Config,
+        secret: SecretSource,
+        role: RoleSettings,
+        region: &str,
+        ca_file: Option<&std::path::Path>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Provider, String> {
         check_urls(&Env::capture(env))?;
-        let sts_url = sts::endpoint(&config.region, env);
-        let sts = Client::new(
-            &sts_url,
-            config.ca_file.as_deref(),
-            crate::bounds::STS_LIMITS,
-            env,
-        )?;
+        let sts_url = sts::endpoint(region, env);
+        let sts = Client::new(&sts_url, ca_file, crate::bounds::STS_LIMITS, env)?;
         Ok(Provider {
-            secret: config.secret.clone(),
-            role: config.role.clone(),
-            region: config.region.clone(),
+            secret,
+            role,
+            region: region.to_string(),
             env: Env::capture(env),
             sts_url,
             sts,

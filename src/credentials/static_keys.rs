@@ -1,17 +1,27 @@
-//! Static keys: the secret file, the config's `secret:` section and AWS_ACCESS_KEY_ID (config.rs reads them).
+//! Static keys: the secret file, the config's `secret:` section and AWS_ACCESS_KEY_ID, read and checked.
 
 use super::{CredError, Env, Obtained};
-use crate::config::{self, SecretSource};
 use crate::keys::Credentials;
 use crate::warn;
+use crate::yaml::{ConfigError, Doc, Keys, err, read_optional, warn_unknown_secret_keys};
+use serde_yaml::Value;
+use std::path::PathBuf;
+
+/// The keys of a secret document (the seed spells one `secret_access_Key`).
+pub const SECRET_KEYS: [&str; 4] = [
+    "access_key_id",
+    "secret_access_key",
+    "secret_access_Key",
+    "session_token",
+];
 
 /// What was looked at, and the keys when any static source gives them (a broken one is an error).
 pub fn look(source: &SecretSource) -> (String, Option<Result<Obtained, CredError>>) {
-    let (looked, given) = config::static_sources(source);
+    let (looked, given) = static_sources(source);
     let Some(label) = given else {
         return (looked, None);
     };
-    let got = match config::load_credentials(source) {
+    let got = match load_credentials(source) {
         Ok((credentials, warnings)) => {
             warnings.into_iter().for_each(warn_once);
             Ok(Obtained {
@@ -47,4 +57,289 @@ pub fn from_env(env: &Env) -> Option<Credentials> {
         secret_access_key: env.get("AWS_SECRET_ACCESS_KEY")?.to_string(),
         session_token: env.get("AWS_SESSION_TOKEN").map(str::to_string),
     })
+}
+
+/// Where credentials come from, in precedence order; the file is read again before each pull.
+#[derive(Debug, Clone)]
+pub struct SecretSource {
+    file: PathBuf,
+    file_named: bool,
+    /// The config's keys, for the secret file's parse errors.
+    keys: Keys<'static>,
+    config_section: Option<(String, Credentials)>,
+    env: Option<Credentials>,
+}
+
+impl SecretSource {
+    /// The secret file (`named`: the user chose it, so it must exist), the `secret:` section
+    /// of `config` (its warnings to `warn`) and AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.
+    pub fn new(
+        file: PathBuf,
+        named: bool,
+        keys: Keys<'static>,
+        config: &Doc,
+        env: &dyn Fn(&str) -> Option<String>,
+        warn: &mut dyn FnMut(String),
+    ) -> Result<SecretSource, ConfigError> {
+        Ok(SecretSource {
+            file,
+            file_named: named,
+            keys,
+            config_section: secret_section(config, warn)?,
+            env: env_credentials(env),
+        })
+    }
+}
+
+/// Static keys, when given, are checked at start (their warnings first); when none are given
+/// the rest of the credential chain is tried instead.
+pub fn check_static_keys(
+    source: &SecretSource,
+    warn: &mut dyn FnMut(String),
+) -> Result<(), ConfigError> {
+    match credentials_reporting(source, warn) {
+        Err(e) if static_sources(source).1.is_some() => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The config's `secret:` section (the later Vanus layout), if it holds credentials.
+fn secret_section(
+    file: &Doc,
+    warn: &mut dyn FnMut(String),
+) -> Result<Option<(String, Credentials)>, ConfigError> {
+    match file.map.get("secret") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Mapping(m)) => {
+            let section = format!("{}: secret", file.name);
+            warn_unknown_secret_keys(&section, m, &SECRET_KEYS, warn);
+            Ok(credentials_from(&Doc::new(&section, m))?.map(|c| (section, c)))
+        }
+        Some(_) => err(format!(
+            "{}: secret: expected a mapping with access_key_id and secret_access_key",
+            file.name
+        )),
+    }
+}
+
+fn env_credentials(env: &dyn Fn(&str) -> Option<String>) -> Option<Credentials> {
+    match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+        (Some(id), Some(key)) if !id.is_empty() && !key.is_empty() => Some(Credentials {
+            access_key_id: id,
+            secret_access_key: key,
+            session_token: env("AWS_SESSION_TOKEN").filter(|t| !t.is_empty()),
+        }),
+        _ => None,
+    }
+}
+
+/// Reads the credentials again (a rotated Kubernetes Secret takes effect at the next pull).
+pub fn load_credentials(source: &SecretSource) -> Result<(Credentials, Vec<String>), ConfigError> {
+    let mut warnings = Vec::new();
+    let credentials = credentials_reporting(source, &mut |w| warnings.push(w))?;
+    Ok((credentials, warnings))
+}
+
+fn credentials_reporting(
+    source: &SecretSource,
+    warn: &mut dyn FnMut(String),
+) -> Result<Credentials, ConfigError> {
+    let name = source.file.display().to_string();
+    if let Some(text) = read_optional(&source.file, source.file_named)? {
+        let map = crate::yaml::parse(&name, &text, true, source.keys)?;
+        warn_unknown_secret_keys(&name, &map, &SECRET_KEYS, warn);
+        if let Some(c) = credentials_from(&Doc::new(&name, &map))? {
+            return Ok(c);
+        }
+    }
+    if let Some((_, c)) = &source.config_section {
+        return Ok(c.clone());
+    }
+    if let Some(c) = &source.env {
+        return Ok(c.clone());
+    }
+    err(format!(
+        "no AWS credentials: set access_key_id and secret_access_key in {name} \
+         (or the config's secret: section, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+    ))
+}
+
+/// For the credential chain: what the static sources are, and whether any of them gives
+/// keys at all (a broken or named-but-missing secret file counts as given: it is reported).
+pub fn static_sources(source: &SecretSource) -> (String, Option<&'static str>) {
+    let looked = format!(
+        "access_key_id/secret_access_key in secret file {} or the config's secret: section, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+        source.file.display()
+    );
+    let in_file = match read_optional(&source.file, source.file_named) {
+        Err(_) => true,
+        Ok(None) => false,
+        Ok(Some(text)) => match crate::yaml::parse("", &text, false, source.keys) {
+            Err(_) => true,
+            Ok(map) => SECRET_KEYS.iter().any(|k| map.contains_key(*k)),
+        },
+    };
+    let given = if in_file {
+        Some("secret file")
+    } else if source.config_section.is_some() {
+        Some("the config's secret: section")
+    } else if source.env.is_some() {
+        Some("environment (AWS_ACCESS_KEY_ID)")
+    } else {
+        None
+    };
+    (looked, given)
+}
+
+fn credentials_from(doc: &Doc) -> Result<Option<Credentials>, ConfigError> {
+    let id = doc.secret_string("access_key_id")?;
+    let key = match doc.secret_string("secret_access_key")? {
+        Some(k) => Some(k),
+        None => doc.secret_string("secret_access_Key")?,
+    };
+    let token = doc
+        .secret_string("session_token")?
+        .filter(|t| !t.is_empty());
+    match (id, key) {
+        (None, None) => Ok(None),
+        (Some(id), Some(key)) if !id.is_empty() && !key.is_empty() => Ok(Some(Credentials {
+            access_key_id: id,
+            secret_access_key: key,
+            session_token: token,
+        })),
+        (Some(id), _) if id.is_empty() => err(format!(
+            "{}: access_key_id: expected a non-empty string",
+            doc.name
+        )),
+        (Some(_), _) => err(format!(
+            "{}: secret_access_key: missing or empty; expected the key that goes with access_key_id",
+            doc.name
+        )),
+        (None, Some(_)) => err(format!(
+            "{}: access_key_id: missing; expected the key id that goes with secret_access_key",
+            doc.name
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const KEYS: Keys = Keys {
+        known: &["target", "secret"],
+        secret: &SECRET_KEYS,
+    };
+    const SECRET: &str = "access_key_id: AKIDEXAMPLE\nsecret_access_key: wJalrXUtnFEMI/K7MDENG\n";
+
+    struct Dir(PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// The static sources of a config text, a secret file (None: none there) and the
+    /// environment, checked as at start; the warnings of both steps.
+    fn start(
+        config: &str,
+        secret: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> (Dir, Result<(SecretSource, Vec<String>), ConfigError>) {
+        let dir = std::env::temp_dir().join(format!(
+            "sab-static-keys-{}-{}",
+            std::process::id(),
+            getrandom::u64().unwrap()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("secret.yml");
+        if let Some(s) = secret {
+            std::fs::write(&path, s).unwrap();
+        }
+        (Dir(dir), open(&path, secret.is_some(), config, env))
+    }
+
+    fn open(
+        path: &Path,
+        named: bool,
+        config: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(SecretSource, Vec<String>), ConfigError> {
+        let map = crate::yaml::parse("config.yml", config, false, KEYS)?;
+        let mut warnings = Vec::new();
+        let mut warn = |w| warnings.push(w);
+        let doc = Doc::new("config.yml", &map);
+        let source = SecretSource::new(path.into(), named, KEYS, &doc, env, &mut warn)?;
+        check_static_keys(&source, &mut warn)?;
+        Ok((source, warnings))
+    }
+
+    #[test]
+    fn credentials_precedence_and_spellings() {
+        let seed_spelling = "access_key_id: A1\nsecret_access_Key: S1\n";
+        let config = "target: http://x\nsecret:\n  access_key_id: A2\n  secret_access_key: S2\n";
+        let env = |k: &str| match k {
+            "AWS_ACCESS_KEY_ID" => Some("A3".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("S3".to_string()),
+            "AWS_SESSION_TOKEN" => Some("T3".to_string()),
+            _ => None,
+        };
+        let key_id = |config: &str, secret: Option<&str>| {
+            let (_dir, started) = start(config, secret, &env);
+            load_credentials(&started.unwrap().0).unwrap().0
+        };
+        assert_eq!(key_id(config, Some(seed_spelling)).access_key_id, "A1");
+        assert_eq!(key_id(config, None).access_key_id, "A2");
+        let creds = key_id("target: http://x\n", None);
+        assert_eq!(
+            (creds.access_key_id.as_str(), creds.session_token.as_deref()),
+            ("A3", Some("T3"))
+        );
+    }
+
+    #[test]
+    fn missing_or_partial_credentials_are_errors_that_hide_values() {
+        let error = |secret| {
+            start("target: http://x\n", Some(secret), &|_| None)
+                .1
+                .unwrap_err()
+                .0
+        };
+        // No static keys at all is not an error here: the rest of the chain is tried at start.
+        let (_dir, none) = start("target: http://x\n", None, &|_| None);
+        assert_eq!(static_sources(&none.unwrap().0).1, None);
+        let e = error("access_key_id: AKID\n");
+        assert!(e.contains("secret.yml: secret_access_key: missing"), "{e}");
+        let e = error("access_key_id: A\nsecret_access_key: 12345\n");
+        assert!(
+            e.contains("secret_access_key: expected a string") && !e.contains("12345"),
+            "{e}"
+        );
+        let missing = Path::new("/nonexistent/secret.yml");
+        assert_eq!(
+            open(missing, true, "target: http://x\n", &|_| None)
+                .unwrap_err()
+                .0,
+            "/nonexistent/secret.yml: no such file"
+        );
+        assert_eq!(
+            open(missing, false, "target: http://x\n", &|_| None).map(|(_, w)| w),
+            Ok(Vec::new())
+        );
+    }
+
+    #[test]
+    fn unknown_secret_keys_are_named_only_when_they_look_like_keys() {
+        let secret =
+            format!("{SECRET}secret_acess_key: x\nwJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY: 1\n");
+        let (_dir, started) = start("target: http://x\n", Some(&secret), &|_| None);
+        let (_, w) = started.unwrap();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("\"secret_acess_key\""), "{w:?}");
+        assert!(
+            !w[1].contains("wJalr") && w[1].contains("not shown"),
+            "{w:?}"
+        );
+    }
 }
