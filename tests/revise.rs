@@ -72,6 +72,9 @@ fn the_daily_pull_revises_estimated_days_in_the_same_request_until_they_are_fina
     let receiver = FakeReceiver::start();
     let sandbox = Sandbox::new("revise-daily");
     let (d2, d1) = (days_ago(2), days_ago(1));
+    // The line that vanishes below must not be 0 already (one day in eight the generator
+    // gives it 0, and a zero that stays zero is no revision).
+    ce.revise(&d2, "Service 0002", "7.25");
     sandbox
         .cmd(&ce.url(), &receiver.url(), "")
         .args(["once", "--date", &d2])
@@ -200,6 +203,9 @@ fn a_crash_after_pulling_neither_loses_nor_doubles_a_revision() {
     let receiver = FakeReceiver::start();
     let sandbox = Sandbox::new("revise-crash");
     let (d2, d1) = (days_ago(2), days_ago(1));
+    // The line that vanishes below must not be 0 already (one day in eight the generator
+    // gives it 0, and a zero that stays zero is no revision).
+    ce.revise(&d2, "Service 0002", "7.25");
     sandbox
         .cmd(&ce.url(), &receiver.url(), "")
         .args(["once", "--date", &d2])
@@ -252,6 +258,9 @@ fn a_crash_before_the_batch_is_visible_keeps_the_old_snapshot() {
     let receiver = FakeReceiver::start();
     let sandbox = Sandbox::new("revise-torn");
     let (d2, d1) = (days_ago(2), days_ago(1));
+    // The line that vanishes below must not be 0 already (one day in eight the generator
+    // gives it 0, and a zero that stays zero is no revision).
+    ce.revise(&d2, "Service 0002", "7.25");
     sandbox
         .cmd(&ce.url(), &receiver.url(), "")
         .args(["once", "--date", &d2])
@@ -404,6 +413,8 @@ fn a_forced_re_pull_continues_the_revision_numbers_so_the_latest_revision_wins()
             .run(WITHIN)
             .assert_code(0);
     };
+    // Not 0 already, whatever the date (see the daily revision test).
+    ce.revise(&d2, "Service 0002", "7.25");
     run(&["once", "--date", &d2]);
     ce.revise(&d2, "Service 0001", "5");
     run(&["revise"]);
