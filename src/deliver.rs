@@ -75,7 +75,7 @@ impl Runtime {
             if self.signals.stopping() {
                 return Sent::Stopped;
             }
-            crate::status::working();
+            crate::heartbeat::working();
             let (problem, hint) = match client.send(&request) {
                 Ok(r) => match delivery_outcome(r.status) {
                     Outcome::Delivered => return Sent::Delivered,
@@ -115,7 +115,7 @@ impl Runtime {
                 return Sent::Stopped;
             }
             warn!("{problem}; retrying in {:.1}s", wait.as_secs_f32());
-            crate::status::beat("retrying the target", OffsetDateTime::now_utc() + wait);
+            crate::heartbeat::beat("retrying the target", OffsetDateTime::now_utc() + wait);
             if self.signals.sleep_for(wait) {
                 return Sent::Stopped;
             }

@@ -12,6 +12,7 @@ pub mod deliver;
 pub mod event;
 mod event_de;
 pub mod files;
+pub mod heartbeat;
 pub mod http;
 pub mod keys;
 pub mod log;

@@ -91,7 +91,7 @@ impl Runtime {
         let mut attempt = 0;
         loop {
             crate::spend::before_request(&self.config)?;
-            crate::status::working();
+            crate::heartbeat::working();
             // Fetched for every attempt, not once a pull: cached ones are only sure to
             // last 5 more minutes, and a long catch-up with retries takes longer.
             let credentials = self.signing_credentials()?;
@@ -136,7 +136,7 @@ impl Runtime {
                 }));
             }
             warn!("{}; retrying in {:.1}s", e.message, wait.as_secs_f32());
-            crate::status::beat("retrying Cost Explorer", OffsetDateTime::now_utc() + wait);
+            crate::heartbeat::beat("retrying Cost Explorer", OffsetDateTime::now_utc() + wait);
             if self.signals.sleep_for(wait) {
                 return Err(Failure::Stopped);
             }
@@ -295,7 +295,10 @@ impl Runtime {
                 Err(e)
             }
         };
-        crate::status::record_pull(state.dir(), first, last, &result);
+        if !matches!(result, Err(Failure::Stopped)) {
+            let error = result.as_ref().err().map(Failure::to_string);
+            crate::heartbeat::record_pull(state.dir(), first, last, error);
+        }
         result
     }
 }

@@ -342,10 +342,10 @@ pub fn run(rt: &Runtime) -> i32 {
         crate::urls::redact(&rt.config.endpoint),
         target_name(&rt.config.target)
     );
-    crate::status::serve(state.dir());
+    crate::heartbeat::serve(state.dir());
     let mut failures = 0u32;
     loop {
-        crate::status::round(rt.config.send_timeout_s);
+        crate::heartbeat::round(rt.config.send_timeout_s);
         // The lock is held while working and released while asleep, so `once` can run then;
         // taking it again re-reads what such a run delivered.
         let step = state
@@ -398,14 +398,14 @@ pub fn run(rt: &Runtime) -> i32 {
             break;
         }
         debug!("sleeping until {}", rfc3339(wake_at));
-        crate::status::beat("sleeping until the next pull or retry", wake_at);
+        crate::heartbeat::beat("sleeping until the next pull or retry", wake_at);
         match rt.signals.sleep_until(wake_at) {
             Wake::Stop => break,
             Wake::ClockChanged => info!("the system clock changed; working out what is due again"),
             Wake::Due => {}
         }
     }
-    crate::status::stopped();
+    crate::heartbeat::stopped();
     info!("stopped");
     0
 }

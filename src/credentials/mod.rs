@@ -157,9 +157,9 @@ impl crate::service::Runtime {
     /// minutes), so a service restarted after a clean stop is not taken for stopped meanwhile.
     pub fn heartbeat_while_starting(&self) {
         if self.target.is_some() {
-            crate::status::serve(Some(&self.config.state_dir));
-            let next = OffsetDateTime::now_utc() + crate::status::WORK_BOUND;
-            crate::status::beat("starting: looking for credentials", next);
+            crate::heartbeat::serve(Some(&self.config.state_dir));
+            let next = OffsetDateTime::now_utc() + crate::heartbeat::WORK_BOUND;
+            crate::heartbeat::beat("starting: looking for credentials", next);
         }
     }
 
@@ -460,7 +460,7 @@ impl Provider {
     ) -> Result<sts::Assumed, CredError> {
         let mut attempt = 0;
         loop {
-            crate::status::working();
+            crate::heartbeat::working();
             let mut r = request.clone();
             if let Some(keys) = signer {
                 crate::sign::sign(
@@ -496,7 +496,7 @@ impl Provider {
                 Err(e) if e.transient && attempt + 1 < STS_ATTEMPTS => {
                     let wait = next_wait(attempt, Duration::from_secs(20), hint);
                     crate::warn!("{}; retrying in {:.1}s", e.message, wait.as_secs_f32());
-                    crate::status::beat("retrying STS", OffsetDateTime::now_utc() + wait);
+                    crate::heartbeat::beat("retrying STS", OffsetDateTime::now_utc() + wait);
                     if sleep(wait) {
                         return Err(e);
                     }
