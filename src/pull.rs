@@ -2,6 +2,7 @@
 
 use crate::answer::{Check, Shape};
 use crate::bounds;
+use crate::config::Target;
 use crate::costexplorer::{self, Answer, CeError, ErrorKind};
 use crate::event::{Event, Line};
 use crate::http::Request;
@@ -90,7 +91,12 @@ impl Runtime {
     ) -> Result<Answer, Failure> {
         let mut attempt = 0;
         loop {
-            crate::spend::before_request(&self.config)?;
+            crate::spend::before_request(
+                &self.config.state_dir,
+                matches!(self.config.target, Target::Http(_)),
+                self.config.state_dir_named,
+                self.config.max_monthly_requests,
+            )?;
             crate::heartbeat::working();
             // Fetched for every attempt, not once a pull: cached ones are only sure to
             // last 5 more minutes, and a long catch-up with retries takes longer.

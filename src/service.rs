@@ -52,6 +52,15 @@ impl std::fmt::Display for Failure {
     }
 }
 
+impl From<crate::spend::Refused> for Failure {
+    fn from(r: crate::spend::Refused) -> Self {
+        match r {
+            crate::spend::Refused::Cap(c) => Failure::SpendCap(c),
+            crate::spend::Refused::Io(e) => Failure::State(e),
+        }
+    }
+}
+
 /// What delivering a batch came to.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Delivery {

@@ -8,9 +8,7 @@
 //! that would go past the cap is never made. Without a usable state_dir, requests are
 //! counted in memory (the cap then holds per process) and a warning says so.
 
-use crate::config::{Config, Target};
 use crate::files::{aside_name, plain_io};
-use crate::service::Failure;
 use crate::yaml::ConfigError;
 use serde_yaml::{Mapping, Value};
 use std::fs::{self, OpenOptions};
@@ -156,19 +154,23 @@ struct Ledger {
 static LEDGER: Mutex<Option<Ledger>> = Mutex::new(None);
 
 /// Counts one Cost Explorer request before it is sent; a request the cap does not allow
-/// fails here, unsent.
-pub fn before_request(config: &Config) -> Result<(), Failure> {
+/// is refused here, unsent. `state_dir` is where the ledger lives, `delivering` whether the
+/// target is HTTP (a preview keeps no state), `named` whether the user chose state_dir;
+/// the first call opens the ledger for the process.
+pub fn before_request(
+    state_dir: &Path,
+    delivering: bool,
+    named: bool,
+    max: u64,
+) -> Result<(), Refused> {
     let mut guard = LEDGER.lock().unwrap_or_else(|e| e.into_inner());
-    let ledger = guard.get_or_insert_with(|| Ledger::open(config));
-    ledger
-        .count(OffsetDateTime::now_utc(), config.max_monthly_requests)
-        .map_err(|e| match e {
-            Counted::Cap(c) => Failure::SpendCap(c),
-            Counted::Io(e) => Failure::State(e),
-        })
+    let ledger = guard.get_or_insert_with(|| Ledger::open(state_dir, delivering, named));
+    ledger.count(OffsetDateTime::now_utc(), max)
 }
 
-enum Counted {
+/// Why a request may not be made: the cap, or a ledger that cannot be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
     Cap(CapReached),
     Io(String),
 }
@@ -177,13 +179,11 @@ impl Ledger {
     /// On disk when state_dir exists (`once`, `run` and `check` have made it by now; a
     /// preview creates no state), else in memory, and says so. A failed write falls back to
     /// memory too, unless the user named state_dir for delivery: then the pull fails.
-    fn open(config: &Config) -> Ledger {
-        let dir = &config.state_dir;
-        let http = matches!(config.target, Target::Http(_));
-        let strict = http && config.state_dir_named;
+    fn open(dir: &Path, http: bool, named: bool) -> Ledger {
+        let strict = http && named;
         if dir.is_dir() || strict {
             return Ledger {
-                dir: Some(dir.clone()),
+                dir: Some(dir.to_path_buf()),
                 memory: None,
                 strict,
             };
@@ -205,12 +205,12 @@ impl Ledger {
         }
     }
 
-    fn count(&mut self, now: OffsetDateTime, max: u64) -> Result<(), Counted> {
+    fn count(&mut self, now: OffsetDateTime, max: u64) -> Result<(), Refused> {
         let month = month_of(now);
         if let Some(dir) = self.dir.clone() {
             match count_on_disk(&dir, &month, max) {
-                Ok(result) => return result.map_err(Counted::Cap),
-                Err(e) if self.strict => return Err(Counted::Io(e)),
+                Ok(result) => return result.map_err(Refused::Cap),
+                Err(e) if self.strict => return Err(Refused::Io(e)),
                 Err(e) => {
                     crate::warn!(
                         "{e}; Cost Explorer requests are counted in memory from now on, so {KEY} applies to this process alone"
@@ -220,7 +220,7 @@ impl Ledger {
                 }
             }
         }
-        let next = admit(self.memory.as_ref(), &month, max).map_err(Counted::Cap)?;
+        let next = admit(self.memory.as_ref(), &month, max).map_err(Refused::Cap)?;
         self.memory = Some(next);
         Ok(())
     }
