@@ -86,7 +86,7 @@ fn real_main() -> i32 {
     match cli.action {
         Action::Once { days, force } => service::once(&runtime, days, force),
         Action::Check => service::check(&runtime),
-        Action::Revise { days } => source_aws_billing::revise_cmd::revise(&runtime, days),
+        Action::Revise { days } => service::revise::revise(&runtime, days),
         _ => service::run(&runtime),
     }
 }

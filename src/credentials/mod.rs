@@ -141,49 +141,6 @@ pub struct Provider {
     last_source: RefCell<String>,
 }
 
-impl crate::service::Runtime {
-    /// The credentials to sign a pull with, from the cache or the chain.
-    pub(crate) fn signing_credentials(&self) -> Result<Credentials, crate::service::Failure> {
-        let sleep = |d| self.signals.sleep_for(d);
-        match self.credentials.get(&sleep) {
-            Ok(got) => Ok(got.credentials),
-            // Asked to stop while waiting to retry STS.
-            Err(_) if self.signals.stopping() => Err(crate::service::Failure::Stopped),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// `run`, before its first credentials: a "starting" heartbeat (STS retries can take
-    /// minutes), so a service restarted after a clean stop is not taken for stopped meanwhile.
-    pub fn heartbeat_while_starting(&self) {
-        if self.target.is_some() {
-            crate::heartbeat::serve(Some(&self.config.state_dir));
-            let next = OffsetDateTime::now_utc() + crate::heartbeat::WORK_BOUND;
-            crate::heartbeat::beat("starting: looking for credentials", next);
-        }
-    }
-
-    /// The first look at start (see Provider::first_fetch).
-    pub fn first_credentials(&self) -> Result<(), String> {
-        self.credentials.first_fetch(&|d| self.signals.sleep_for(d))
-    }
-}
-
-impl From<CredError> for crate::service::Failure {
-    fn from(e: CredError) -> Self {
-        use crate::costexplorer::{CeError, ErrorKind};
-        let kind = if e.transient {
-            ErrorKind::Transient
-        } else {
-            ErrorKind::Credentials
-        };
-        crate::service::Failure::CostExplorer(CeError {
-            kind,
-            message: e.message,
-        })
-    }
-}
-
 impl Provider {
     /// The chain over `secret` (the static sources), then the process's AWS variables and
     /// files, with `role` assumed on top; STS in `region`, trusting `ca_file` when given.

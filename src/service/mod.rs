@@ -4,6 +4,7 @@ use crate::config::{Config, Target};
 use crate::costexplorer::{CeError, ErrorKind};
 use crate::event::Event;
 use crate::http::Client;
+use crate::keys::Credentials;
 use crate::retry::next_wait;
 use crate::schedule::{due_days, format_date, next_pull, rfc3339};
 use crate::signal::{Signals, Wake};
@@ -13,14 +14,32 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 use time::{Date, OffsetDateTime};
 
+mod deliver;
+mod pull;
+pub mod revise;
+
 pub(crate) const MIB: u64 = 1024 * 1024;
 
 pub struct Runtime {
-    pub config: Config,
-    pub signals: Signals,
-    pub(crate) ce: Client,
-    pub(crate) target: Option<Client>,
-    pub credentials: crate::credentials::Provider,
+    config: Config,
+    signals: Signals,
+    ce: Client,
+    target: Option<Client>,
+    credentials: crate::credentials::Provider,
+}
+
+impl From<crate::credentials::CredError> for Failure {
+    fn from(e: crate::credentials::CredError) -> Self {
+        let kind = if e.transient {
+            ErrorKind::Transient
+        } else {
+            ErrorKind::Credentials
+        };
+        Failure::CostExplorer(CeError {
+            kind,
+            message: e.message,
+        })
+    }
 }
 
 /// How a pull failed.
@@ -108,6 +127,32 @@ impl Runtime {
 
     pub(crate) fn max_backoff(&self) -> Duration {
         Duration::from_secs(self.config.retry_max_backoff_s)
+    }
+
+    /// The credentials to sign a pull with, from the cache or the chain.
+    pub(crate) fn signing_credentials(&self) -> Result<Credentials, Failure> {
+        let sleep = |d| self.signals.sleep_for(d);
+        match self.credentials.get(&sleep) {
+            Ok(got) => Ok(got.credentials),
+            // Asked to stop while waiting to retry STS.
+            Err(_) if self.signals.stopping() => Err(Failure::Stopped),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `run`, before its first credentials: a "starting" heartbeat (STS retries can take
+    /// minutes), so a service restarted after a clean stop is not taken for stopped meanwhile.
+    pub fn heartbeat_while_starting(&self) {
+        if self.target.is_some() {
+            crate::heartbeat::serve(Some(&self.config.state_dir));
+            let next = OffsetDateTime::now_utc() + crate::heartbeat::WORK_BOUND;
+            crate::heartbeat::beat("starting: looking for credentials", next);
+        }
+    }
+
+    /// The first look at start (see Provider::first_fetch).
+    pub fn first_credentials(&self) -> Result<(), String> {
+        self.credentials.first_fetch(&|d| self.signals.sleep_for(d))
     }
 }
 
