@@ -17,7 +17,6 @@ use crate::event::{Data, ESTIMATED, Event, REVISION};
 use crate::files::{sync_dir, write_error};
 use crate::revise::{Index, SLOT, Slots, Vanished, Verdict, capacity_for, window_start};
 use crate::schedule::{format_date, parse_date};
-use crate::state::batch_name;
 use crate::summary::Totals;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -358,17 +357,17 @@ impl Round {
         if let Some(day) = round.days.first() {
             round.first = round.first.min(*day);
         }
-        if record {
-            let tmp = dir
-                .join("spool")
-                .join(format!("{}.revise.tmp", batch_name(round.first, last)));
-            let file = File::create(&tmp).map_err(|e| write_error(&tmp, &e))?;
-            round.writer = Some(Writer {
-                tmp,
-                file: Some(BufWriter::new(file)),
-            });
-        }
         Ok(round)
+    }
+
+    /// Writes the batch's snapshot to `tmp` (the spool names it) as lines are judged.
+    pub fn record_to(&mut self, tmp: PathBuf) -> Result<(), String> {
+        let file = File::create(&tmp).map_err(|e| write_error(&tmp, &e))?;
+        self.writer = Some(Writer {
+            tmp,
+            file: Some(BufWriter::new(file)),
+        });
+        Ok(())
     }
 
     /// Also sends a summary event after each day's lines (`summary: true`).
@@ -578,31 +577,26 @@ fn revision_event(
     }
 }
 
-/// Makes a batch's snapshot visible beside it (`<batch>.revise`), before the batch is.
-pub fn commit(writer: Option<Writer>, batch: &Path) -> Result<(), String> {
+/// Makes a batch's snapshot visible as `target`, before the batch is.
+pub fn commit(writer: Option<Writer>, target: &Path) -> Result<(), String> {
     let Some(mut writer) = writer else {
         return Ok(());
     };
-    let target = batch.with_extension("revise");
     writer.file = None;
-    fs::rename(&writer.tmp, &target).map_err(|e| {
+    fs::rename(&writer.tmp, target).map_err(|e| {
         let _ = fs::remove_file(&writer.tmp);
-        write_error(&target, &e)
+        write_error(target, &e)
     })
 }
 
 /// A finished batch's snapshot replaces the day files it covers: a day whose lines are
 /// estimated gets its new file; a day that is final no longer has one. Repeatable after
 /// a crash: the batch and its snapshot are removed only afterwards.
-pub fn promote(batch: &Path) -> Result<(), String> {
-    let snapshot = batch.with_extension("revise");
-    let Some(state_dir) = batch.parent().and_then(Path::parent) else {
-        return Ok(());
-    };
-    let file = match File::open(&snapshot) {
+pub fn promote(snapshot: &Path, state_dir: &Path) -> Result<(), String> {
+    let file = match File::open(snapshot) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(write_error(&snapshot, &e)),
+        Err(e) => return Err(write_error(snapshot, &e)),
     };
     let dir = revise_dir(state_dir);
     fs::create_dir_all(&dir).map_err(|e| write_error(&dir, &e))?;
@@ -615,7 +609,7 @@ pub fn promote(batch: &Path) -> Result<(), String> {
             line.clear();
             if reader
                 .read_line(&mut line)
-                .map_err(|e| write_error(&snapshot, &e))?
+                .map_err(|e| write_error(snapshot, &e))?
                 == 0
             {
                 break;
@@ -666,16 +660,7 @@ pub fn promote(batch: &Path) -> Result<(), String> {
     }
     result?;
     sync_dir(&dir);
-    fs::remove_file(&snapshot).map_err(|e| write_error(&snapshot, &e))
-}
-
-/// Spool files a crash can leave behind: a snapshot being written, or one whose batch
-/// never became visible.
-pub fn stale(spool: &Path, name: &str) -> bool {
-    name.ends_with(".revise.tmp")
-        || name
-            .strip_suffix(".revise")
-            .is_some_and(|stem| !spool.join(format!("{stem}.jsonl")).exists())
+    fs::remove_file(snapshot).map_err(|e| write_error(snapshot, &e))
 }
 
 /// Delivered days with estimated numbers inside the last `days` days up to `last` (for `revise`).
@@ -755,6 +740,10 @@ mod tests {
             true,
         )
         .unwrap();
+        let name = format!("{}_{last}", format_date(round.first));
+        round
+            .record_to(dir.join("spool").join(format!("{name}.revise.tmp")))
+            .unwrap();
         let mut out = Vec::new();
         for e in lines {
             let is_delivered = delivered.contains(&date(&e.data.date));
@@ -766,10 +755,9 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-        let name = batch_name(round.first, date(last));
-        let batch = dir.join("spool").join(format!("{name}.jsonl"));
-        commit(round.into_writer().unwrap(), &batch).unwrap();
-        promote(&batch).unwrap();
+        let snapshot = dir.join("spool").join(format!("{name}.revise"));
+        commit(round.into_writer().unwrap(), &snapshot).unwrap();
+        promote(&snapshot, dir).unwrap();
         out
     }
 
@@ -880,7 +868,7 @@ mod tests {
     }
 
     #[test]
-    fn an_uncommitted_snapshot_leaves_the_old_one_and_stale_files_are_named() {
+    fn an_uncommitted_snapshot_leaves_the_old_one_and_removes_its_file() {
         let d = dir();
         pull(
             &d,
@@ -900,6 +888,9 @@ mod tests {
                 true,
             )
             .unwrap();
+            let tmp = d.join("spool").join("2026-11-20_2026-11-21.revise.tmp");
+            round.record_to(tmp.clone()).unwrap();
+            assert!(tmp.exists());
             assert_eq!(round.first, date("2026-11-20"));
             let sent = round
                 .judge(event("2026-11-20", "EC2", "2", true), true)
@@ -909,11 +900,6 @@ mod tests {
         }
         assert_eq!(fs::read(day_file(&d, date("2026-11-20"))).unwrap(), before);
         assert!(fs::read_dir(d.join("spool")).unwrap().next().is_none());
-        let spool = d.join("spool");
-        assert!(stale(&spool, "2026-11-20_2026-11-21.revise.tmp"));
-        assert!(stale(&spool, "2026-11-20_2026-11-21.revise"));
-        fs::write(spool.join("2026-11-20_2026-11-21.jsonl"), "").unwrap();
-        assert!(!stale(&spool, "2026-11-20_2026-11-21.revise"));
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -8,11 +8,18 @@
 use crate::event::Event;
 use crate::files::{aside_name, plain_io, sync_dir, write_atomic, write_error};
 use crate::schedule::{format_date, parse_date};
-use crate::state::State;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use time::Date;
+
+/// The spool of a state_dir (None: memory only, nothing survives a restart).
+pub struct Spool {
+    /// state_dir: the spool is its `spool/`, the dead letters its `dead-letter.jsonl`.
+    dir: Option<PathBuf>,
+    /// Memory-only mode: batches not finished yet, acknowledgements included.
+    memory: Vec<Batch>,
+}
 
 /// A spooled pull: its day range and where its events are.
 pub struct Batch {
@@ -37,12 +44,20 @@ pub struct SpoolWriter {
     pub snapshot: Option<crate::snapshot::Writer>,
 }
 
-impl State {
-    /// Removes what an interrupted pull left behind and finishes batches with nothing pending
-    /// (a crash between the last acknowledgement and `finish`). Other files are left alone.
-    pub(crate) fn sweep_spool(&mut self) -> Result<(), String> {
+impl Spool {
+    pub fn new(state_dir: Option<&Path>) -> Spool {
+        Spool {
+            dir: state_dir.map(Path::to_path_buf),
+            memory: Vec::new(),
+        }
+    }
+
+    /// Removes what an interrupted pull left behind and returns the batches with nothing
+    /// pending (a crash between the last acknowledgement and `finish`), for the caller to
+    /// finish. Other files are left alone.
+    pub fn sweep(&mut self) -> Result<Vec<Batch>, String> {
         let Some(dir) = &self.dir else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let spool = dir.join("spool");
         let entries = fs::read_dir(&spool)
@@ -52,23 +67,21 @@ impl State {
             let orphan_ack = name
                 .strip_suffix(".acked")
                 .is_some_and(|stem| !spool.join(format!("{stem}.jsonl")).exists());
-            if name.ends_with(".jsonl.tmp") || orphan_ack || crate::snapshot::stale(&spool, &name) {
+            if name.ends_with(".jsonl.tmp") || orphan_ack || stale_snapshot(&spool, &name) {
                 let _ = fs::remove_file(entry.path());
             }
         }
-        for batch in self.batches()? {
-            if batch.pending() == 0 {
-                self.finish(batch)?;
-            }
-        }
-        Ok(())
+        let (done, pending): (Vec<Batch>, Vec<Batch>) =
+            self.batches()?.into_iter().partition(|b| b.pending() == 0);
+        pending.into_iter().for_each(|b| self.keep(b));
+        Ok(done)
     }
 
     /// Spooled batches, oldest first. In memory-only mode they are handed over: give back
     /// an unfinished one with `keep`.
     pub fn batches(&mut self) -> Result<Vec<Batch>, String> {
         let Some(dir) = &self.dir else {
-            return Ok(std::mem::take(&mut self.memory_spool));
+            return Ok(std::mem::take(&mut self.memory));
         };
         let spool = dir.join("spool");
         let mut names: Vec<String> = fs::read_dir(&spool)
@@ -86,7 +99,7 @@ impl State {
     }
 
     /// Bytes held by the spool (a disk-filling guard).
-    pub fn spool_bytes(&self) -> u64 {
+    pub fn bytes(&self) -> u64 {
         match &self.dir {
             Some(dir) => fs::read_dir(dir.join("spool"))
                 .map(|es| {
@@ -105,7 +118,7 @@ impl State {
                 })
                 .unwrap_or(0),
             None => self
-                .memory_spool
+                .memory
                 .iter()
                 .flat_map(|b| &b.memory)
                 .map(|l| l.len() as u64 + 1)
@@ -113,7 +126,7 @@ impl State {
         }
     }
 
-    pub fn spool_writer(&self, first: Date, last: Date) -> Result<SpoolWriter, String> {
+    pub fn writer(&self, first: Date, last: Date) -> Result<SpoolWriter, String> {
         let tmp = match &self.dir {
             Some(dir) => {
                 let path = dir
@@ -150,7 +163,7 @@ impl State {
                 path.display()
             ));
         }
-        crate::snapshot::commit(writer.snapshot, &path)
+        crate::snapshot::commit(writer.snapshot, &path.with_extension("revise"))
             .inspect_err(|_| drop(fs::remove_file(&tmp)))?;
         let written = file
             .into_inner()
@@ -171,12 +184,12 @@ impl State {
         Batch::with_acks(&path, writer.first, writer.last, writer.lines)
     }
 
-    /// All of a batch's events are delivered or dead-lettered: record its days, drop its files.
-    pub fn finish(&mut self, batch: Batch) -> Result<(), String> {
-        self.mark_delivered(batch.first, batch.last)?;
+    /// A batch whose days are recorded delivered (`State::finish`): its revise snapshot
+    /// replaces the day files, then its files go.
+    pub fn retire(&mut self, batch: Batch) -> Result<(), String> {
         // Events first: a crash in between leaves an ack log with no events, swept later.
-        if let Some(path) = &batch.events {
-            crate::snapshot::promote(path)?;
+        if let (Some(path), Some(dir)) = (&batch.events, &self.dir) {
+            crate::snapshot::promote(&path.with_extension("revise"), dir)?;
             let _ = fs::remove_file(path);
             let _ = fs::remove_file(path.with_extension("acked"));
         }
@@ -187,7 +200,7 @@ impl State {
     /// on disk it is already in the spool).
     pub fn keep(&mut self, batch: Batch) {
         if batch.events.is_none() {
-            self.memory_spool.push(batch);
+            self.memory.push(batch);
         }
     }
 
@@ -220,6 +233,13 @@ impl State {
 }
 
 impl SpoolWriter {
+    /// Where the pull's revise snapshot is written until the batch is committed
+    /// (`<batch>.revise.tmp` beside it); None in memory-only mode.
+    pub fn snapshot_path(&self) -> Option<PathBuf> {
+        let (tmp, _) = self.tmp.as_ref()?;
+        Some(tmp.with_file_name(format!("{}.revise.tmp", batch_name(self.first, self.last))))
+    }
+
     pub fn push(&mut self, event: &Event) -> Result<(), String> {
         self.push_with(event, &event.raw_data())
     }
@@ -456,6 +476,15 @@ fn repair(path: &Path, bad: &[usize], first: Date, last: Date) -> Result<(), Str
     Ok(())
 }
 
+/// Snapshot files a crash can leave behind: one being written, or one whose batch never
+/// became visible.
+fn stale_snapshot(spool: &Path, name: &str) -> bool {
+    name.ends_with(".revise.tmp")
+        || name
+            .strip_suffix(".revise")
+            .is_some_and(|stem| !spool.join(format!("{stem}.jsonl")).exists())
+}
+
 pub fn batch_name(first: Date, last: Date) -> String {
     format!("{}_{}", format_date(first), format_date(last))
 }
@@ -465,4 +494,188 @@ fn batch_range(file_name: &str) -> Option<(Date, Date)> {
     let stem = file_name.strip_suffix(".jsonl")?;
     let (a, b) = stem.split_once('_')?;
     Some((parse_date(a)?, parse_date(b)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Line;
+    use time::macros::date;
+
+    fn tmpdir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "sab-spool-{}-{}",
+            std::process::id(),
+            getrandom::u64().unwrap()
+        ));
+        fs::create_dir_all(d.join("spool")).unwrap();
+        d
+    }
+
+    /// What a new process sees: the spool of state_dir `dir`, swept.
+    fn opened(dir: &Path) -> Spool {
+        let mut spool = Spool::new(Some(dir));
+        spool.sweep().unwrap();
+        spool
+    }
+
+    fn event(service: &str) -> Event {
+        let line = Line::service("2022-06-13", service, "BlendedCost", "1", "USD");
+        Event::new(line, crate::event::new_id(), "2022-06-14T00:00:00Z".into())
+    }
+
+    fn spooled(spool: &mut Spool, services: &[&str]) -> Batch {
+        let mut w = spool
+            .writer(date!(2022 - 06 - 13), date!(2022 - 06 - 13))
+            .unwrap();
+        for s in services {
+            w.push(&event(s)).unwrap();
+        }
+        spool.commit(w).unwrap()
+    }
+
+    /// The services of the pending events; acknowledges the first `ack` of them.
+    fn take(batch: &mut Batch, ack: usize) -> Vec<Event> {
+        let mut out = Vec::new();
+        batch
+            .drain_pending(|l| {
+                out.push(serde_json::from_str::<Event>(l).unwrap());
+                Ok(out.len() <= ack)
+            })
+            .unwrap();
+        out
+    }
+
+    fn pending(batch: &mut Batch) -> Vec<String> {
+        take(batch, usize::MAX)
+            .into_iter()
+            .map(|e| e.data.service.unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn a_torn_spool_line_is_moved_aside_not_dropped() {
+        let dir = tmpdir();
+        let mut spool = opened(&dir);
+        let batch = spooled(&mut spool, &["a", "b"]);
+        let path = dir.join("spool").join(format!("{}.jsonl", batch.name()));
+        drop(batch);
+        let text = fs::read_to_string(&path).unwrap();
+        let (first, rest) = text.split_once('\n').unwrap();
+        fs::write(&path, format!("{first}\n{{\"torn\n{rest}")).unwrap();
+        drop(spool);
+        let mut batches = opened(&dir).batches().unwrap();
+        assert_eq!(pending(&mut batches[0]), ["a", "b"]);
+        let aside = || {
+            fs::read_dir(dir.join("spool"))
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
+                .count()
+        };
+        assert_eq!(aside(), 1);
+        drop(batches);
+        drop(opened(&dir).batches().unwrap());
+        assert_eq!(aside(), 1, "a repaired file is not moved aside again");
+        fs::remove_dir_all(dir).unwrap();
+    }
+    #[test]
+    fn acked_events_are_not_pending_after_reopen_and_ids_are_kept() {
+        let dir = tmpdir();
+        let mut spool = opened(&dir);
+        let mut batch = spooled(&mut spool, &["a", "b", "c"]);
+        let ids: Vec<String> = take(&mut batch, 1).into_iter().map(|e| e.id).collect();
+        assert_eq!(ids.len(), 2, "stopped after acknowledging one");
+        drop(batch);
+        drop(spool);
+        let mut spool = opened(&dir);
+        let mut batches = spool.batches().unwrap();
+        assert_eq!(batches.len(), 1);
+        let again: Vec<String> = take(&mut batches[0], 0).into_iter().map(|e| e.id).collect();
+        assert_eq!(again, ids[1..]);
+        assert_eq!(pending(&mut batches[0]), ["b", "c"]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_torn_ack_line_means_send_again() {
+        let dir = tmpdir();
+        let mut spool = opened(&dir);
+        let batch = spooled(&mut spool, &["a", "b"]);
+        fs::write(
+            dir.join("spool").join(format!("{}.acked", batch.name())),
+            "0\n1",
+        )
+        .unwrap();
+        drop(batch);
+        drop(spool);
+        assert_eq!(pending(&mut opened(&dir).batches().unwrap()[0]), ["b"]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn leftovers_of_an_interrupted_pull_are_removed() {
+        let dir = tmpdir();
+        let spool = opened(&dir);
+        let mut w = spool
+            .writer(date!(2022 - 06 - 13), date!(2022 - 06 - 13))
+            .unwrap();
+        w.push(&event("a")).unwrap();
+        drop(w);
+        drop(spool);
+        let mut spool = opened(&dir);
+        assert!(spool.batches().unwrap().is_empty());
+        assert_eq!(fs::read_dir(dir.join("spool")).unwrap().count(), 0);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_spooled_batch_is_never_replaced() {
+        let dir = tmpdir();
+        let mut spool = opened(&dir);
+        drop(spooled(&mut spool, &["a"]));
+        let mut w = spool
+            .writer(date!(2022 - 06 - 13), date!(2022 - 06 - 13))
+            .unwrap();
+        w.push(&event("again")).unwrap();
+        let e = spool.commit(w).err().unwrap();
+        assert!(e.contains("not delivered yet; not replacing it"), "{e}");
+        assert_eq!(pending(&mut spool.batches().unwrap()[0]), ["a"]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn memory_only_batches_keep_their_acknowledgements() {
+        let mut spool = Spool::new(None);
+        let mut batch = spooled(&mut spool, &["a", "b"]);
+        take(&mut batch, 1);
+        spool.keep(batch);
+        assert_eq!(pending(&mut spool.batches().unwrap()[0]), ["b"]);
+    }
+
+    #[test]
+    fn acknowledgements_of_an_older_batch_never_apply_to_a_new_one() {
+        let dir = tmpdir();
+        let mut spool = opened(&dir);
+        fs::write(
+            dir.join("spool").join("2022-06-13_2022-06-13.acked"),
+            "0\n1\n",
+        )
+        .unwrap();
+        let mut batch = spooled(&mut spool, &["a", "b"]);
+        assert_eq!(pending(&mut batch), ["a", "b"]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn snapshots_left_by_a_crash_are_stale_and_one_beside_its_batch_is_not() {
+        let dir = tmpdir();
+        let spool = dir.join("spool");
+        assert!(stale_snapshot(&spool, "2026-11-20_2026-11-21.revise.tmp"));
+        assert!(stale_snapshot(&spool, "2026-11-20_2026-11-21.revise"));
+        fs::write(spool.join("2026-11-20_2026-11-21.jsonl"), "").unwrap();
+        assert!(!stale_snapshot(&spool, "2026-11-20_2026-11-21.revise"));
+        assert!(!stale_snapshot(&spool, "2026-11-20_2026-11-21.jsonl"));
+        fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -1,4 +1,4 @@
-//! Delivered days and the state_dir lock, in crash-safe files (the spool is spool.rs).
+//! Delivered days and the state_dir lock, in crash-safe files; holds the spool (spool.rs).
 //!
 //! Layout of state_dir: `delivered.json` (the days whose events were all delivered,
 //! rewritten atomically), `lock`, and the spool's files (see spool.rs).
@@ -11,16 +11,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use time::Date;
 
-pub use crate::spool::{Batch, SpoolWriter, batch_name};
+use crate::spool::{Batch, Spool};
 
 /// Where state lives: a directory, or memory only (nothing survives a restart).
 pub struct State {
-    pub(crate) dir: Option<PathBuf>,
+    dir: Option<PathBuf>,
     /// An exclusive flock on `state_dir/lock` while this process works on the state.
     lock: Option<File>,
-    pub(crate) delivered: BTreeSet<Date>,
-    /// Memory-only mode: batches not finished yet, acknowledgements included.
-    pub(crate) memory_spool: Vec<Batch>,
+    delivered: BTreeSet<Date>,
+    spool: Spool,
 }
 
 /// Creates state_dir if needed and checks that it can be written.
@@ -53,7 +52,7 @@ impl State {
             dir: Some(dir.to_path_buf()),
             lock: None,
             delivered: BTreeSet::new(),
-            memory_spool: Vec::new(),
+            spool: Spool::new(Some(dir)),
         })
     }
 
@@ -62,7 +61,7 @@ impl State {
             dir: None,
             lock: None,
             delivered: BTreeSet::new(),
-            memory_spool: Vec::new(),
+            spool: Spool::new(None),
         }
     }
 
@@ -112,7 +111,26 @@ impl State {
             self.lock = Some(file);
         }
         self.delivered = self.read_delivered()?;
-        self.sweep_spool()
+        for batch in self.spool.sweep()? {
+            self.finish(batch)?;
+        }
+        Ok(())
+    }
+
+    /// The spool: its batches, writers and dead letters.
+    pub fn spool(&self) -> &Spool {
+        &self.spool
+    }
+
+    pub fn spool_mut(&mut self) -> &mut Spool {
+        &mut self.spool
+    }
+
+    /// All of a batch's events are delivered or dead-lettered: record its days, then let
+    /// the spool drop its files.
+    pub fn finish(&mut self, batch: Batch) -> Result<(), String> {
+        self.mark_delivered(batch.first, batch.last)?;
+        self.spool.retire(batch)
     }
 
     /// Lets other processes use state_dir (the service does this while it sleeps).
@@ -232,14 +250,15 @@ mod tests {
         Event::new(line, crate::event::new_id(), "2022-06-14T00:00:00Z".into())
     }
 
-    fn spool(state: &mut State, services: &[&str]) -> Batch {
+    fn spooled(state: &mut State, services: &[&str]) -> Batch {
         let mut w = state
-            .spool_writer(date!(2022 - 06 - 13), date!(2022 - 06 - 13))
+            .spool()
+            .writer(date!(2022 - 06 - 13), date!(2022 - 06 - 13))
             .unwrap();
         for s in services {
             w.push(&event(s)).unwrap();
         }
-        state.commit(w).unwrap()
+        state.spool_mut().commit(w).unwrap()
     }
 
     /// The services of the pending events; acknowledges the first `ack` of them.
@@ -262,58 +281,10 @@ mod tests {
     }
 
     #[test]
-    fn acked_events_are_not_pending_after_reopen_and_ids_are_kept() {
-        let dir = tmpdir();
-        let mut state = locked(&dir);
-        let mut batch = spool(&mut state, &["a", "b", "c"]);
-        let ids: Vec<String> = take(&mut batch, 1).into_iter().map(|e| e.id).collect();
-        assert_eq!(ids.len(), 2, "stopped after acknowledging one");
-        drop(batch);
-        drop(state);
-        let mut state = locked(&dir);
-        let mut batches = state.batches().unwrap();
-        assert_eq!(batches.len(), 1);
-        let again: Vec<String> = take(&mut batches[0], 0).into_iter().map(|e| e.id).collect();
-        assert_eq!(again, ids[1..]);
-        assert_eq!(pending(&mut batches[0]), ["b", "c"]);
-        fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn finishing_records_days_and_removes_the_spool() {
-        let dir = tmpdir();
-        let mut state = locked(&dir);
-        let batch = spool(&mut state, &["a"]);
-        state.finish(batch).unwrap();
-        drop(state);
-        let mut state = locked(&dir);
-        assert!(state.is_delivered(date!(2022 - 06 - 13)));
-        assert_eq!(state.last_delivered(), Some(date!(2022 - 06 - 13)));
-        assert!(state.batches().unwrap().is_empty());
-        fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn a_torn_ack_line_means_send_again() {
-        let dir = tmpdir();
-        let mut state = locked(&dir);
-        let batch = spool(&mut state, &["a", "b"]);
-        fs::write(
-            dir.join("spool").join(format!("{}.acked", batch.name())),
-            "0\n1",
-        )
-        .unwrap();
-        drop(batch);
-        drop(state);
-        assert_eq!(pending(&mut locked(&dir).batches().unwrap()[0]), ["b"]);
-        fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn corrupt_files_are_moved_aside_not_dropped() {
+    fn a_corrupt_delivered_file_is_moved_aside_not_dropped() {
         let dir = tmpdir();
         fs::write(dir.join("delivered.json"), "{not json").unwrap();
-        let mut state = locked(&dir);
+        let state = locked(&dir);
         assert_eq!(state.last_delivered(), None);
         let names: Vec<String> = fs::read_dir(&dir)
             .unwrap()
@@ -326,47 +297,20 @@ mod tests {
                 .any(|n| n.starts_with("delivered.json.corrupt-")),
             "{names:?}"
         );
-        let batch = spool(&mut state, &["a", "b"]);
-        let path = dir.join("spool").join(format!("{}.jsonl", batch.name()));
-        drop(batch);
-        let text = fs::read_to_string(&path).unwrap();
-        let (first, rest) = text.split_once('\n').unwrap();
-        fs::write(&path, format!("{first}\n{{\"torn\n{rest}")).unwrap();
-        drop(state);
-        let mut batches = locked(&dir).batches().unwrap();
-        assert_eq!(pending(&mut batches[0]), ["a", "b"]);
-        let aside = fs::read_dir(dir.join("spool"))
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
-            .count();
-        assert_eq!(aside, 1);
-        drop(batches);
-        let mut state = locked(&dir);
-        drop(state.batches().unwrap());
-        let still = fs::read_dir(dir.join("spool")).unwrap().flatten();
-        assert_eq!(
-            still
-                .filter(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
-                .count(),
-            1
-        );
         fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
-    fn leftovers_of_an_interrupted_pull_are_removed() {
+    fn finishing_records_days_and_removes_the_spool() {
         let dir = tmpdir();
-        let state = locked(&dir);
-        let mut w = state
-            .spool_writer(date!(2022 - 06 - 13), date!(2022 - 06 - 13))
-            .unwrap();
-        w.push(&event("a")).unwrap();
-        drop(w);
+        let mut state = locked(&dir);
+        let batch = spooled(&mut state, &["a"]);
+        state.finish(batch).unwrap();
         drop(state);
         let mut state = locked(&dir);
-        assert!(state.batches().unwrap().is_empty());
-        assert_eq!(fs::read_dir(dir.join("spool")).unwrap().count(), 0);
+        assert!(state.is_delivered(date!(2022 - 06 - 13)));
+        assert_eq!(state.last_delivered(), Some(date!(2022 - 06 - 13)));
+        assert!(state.spool_mut().batches().unwrap().is_empty());
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -393,44 +337,20 @@ mod tests {
     fn a_fully_acknowledged_batch_is_finished_and_a_pending_one_kept_on_reopen() {
         let dir = tmpdir();
         let mut state = locked(&dir);
-        let mut done = spool(&mut state, &["a"]);
+        let mut done = spooled(&mut state, &["a"]);
         take(&mut done, usize::MAX);
         drop(done); // crashed before finish
         drop(state);
         let mut state = locked(&dir);
         assert!(state.is_delivered(date!(2022 - 06 - 13)));
-        assert!(state.batches().unwrap().is_empty());
+        assert!(state.spool_mut().batches().unwrap().is_empty());
         // A --force re-send of a delivered day stays until its events are out.
-        let forced = spool(&mut state, &["b"]);
+        let forced = spooled(&mut state, &["b"]);
         drop(forced);
         drop(state);
         let mut state = locked(&dir);
-        assert_eq!(pending(&mut state.batches().unwrap()[0]), ["b"]);
+        assert_eq!(pending(&mut state.spool_mut().batches().unwrap()[0]), ["b"]);
         fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn a_spooled_batch_is_never_replaced() {
-        let dir = tmpdir();
-        let mut state = locked(&dir);
-        drop(spool(&mut state, &["a"]));
-        let mut w = state
-            .spool_writer(date!(2022 - 06 - 13), date!(2022 - 06 - 13))
-            .unwrap();
-        w.push(&event("again")).unwrap();
-        let e = state.commit(w).err().unwrap();
-        assert!(e.contains("not delivered yet; not replacing it"), "{e}");
-        assert_eq!(pending(&mut state.batches().unwrap()[0]), ["a"]);
-        fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn memory_only_batches_keep_their_acknowledgements() {
-        let mut state = State::memory();
-        let mut batch = spool(&mut state, &["a", "b"]);
-        take(&mut batch, 1);
-        state.keep(batch);
-        assert_eq!(pending(&mut state.batches().unwrap()[0]), ["b"]);
     }
 
     #[test]
@@ -439,7 +359,7 @@ mod tests {
         let mut state = locked(&dir);
         let path = dir.join("spool").join("2022-06-13_2022-06-13.jsonl");
         fs::write(&path, "garbage\n{\"torn\n").unwrap();
-        assert!(state.batches().unwrap().is_empty());
+        assert!(state.spool_mut().batches().unwrap().is_empty());
         drop(state);
         let state = locked(&dir);
         assert!(!state.is_delivered(date!(2022 - 06 - 13)));
@@ -452,21 +372,7 @@ mod tests {
                 .to_string_lossy()
                 .contains(".jsonl.corrupt-")
         );
-        assert_eq!(state.spool_bytes(), 0, "files kept aside are not spool");
-        fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn acknowledgements_of_an_older_batch_never_apply_to_a_new_one() {
-        let dir = tmpdir();
-        let mut state = locked(&dir);
-        fs::write(
-            dir.join("spool").join("2022-06-13_2022-06-13.acked"),
-            "0\n1\n",
-        )
-        .unwrap();
-        let mut batch = spool(&mut state, &["a", "b"]);
-        assert_eq!(pending(&mut batch), ["a", "b"]);
+        assert_eq!(state.spool().bytes(), 0, "files kept aside are not spool");
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -7,7 +7,8 @@ use crate::http::Request;
 use crate::log::peer;
 use crate::retry::{Outcome, delivery_outcome, next_wait, retry_after};
 use crate::service::{Delivery, Runtime, describe_range};
-use crate::state::{Batch, State};
+use crate::spool::Batch;
+use crate::state::State;
 use crate::{debug, error, info, warn};
 use std::time::Instant;
 use time::OffsetDateTime;
@@ -41,7 +42,7 @@ impl Runtime {
                         "the target rejected the event for \"{}\" on {} with HTTP {status}: {reason}; kept in dead-letter.jsonl",
                         peer(&e.data.label()), peer(&e.data.date)
                     );
-                    state.dead_letter(status, &reason, json)?;
+                    state.spool().dead_letter(status, &reason, json)?;
                     outcome.rejected += 1;
                     Ok(true)
                 }
@@ -135,14 +136,14 @@ impl Runtime {
         let outcome = match self.deliver(state, &mut batch, deadline) {
             Ok(o) => o,
             Err(e) => {
-                state.keep(batch);
+                state.spool_mut().keep(batch);
                 return Err(e);
             }
         };
         if outcome.left == 0 {
             state.finish(batch)?;
         } else {
-            state.keep(batch);
+            state.spool_mut().keep(batch);
         }
         info!(
             "{range}: {} events, delivered {}, rejected {}{}",
@@ -165,17 +166,17 @@ impl Runtime {
         deadline: Option<Instant>,
     ) -> Result<Delivery, String> {
         let mut total = Delivery::default();
-        let mut batches = state.batches()?.into_iter();
+        let mut batches = state.spool_mut().batches()?.into_iter();
         while let Some(batch) = batches.next() {
             if self.signals.stopping() {
                 total.left += batch.pending();
-                state.keep(batch);
+                state.spool_mut().keep(batch);
                 continue;
             }
             match self.deliver_batch(state, batch, deadline) {
                 Ok(d) => total += d,
                 Err(e) => {
-                    batches.for_each(|rest| state.keep(rest));
+                    batches.for_each(|rest| state.spool_mut().keep(rest));
                     return Err(e);
                 }
             }

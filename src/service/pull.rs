@@ -11,7 +11,8 @@ use crate::retry::{next_wait, retry_after};
 use crate::schedule::rfc3339;
 use crate::service::{Failure, MIB, Runtime, describe_range};
 use crate::snapshot::Round;
-use crate::state::{Batch, State};
+use crate::spool::Batch;
+use crate::state::State;
 use crate::{debug, info, warn};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -234,7 +235,7 @@ impl Runtime {
         revise: Option<u32>,
     ) -> Result<Batch, Failure> {
         let limit = self.config.max_spool_mb * MIB;
-        let already = state.spool_bytes();
+        let already = state.spool().bytes();
         if already >= limit {
             return Err(Failure::State(format!(
                 "the spool holds {} MiB, at max_spool_mb {}: not pulling new days until the target accepts the spooled events",
@@ -254,7 +255,10 @@ impl Runtime {
         .map_err(Failure::State)?
         .with_summary(self.config.revise.summary);
         let first = round.first;
-        let mut writer = state.spool_writer(first, last).map_err(Failure::State)?;
+        let mut writer = state.spool().writer(first, last).map_err(Failure::State)?;
+        if let Some(path) = writer.snapshot_path() {
+            round.record_to(path).map_err(Failure::State)?;
+        }
         let time = rfc3339(OffsetDateTime::now_utc());
         let mut left_out = 0;
         let result = self.pull(first, last, usize::MAX, &mut |line: Line| {
@@ -294,7 +298,7 @@ impl Runtime {
                     "pulled {}: {groups} groups in {pages} page(s){note}",
                     describe_range(first, last)
                 );
-                state.commit(writer).map_err(Failure::State)
+                state.spool_mut().commit(writer).map_err(Failure::State)
             }
             Err(e) => {
                 writer.abandon();
