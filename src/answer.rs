@@ -5,13 +5,15 @@
 //! next), but a day never comes back once another day began. Anything else is an answer
 //! that cannot be trusted, never an empty day.
 
-use crate::bounds::LINES_PER_DAY;
 use crate::costexplorer::{Answer, DayResult, Group};
 use crate::log::peer;
 use crate::schedule::{format_date, parse_date};
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use time::Date;
+
+/// Distinct lines one day may hold (the duplicate check remembers each line's hash).
+pub const LINES_PER_DAY: usize = 250_000;
 
 /// What was asked: the days `first..=last`, how many GroupBy keys, which metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]

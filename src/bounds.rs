@@ -13,8 +13,8 @@ pub fn page_cap(first: Date, last: Date) -> usize {
     days.saturating_mul(PAGES_PER_DAY)
 }
 
-/// Distinct lines one day may hold (the duplicate check remembers each line's hash).
-pub const LINES_PER_DAY: usize = 250_000;
+/// Distinct lines one day may hold (the answer check keeps it, see answer.rs).
+pub use crate::answer::LINES_PER_DAY;
 
 /// Bytes read of one Cost Explorer answer page; a page past it fails the attempt.
 pub const PAGE_BYTES: u64 = 2 * 1024 * 1024;

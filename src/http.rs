@@ -38,6 +38,27 @@ pub struct Limits {
     pub max_error_body: u64,
 }
 
+impl Request {
+    /// Adds the SigV4 headers that sign the request as it stands (sign.rs).
+    pub fn sign(
+        &mut self,
+        credentials: &crate::keys::Credentials,
+        region: &str,
+        service: &str,
+        time: std::time::SystemTime,
+    ) -> Result<(), String> {
+        let signable = crate::sign::Signable {
+            method: self.method,
+            url: &self.url,
+            headers: &self.headers,
+            body: &self.body,
+        };
+        let added = crate::sign::headers(signable, credentials, region, service, time)?;
+        self.headers.extend(added);
+        Ok(())
+    }
+}
+
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers

@@ -1,21 +1,29 @@
-//! SigV4 headers for a Cost Explorer request, via aws-sigv4, with the time passed in.
+//! SigV4 headers for an AWS request (Cost Explorer, STS), via aws-sigv4, with the time passed in.
 
-use crate::http::Request;
 use crate::keys::Credentials;
 use aws_sigv4::http_request::{self, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use std::time::SystemTime;
 
-/// Adds `x-amz-date`, `authorization` (and `x-amz-security-token` with a session token)
-/// so that the request, as it stands, is signed for `service` in `region` at `time`.
-pub fn sign(
-    request: &mut Request,
+/// What SigV4 signs of a request: all of it, as it will be sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Signable<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+}
+
+/// The headers that sign `request` for `service` in `region` at `time`: `x-amz-date`,
+/// `authorization` (and `x-amz-security-token` with a session token).
+pub fn headers(
+    request: Signable,
     credentials: &Credentials,
     region: &str,
     service: &str,
     time: SystemTime,
-) -> Result<(), String> {
+) -> Result<Vec<(String, String)>, String> {
     let identity: Identity = aws_credential_types::Credentials::new(
         &credentials.access_key_id,
         &credentials.secret_access_key,
@@ -33,7 +41,7 @@ pub fn sign(
         .build()
         .map_err(|e| format!("cannot sign the request: {e}"))?
         .into();
-    let url = request.url.as_str();
+    let url = request.url;
     let signable = SignableRequest::new(
         request.method,
         url,
@@ -41,19 +49,17 @@ pub fn sign(
             .headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str())),
-        SignableBody::Bytes(&request.body),
+        SignableBody::Bytes(request.body),
     )
     .map_err(|e| format!("cannot sign a request to {}: {e}", crate::urls::redact(url)))?;
     let (instructions, _signature) = http_request::sign(signable, &params)
         .map_err(|e| format!("cannot sign a request to {}: {e}", crate::urls::redact(url)))?
         .into_parts();
     let (headers, _params) = instructions.into_parts();
-    for h in headers {
-        request
-            .headers
-            .push((h.name().to_string(), h.value().to_string()));
-    }
-    Ok(())
+    Ok(headers
+        .into_iter()
+        .map(|h| (h.name().to_string(), h.value().to_string()))
+        .collect())
 }
 
 #[cfg(test)]
@@ -105,24 +111,22 @@ mod tests {
                 secret_access_key: case.secret_access_key,
                 session_token: case.session_token,
             };
-            let mut request = Request {
-                method: "POST",
-                url: case.url,
-                headers: case.headers.into_iter().collect(),
-                body: case.body.into_bytes(),
+            let request = Signable {
+                method: &case.method,
+                url: &case.url,
+                headers: &case.headers.into_iter().collect::<Vec<_>>(),
+                body: case.body.as_bytes(),
             };
-            assert_eq!(case.method, "POST");
-            let before = request.headers.len();
-            sign(
-                &mut request,
+            let got: BTreeMap<String, String> = headers(
+                request,
                 &credentials,
                 &case.region,
                 &case.service,
                 when.into(),
             )
-            .unwrap();
-            let got: BTreeMap<String, String> =
-                request.headers.split_off(before).into_iter().collect();
+            .unwrap()
+            .into_iter()
+            .collect();
             assert_eq!(got, case.expected, "case {}", case.name);
         }
     }

@@ -420,17 +420,11 @@ impl Provider {
             crate::heartbeat::working();
             let mut r = request.clone();
             if let Some(keys) = signer {
-                crate::sign::sign(
-                    &mut r,
-                    keys,
-                    &self.region,
-                    "sts",
-                    std::time::SystemTime::now(),
-                )
-                .map_err(|message| CredError {
-                    transient: false,
-                    message,
-                })?;
+                r.sign(keys, &self.region, "sts", std::time::SystemTime::now())
+                    .map_err(|message| CredError {
+                        transient: false,
+                        message,
+                    })?;
             }
             let (result, hint) = match self.sts.send(&r) {
                 Ok(resp) if (200..300).contains(&resp.status) => {

@@ -169,8 +169,7 @@ impl Runtime {
             body: body.as_bytes().to_vec(),
         };
         let now = std::time::SystemTime::now();
-        if let Err(m) = crate::sign::sign(&mut request, credentials, &self.config.region, "ce", now)
-        {
+        if let Err(m) = request.sign(credentials, &self.config.region, "ce", now) {
             let e = CeError {
                 kind: ErrorKind::Permanent,
                 message: m,
