@@ -1,7 +1,7 @@
 //! What a line is broken down by: the `group_by`, `metric` and `filter` config keys and their names on the wire and in events.
 
-use crate::yaml::{ConfigError, show};
-use serde_yaml::{Mapping, Value};
+use crate::yaml::{ConfigError, Doc, show};
+use serde_yaml::Value;
 
 /// The seven classic Cost Explorer metrics `metric` may name.
 pub const METRICS: [&str; 7] = [
@@ -29,9 +29,6 @@ pub const DIMENSIONS: [&str; 12] = [
     "RECORD_TYPE",
     "USAGE_TYPE",
 ];
-
-/// The config keys this module reads.
-pub const KEYS: [&str; 3] = ["group_by", "metric", "filter"];
 
 /// One entry of `group_by`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -160,16 +157,15 @@ impl Default for Breakdown {
     }
 }
 
-/// Reads `group_by`, `metric` and `filter` of the config file `name`.
-pub fn from_config(map: &Mapping, name: &str) -> Result<Breakdown, ConfigError> {
-    let fail = |key: &str, expected: &str, found: String| {
-        Err(ConfigError(format!(
-            "{name}: {key}: expected {expected}, found {found}"
-        )))
-    };
+/// The config keys this module owns.
+pub const KEYS: [&str; 3] = ["metric", "group_by", "filter"];
+
+/// Reads `group_by`, `metric` and `filter` of the config.
+pub fn settings(doc: &Doc) -> Result<Breakdown, ConfigError> {
+    let fail = |key: &str, expected: &str, found: String| doc.expected(key, expected, &found);
     let mut breakdown = Breakdown::default();
-    match map.get("group_by") {
-        None | Some(Value::Null) => {}
+    match doc.value("group_by") {
+        None => {}
         Some(value) => {
             let expected = "a list of one or two of the dimensions \
                 AZ, INSTANCE_TYPE, LEGAL_ENTITY_NAME, INVOICING_ENTITY, LINKED_ACCOUNT, OPERATION, \
@@ -216,8 +212,8 @@ pub fn from_config(map: &Mapping, name: &str) -> Result<Breakdown, ConfigError> 
         Value::String(s) if METRICS.contains(&s.trim()) => Some(s.trim().to_string()),
         _ => None,
     };
-    match map.get("metric") {
-        None | Some(Value::Null) => {}
+    match doc.value("metric") {
+        None => {}
         Some(Value::Sequence(items)) if !items.is_empty() => {
             let mut metrics = Vec::new();
             for item in items {
@@ -234,8 +230,8 @@ pub fn from_config(map: &Mapping, name: &str) -> Result<Breakdown, ConfigError> 
             None => return fail("metric", &expected, show(value)),
         },
     }
-    match map.get("filter") {
-        None | Some(Value::Null) => {}
+    match doc.value("filter") {
+        None => {}
         Some(value @ Value::Mapping(_)) => match serde_json::to_value(value) {
             Ok(json) => breakdown.filter = Some(json),
             Err(e) => {
@@ -262,8 +258,8 @@ mod tests {
     use super::*;
 
     fn parse(yaml: &str) -> Result<Breakdown, String> {
-        let map: Mapping = serde_yaml::from_str(yaml).unwrap();
-        from_config(&map, "c.yml").map_err(|e| e.0)
+        let map: serde_yaml::Mapping = serde_yaml::from_str(yaml).unwrap();
+        settings(&Doc::new("c.yml", &map)).map_err(|e| e.0)
     }
 
     #[test]

@@ -6,40 +6,52 @@ use crate::urls::url_host;
 use crate::yaml::{ConfigError, Doc, Keys, err, read_optional, warn_unknown};
 use serde_yaml::Mapping;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 pub const DEFAULT_CONFIG: &str = "/vance/config/config.yml";
 pub const DEFAULT_SECRET: &str = "/vance/secret/secret.yml";
 pub const DEFAULT_STATE_DIR: &str = "/vance/data";
 pub const DEFAULT_ENDPOINT: &str = "https://ce.us-east-1.amazonaws.com";
-const CONFIG_KEYS: [&str; 23] = [
+/// The keys config.rs reads itself (`name`, the old connector's, is accepted and unused).
+const OWN_KEYS: [&str; 12] = [
     "target",
     "endpoint",
     "region",
     "pull_hour",
-    "metric",
-    "group_by",
-    "filter",
     "content_mode",
     "state_dir",
     "max_spool_mb",
     "max_catchup_days",
     "retry_max_backoff_s",
     "send_timeout_s",
-    "max_monthly_requests",
     "ca_file",
-    "secret",
     "name",
-    "role_arn",
-    "external_id",
-    "role_session_name",
-    "duration_seconds",
-    "revise_days",
-    "summary",
 ];
-const KEYS: Keys = Keys {
-    known: &CONFIG_KEYS,
-    secret: &static_keys::SECRET_KEYS,
-};
+
+/// Every key of a config file: ours and those of the modules that read their own.
+static CONFIG_KEYS: LazyLock<Vec<&str>> = LazyLock::new(|| {
+    let own = |range: std::ops::Range<usize>| &OWN_KEYS[range];
+    [
+        own(0..4),
+        &crate::breakdown::KEYS,
+        own(4..10),
+        &[crate::spend::KEY],
+        own(10..11),
+        &static_keys::KEYS,
+        own(11..12),
+        &crate::credentials::ROLE_KEYS,
+        &crate::revise::KEYS,
+    ]
+    .concat()
+});
+
+/// The config's keys and the secret ones, for parse errors and unknown-key warnings.
+fn keys() -> Keys<'static> {
+    Keys {
+        known: CONFIG_KEYS.as_slice(),
+        secret: &static_keys::SECRET_KEYS,
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -107,10 +119,10 @@ pub fn load_reporting(
         choose(&overrides.secret, env("CONNECTOR_SECRET"), DEFAULT_SECRET);
     let name = config_path.display().to_string();
     let map = match read_optional(&config_path, config_named)? {
-        Some(text) => crate::yaml::parse(&name, &text, false, KEYS)?,
+        Some(text) => crate::yaml::parse(&name, &text, false, keys())?,
         None => Mapping::new(),
     };
-    warn_unknown(&name, &map, &CONFIG_KEYS, warn);
+    warn_unknown(&name, &map, keys().known, warn);
     let file = Doc {
         name: &name,
         map: &map,
@@ -129,7 +141,7 @@ pub fn load_reporting(
             .unwrap_or("us-east-1")
             .to_string(),
     };
-    let breakdown = crate::breakdown::from_config(file.map, file.name)?;
+    let breakdown = crate::breakdown::settings(&file)?;
     let content_mode = match file
         .one_of(
             "content_mode",
@@ -163,10 +175,10 @@ pub fn load_reporting(
         send_timeout_s: (file.integer("send_timeout_s", 1, 86400 * 7, "seconds 1-604800")?)
             .unwrap_or(600),
         ca_file: resolve_ca_file(env, &file)?,
-        secret: SecretSource::new(secret_path, secret_named, KEYS, &file, env, warn)?,
-        role: crate::credentials::role_settings(file.map, file.name)?,
-        revise: crate::revise::settings(file.map, file.name)?,
-        max_monthly_requests: crate::spend::parse_max(file.map, file.name)?,
+        secret: SecretSource::new(secret_path, secret_named, keys(), &file, env, warn)?,
+        role: crate::credentials::role_settings(&file)?,
+        revise: crate::revise::settings(&file)?,
+        max_monthly_requests: crate::spend::settings(&file)?,
     };
     Ok(config)
 }
@@ -518,5 +530,65 @@ mod tests {
             (c.target, c.pull_hour),
             (Target::Http("https://broker".into()), 0)
         );
+    }
+
+    const INTEGER_KEYS: [&str; 8] = [
+        "pull_hour",
+        "max_spool_mb",
+        "max_catchup_days",
+        "retry_max_backoff_s",
+        "send_timeout_s",
+        "max_monthly_requests",
+        "revise_days",
+        "duration_seconds",
+    ];
+
+    #[test]
+    fn every_integer_key_reads_a_quoted_number_alike() {
+        let config = |value: &dyn Fn(&str) -> String| {
+            let mut text = "target: http://x\nrole_arn: arn:aws:iam::1:role/r\n".to_string();
+            for key in INTEGER_KEYS {
+                text += &format!("{key}: {}\n", value(key));
+            }
+            text
+        };
+        let number = |key: &str| match key {
+            "duration_seconds" => "3600",
+            "pull_hour" => "4",
+            _ => "7",
+        };
+        let read = |c: &Config| {
+            (
+                c.pull_hour as u64,
+                c.max_spool_mb,
+                c.max_catchup_days as u64,
+                c.retry_max_backoff_s,
+                c.send_timeout_s,
+                c.max_monthly_requests,
+                c.revise.revise_days as u64,
+                c.role.duration_seconds.map(u64::from),
+            )
+        };
+        let (plain, _) = load_with(&config(&|k| number(k).to_string()), Some(SECRET), &[]).unwrap();
+        let (quoted, w) = load_with(
+            &config(&|k| format!("\"{}\"", number(k))),
+            Some(SECRET),
+            &[],
+        )
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(read(&quoted), read(&plain));
+        assert_eq!(read(&plain), (4, 7, 7, 7, 7, 7, 7, Some(3600)));
+        // And a value that is no number is shown the same way for every key.
+        for key in INTEGER_KEYS {
+            let text =
+                format!("target: http://x\nrole_arn: arn:aws:iam::1:role/r\n{key}: \"3600s\"\n");
+            let e = error_of(&text);
+            assert!(
+                e.contains(&format!("config.yml: {key}: expected "))
+                    && e.ends_with(", found \"3600s\""),
+                "{e}"
+            );
+        }
     }
 }

@@ -5,8 +5,7 @@
 //! slots whose storage the caller gives (a file, so memory holds one bit per slot).
 
 use crate::event::Data;
-use crate::yaml::ConfigError;
-use serde_yaml::{Mapping, Value};
+use crate::yaml::{ConfigError, Doc};
 use std::hash::{Hash, Hasher};
 use time::Date;
 
@@ -31,39 +30,22 @@ impl Default for Settings {
     }
 }
 
-/// Reads `revise_days` and `summary` from a config file's mapping (`file` names it).
-pub fn settings(map: &Mapping, file: &str) -> Result<Settings, ConfigError> {
-    let mut s = Settings::default();
-    match map.get("revise_days") {
-        None | Some(Value::Null) => {}
-        Some(v) => {
-            let n = match v {
-                Value::Number(n) => n.as_u64(),
-                Value::String(t) => t.trim().parse::<u64>().ok(),
-                _ => None,
-            };
-            s.revise_days = match n {
-                Some(n) if n <= u64::from(MAX_REVISE_DAYS) => n as u32,
-                _ => {
-                    return Err(ConfigError(format!(
-                        "{file}: revise_days: expected a number of days 0-{MAX_REVISE_DAYS} (0 turns revisions off), found {}",
-                        crate::yaml::key_name(v)
-                    )));
-                }
-            };
-        }
-    }
-    match map.get("summary") {
-        None | Some(Value::Null) => {}
-        Some(Value::Bool(b)) => s.summary = *b,
-        Some(v) => {
-            return Err(ConfigError(format!(
-                "{file}: summary: expected true or false, found {}",
-                crate::yaml::key_name(v)
-            )));
-        }
-    }
-    Ok(s)
+/// The config keys this module owns.
+pub const KEYS: [&str; 2] = ["revise_days", "summary"];
+
+/// Reads `revise_days` and `summary` of the config.
+pub fn settings(doc: &Doc) -> Result<Settings, ConfigError> {
+    let days = doc.integer(
+        "revise_days",
+        0,
+        u64::from(MAX_REVISE_DAYS),
+        &format!("a number of days 0-{MAX_REVISE_DAYS} (0 turns revisions off)"),
+    )?;
+    let defaults = Settings::default();
+    Ok(Settings {
+        revise_days: days.map_or(defaults.revise_days, |d| d as u32),
+        summary: doc.boolean("summary")?.unwrap_or(defaults.summary),
+    })
 }
 
 /// The oldest day a pull of `last` revises.
@@ -378,11 +360,15 @@ mod tests {
 
     #[test]
     fn settings_default_bounds_and_errors_name_file_and_key() {
-        let parse = |yaml: &str| settings(&serde_yaml::from_str(yaml).unwrap(), "c.yml");
+        let parse = |yaml: &str| {
+            let map = serde_yaml::from_str(yaml).unwrap();
+            settings(&Doc::new("c.yml", &map))
+        };
         assert_eq!(parse("a: 1").unwrap(), Settings::default());
         assert_eq!(parse("a: 1").unwrap().revise_days, 3);
         assert_eq!(parse("revise_days: 0").unwrap().revise_days, 0);
         assert_eq!(parse("revise_days: 62").unwrap().revise_days, 62);
+        assert_eq!(parse("revise_days: \"7\"").unwrap().revise_days, 7);
         assert!(parse("summary: true").unwrap().summary);
         for bad in [
             "revise_days: 63",
@@ -399,7 +385,7 @@ mod tests {
         let e = parse("summary: yes please").unwrap_err().0;
         assert_eq!(
             e,
-            "c.yml: summary: expected true or false, found yes please"
+            "c.yml: summary: expected true or false, found \"yes please\""
         );
     }
 }

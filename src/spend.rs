@@ -9,8 +9,7 @@
 //! counted in memory (the cap then holds per process) and a warning says so.
 
 use crate::files::{aside_name, plain_io};
-use crate::yaml::ConfigError;
-use serde_yaml::{Mapping, Value};
+use crate::yaml::{ConfigError, Doc};
 use std::fs::{self, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -24,29 +23,12 @@ pub const DEFAULT_MAX: u64 = 1000;
 /// The ledger file in state_dir.
 pub const FILE: &str = "ce-requests.json";
 
-/// `max_monthly_requests` of a config file: a whole number, 0 for no cap.
-pub fn parse_max(map: &Mapping, file: &str) -> Result<u64, ConfigError> {
-    let value = match map.get(KEY) {
-        None | Some(Value::Null) => return Ok(DEFAULT_MAX),
-        Some(v) => v,
-    };
-    let n = match value {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse::<u64>().ok(),
-        _ => None,
-    };
-    n.filter(|n| *n <= 100_000_000).ok_or_else(|| {
-        let found = match value {
-            Value::String(s) => format!("{s:?}"),
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            Value::Sequence(_) => "a list".into(),
-            _ => "a mapping".into(),
-        };
-        ConfigError(format!(
-            "{file}: {KEY}: expected a number of Cost Explorer requests per month (0 for no cap), found {found}"
-        ))
-    })
+/// `max_monthly_requests` of the config: a whole number, 0 for no cap.
+pub fn settings(doc: &Doc) -> Result<u64, ConfigError> {
+    let what = "a number of Cost Explorer requests per month (0 for no cap)";
+    Ok(doc
+        .integer(KEY, 0, 100_000_000, what)?
+        .unwrap_or(DEFAULT_MAX))
 }
 
 /// Requests counted in one UTC calendar month.
@@ -301,30 +283,23 @@ mod tests {
         d
     }
 
-    fn mapping(yaml: &str) -> Mapping {
-        serde_yaml::from_str(yaml).unwrap()
+    fn cap(yaml: &str) -> Result<u64, ConfigError> {
+        let map = serde_yaml::from_str(yaml).unwrap();
+        settings(&Doc::new("c.yml", &map))
     }
 
     #[test]
     fn the_cap_parses_with_a_default_and_zero_for_none() {
-        assert_eq!(parse_max(&mapping("{}"), "c.yml"), Ok(1000));
-        assert_eq!(
-            parse_max(&mapping("max_monthly_requests: 0"), "c.yml"),
-            Ok(0)
-        );
-        assert_eq!(
-            parse_max(&mapping("max_monthly_requests: \"25\""), "c.yml"),
-            Ok(25)
-        );
+        assert_eq!(cap("{}"), Ok(1000));
+        assert_eq!(cap("max_monthly_requests: 0"), Ok(0));
+        assert_eq!(cap("max_monthly_requests: \"25\""), Ok(25));
         for (bad, shown) in [
             ("-1", "-1"),
             ("1.5", "1.5"),
             ("lots", "\"lots\""),
             ("[1]", "a list"),
         ] {
-            let e = parse_max(&mapping(&format!("max_monthly_requests: {bad}")), "c.yml")
-                .unwrap_err()
-                .0;
+            let e = cap(&format!("max_monthly_requests: {bad}")).unwrap_err().0;
             assert!(
                 e.starts_with("c.yml: max_monthly_requests: expected a number"),
                 "{e}"

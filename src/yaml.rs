@@ -186,6 +186,28 @@ impl<'a> Doc<'a> {
         Doc { name, map }
     }
 
+    /// The value at `key`; None when it is absent or null.
+    pub fn value(&self, key: &str) -> Option<&'a Value> {
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    /// The error line for `key`: "<name>: <key>: expected <what>, found <found>".
+    pub fn expected<T>(&self, key: &str, what: &str, found: &str) -> Result<T, ConfigError> {
+        err(format!(
+            "{}: {key}: expected {what}, found {found}",
+            self.name
+        ))
+    }
+
+    /// `true` or `false`.
+    pub fn boolean(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        match self.value(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(other) => self.expected(key, "true or false", &show(other)),
+        }
+    }
+
     pub fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {
         match self.map.get(key) {
             None | Some(Value::Null) => Ok(None),
@@ -226,6 +248,7 @@ impl<'a> Doc<'a> {
         }
     }
 
+    /// A whole number in `min..=max`, written as a number or a quoted number (`"3600"`).
     pub fn integer(
         &self,
         key: &str,
@@ -244,11 +267,7 @@ impl<'a> Doc<'a> {
         };
         match n {
             Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
-            _ => err(format!(
-                "{}: {key}: expected {what}, found {}",
-                self.name,
-                show(value)
-            )),
+            _ => self.expected(key, what, &show(value)),
         }
     }
 }

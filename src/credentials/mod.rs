@@ -16,6 +16,7 @@ pub mod web_identity;
 
 pub(crate) use local::{local_call, unreachable};
 use profile::profile_files;
+pub use settings::KEYS as ROLE_KEYS;
 pub use settings::{DEFAULT_SESSION_NAME, RoleSettings, role_settings};
 pub use static_keys::{
     SecretSource, check_static_keys, load_credentials, static_sources, warn_once,

@@ -1,7 +1,6 @@
 //! The config's `role_arn`, `external_id`, `role_session_name` and `duration_seconds`: read and checked.
 
-use crate::yaml::ConfigError;
-use serde_yaml::{Mapping, Value};
+use crate::yaml::{ConfigError, Doc};
 
 pub const DEFAULT_SESSION_NAME: &str = "source-aws-billing";
 
@@ -14,24 +13,29 @@ pub struct RoleSettings {
     pub duration_seconds: Option<u32>,
 }
 
-/// Reads role_arn, external_id, role_session_name and duration_seconds from the config file.
-pub fn role_settings(map: &Mapping, file: &str) -> Result<RoleSettings, ConfigError> {
-    let string = |key: &str| -> Result<Option<String>, ConfigError> {
-        match map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
-            Some(_) => Err(ConfigError(format!("{file}: {key}: expected a string"))),
-        }
-    };
-    let role_arn = string("role_arn")?;
+/// The config keys of the role settings.
+pub const KEYS: [&str; 4] = [
+    "role_arn",
+    "external_id",
+    "role_session_name",
+    "duration_seconds",
+];
+
+/// Reads role_arn, external_id, role_session_name and duration_seconds of the config.
+pub fn role_settings(doc: &Doc) -> Result<RoleSettings, ConfigError> {
+    let file = doc.name;
+    let role_arn = doc.string("role_arn")?;
     if let Some(arn) = &role_arn
         && !(arn.starts_with("arn:") && arn.contains(":role/"))
     {
-        return Err(ConfigError(format!(
-            "{file}: role_arn: expected a role ARN like arn:aws:iam::123456789012:role/name, found {arn:?}"
-        )));
+        return doc.expected(
+            "role_arn",
+            "a role ARN like arn:aws:iam::123456789012:role/name",
+            &format!("{arn:?}"),
+        );
     }
-    let external_id = string("external_id")?;
+    // Never echoed: it is shared with the other account.
+    let external_id = doc.secret_string("external_id")?;
     if let Some(id) = &external_id
         && !(2..=1224).contains(&id.len())
     {
@@ -39,32 +43,23 @@ pub fn role_settings(map: &Mapping, file: &str) -> Result<RoleSettings, ConfigEr
             "{file}: external_id: expected 2-1224 characters"
         )));
     }
-    let role_session_name = string("role_session_name")?;
+    let role_session_name = doc.string("role_session_name")?;
     if let Some(name) = &role_session_name
         && !((2..=64).contains(&name.len())
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)))
     {
-        return Err(ConfigError(format!(
-            "{file}: role_session_name: expected 2-64 letters, digits or +=,.@_-, found {name:?}"
-        )));
+        return doc.expected(
+            "role_session_name",
+            "2-64 letters, digits or +=,.@_-",
+            &format!("{name:?}"),
+        );
     }
-    let duration_seconds = match map.get("duration_seconds") {
-        None | Some(Value::Null) => None,
-        Some(v) => match v.as_u64().filter(|d| (900..=43200).contains(d)) {
-            Some(d) => Some(d as u32),
-            None => {
-                return Err(ConfigError(format!(
-                    "{file}: duration_seconds: expected seconds 900-43200, found {}",
-                    crate::yaml::key_name(v)
-                )));
-            }
-        },
-    };
+    let duration_seconds = doc.integer("duration_seconds", 900, 43200, "seconds 900-43200")?;
     if role_arn.is_none() {
         for key in ["external_id", "role_session_name", "duration_seconds"] {
-            if map.contains_key(key) {
+            if doc.map.contains_key(key) {
                 return Err(ConfigError(format!(
                     "{file}: {key}: only used with role_arn, which is not set"
                 )));
@@ -75,7 +70,7 @@ pub fn role_settings(map: &Mapping, file: &str) -> Result<RoleSettings, ConfigEr
         role_arn,
         external_id,
         role_session_name: role_session_name.unwrap_or_else(|| DEFAULT_SESSION_NAME.to_string()),
-        duration_seconds,
+        duration_seconds: duration_seconds.map(|d| d as u32),
     })
 }
 
@@ -84,7 +79,8 @@ mod tests {
     use super::*;
 
     fn settings(yaml: &str) -> Result<RoleSettings, ConfigError> {
-        role_settings(&serde_yaml::from_str(yaml).unwrap(), "config.yml")
+        let map = serde_yaml::from_str(yaml).unwrap();
+        role_settings(&Doc::new("config.yml", &map))
     }
 
     #[test]
@@ -103,6 +99,8 @@ mod tests {
         assert_eq!(full.external_id.as_deref(), Some("shared-ext"));
         assert_eq!(full.role_session_name, "edge-1");
         assert_eq!(full.duration_seconds, Some(3600));
+        let quoted = settings("role_arn: arn:aws:iam::1:role/r\nduration_seconds: \"3600\"\n");
+        assert_eq!(quoted.unwrap().duration_seconds, Some(3600));
         let error = |y| settings(y).unwrap_err().0;
         assert_eq!(
             error("role_arn: billing\n"),

@@ -7,6 +7,9 @@ use crate::yaml::{ConfigError, Doc, Keys, err, read_optional, warn_unknown_secre
 use serde_yaml::Value;
 use std::path::PathBuf;
 
+/// The config key this module reads: the `secret:` section.
+pub const KEYS: [&str; 1] = ["secret"];
+
 /// The keys of a secret document (the seed spells one `secret_access_Key`).
 pub const SECRET_KEYS: [&str; 4] = [
     "access_key_id",
