@@ -5,8 +5,7 @@ use crate::costexplorer::{CeError, ErrorKind};
 use crate::event::Event;
 use crate::http::Client;
 use crate::keys::Credentials;
-use crate::retry::next_wait;
-use crate::schedule::{due_days, format_date, next_pull, rfc3339};
+use crate::schedule::{due_days, format_date, rfc3339};
 use crate::signal::{Signals, Wake};
 use crate::state::State;
 use crate::{debug, error, info, warn};
@@ -17,6 +16,7 @@ use time::{Date, OffsetDateTime};
 mod deliver;
 mod pull;
 pub mod revise;
+mod wake;
 
 pub(crate) const MIB: u64 = 1024 * 1024;
 
@@ -407,47 +407,19 @@ pub fn run(rt: &Runtime) -> i32 {
             .map_err(Failure::State)
             .and_then(|_| service_step(rt, &mut state));
         state.release();
-        let wake_at = match step {
-            Ok(()) => {
-                failures = 0;
-                let now = OffsetDateTime::now_utc();
-                let due = due_days(
-                    now,
-                    rt.config.pull_hour,
-                    state.delivered_days(),
-                    rt.config.max_catchup_days,
-                );
-                // Days that fell due while a long delivery ran are pulled at once.
-                if due.pull.is_some() {
-                    now
-                } else {
-                    next_pull(now, rt.config.pull_hour)
-                }
-            }
-            Err(Failure::Stopped) => break,
-            // Said once: the next try is next month (or after a restart with a raised cap).
-            Err(e @ Failure::SpendCap(_)) => {
-                error!("{e}");
-                crate::status::next_pull(OffsetDateTime::now_utc(), rt.config.pull_hour, true)
-            }
-            Err(
-                e @ (Failure::Undelivered(_)
-                | Failure::CostExplorer(CeError {
-                    kind: ErrorKind::Transient,
-                    ..
-                })),
-            ) => {
-                failures += 1;
-                let wait = next_wait(failures.min(12), rt.max_backoff(), None);
-                error!("{e}; trying again in {:.0}s", wait.as_secs_f32());
-                OffsetDateTime::now_utc() + wait
-            }
-            Err(e) => {
-                let next_hour = top_of_next_hour(OffsetDateTime::now_utc());
-                error!("{e}; trying again at {}", rfc3339(next_hour));
-                next_hour
-            }
+        let now = OffsetDateTime::now_utc();
+        let schedule = wake::Schedule::of(&rt.config);
+        let delivered = state.delivered_days();
+        let random = crate::retry::random();
+        let Some(wake) = wake::after_round(&step, now, schedule, delivered, failures, random)
+        else {
+            break;
         };
+        if let Some(e) = &wake.error {
+            error!("{e}");
+        }
+        failures = wake.failures;
+        let wake_at = wake.at;
         if rt.signals.stopping() {
             break;
         }
@@ -462,15 +434,6 @@ pub fn run(rt: &Runtime) -> i32 {
     crate::heartbeat::stopped();
     info!("stopped");
     0
-}
-
-fn top_of_next_hour(now: OffsetDateTime) -> OffsetDateTime {
-    let hour = now
-        .replace_minute(0)
-        .and_then(|t| t.replace_second(0))
-        .and_then(|t| t.replace_nanosecond(0))
-        .unwrap_or(now);
-    hour + time::Duration::hours(1)
 }
 
 /// One round of the service: empty the spool, then pull and deliver the due days.
