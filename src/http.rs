@@ -72,8 +72,9 @@ impl Response {
 #[derive(Debug)]
 pub struct SendError {
     pub message: String,
-    /// Retrying cannot help (an untrusted certificate): fix the setup.
-    pub permanent: bool,
+    /// Waiting can help (a refused connection, a timeout); not for an untrusted
+    /// certificate: fix the setup.
+    pub transient: bool,
 }
 
 impl std::fmt::Display for SendError {
@@ -142,7 +143,7 @@ impl Client {
         let pick = |use_extra: bool| if use_extra { extra } else { &self.builtin };
         let last = self.use_extra.get();
         match self.send_with(pick(last), request) {
-            Err(e) if e.permanent => {
+            Err(e) if !e.transient => {
                 let other = self.send_with(pick(!last), request);
                 if other.is_ok() {
                     self.use_extra.set(!last);
@@ -163,7 +164,7 @@ impl Client {
         } else {
             return Err(SendError {
                 message: format!("unsupported method {}", request.method),
-                permanent: true,
+                transient: false,
             });
         };
         let mut response = result.map_err(|e| describe(&request.url, &e, self.extra.is_some()))?;
@@ -208,7 +209,7 @@ impl Client {
                     origin(&request.url),
                     crate::log::peer(&e.to_string())
                 ),
-                permanent: false,
+                transient: true,
             }
         })?;
         let truncated = body.len() as u64 > cap;
@@ -320,7 +321,7 @@ fn describe(url: &str, e: &ureq::Error, have_ca_file: bool) -> SendError {
         // Expired, or for another name: no root set can fix that.
         return SendError {
             message: format!("{place}: the server's TLS certificate is not valid ({text})"),
-            permanent: true,
+            transient: false,
         };
     }
     if text.contains("UnknownIssuer") {
@@ -333,7 +334,7 @@ fn describe(url: &str, e: &ureq::Error, have_ca_file: bool) -> SendError {
             message: format!(
                 "{place}: the server's TLS certificate is not trusted ({text}); {hint}"
             ),
-            permanent: true,
+            transient: false,
         };
     }
     let message = match e {
@@ -345,7 +346,7 @@ fn describe(url: &str, e: &ureq::Error, have_ca_file: bool) -> SendError {
     };
     SendError {
         message,
-        permanent: false,
+        transient: true,
     }
 }
 
@@ -522,7 +523,7 @@ mod tests {
             };
             let e = client.send(&request).unwrap_err();
             assert!(
-                e.message.contains("timed out") && !e.permanent,
+                e.message.contains("timed out") && e.transient,
                 "{head:?}: {e}"
             );
         }

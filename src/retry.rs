@@ -33,7 +33,8 @@ pub fn retry_after(value: &str, now: OffsetDateTime) -> Option<Duration> {
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum Outcome {
     Delivered,
-    Retry,
+    /// Worth another try (408, 429, 5xx).
+    Transient,
     Rejected,
     /// 3xx: the target URL is not the final one; a setup problem, not the event's.
     Redirect,
@@ -43,7 +44,7 @@ pub fn delivery_outcome(status: u16) -> Outcome {
     match status {
         200..=299 => Outcome::Delivered,
         300..=399 => Outcome::Redirect,
-        408 | 429 | 500.. => Outcome::Retry,
+        408 | 429 | 500.. => Outcome::Transient,
         _ => Outcome::Rejected,
     }
 }
@@ -119,7 +120,7 @@ mod tests {
         assert_eq!(delivery_outcome(200), Outcome::Delivered);
         assert_eq!(delivery_outcome(204), Outcome::Delivered);
         for s in [408, 429, 500, 502, 503, 504] {
-            assert_eq!(delivery_outcome(s), Outcome::Retry, "{s}");
+            assert_eq!(delivery_outcome(s), Outcome::Transient, "{s}");
         }
         for s in [301, 302, 307, 308] {
             assert_eq!(delivery_outcome(s), Outcome::Redirect, "{s}");

@@ -438,7 +438,7 @@ impl Provider {
                 ),
                 Err(e) => (
                     Err(CredError {
-                        transient: !e.permanent,
+                        transient: e.transient,
                         message: format!("STS {action}: {e}"),
                     }),
                     None,

@@ -91,7 +91,7 @@ impl Runtime {
                         );
                         return Sent::Stopped;
                     }
-                    Outcome::Retry => (
+                    Outcome::Transient => (
                         format!(
                             "the target answered HTTP {}: {}",
                             r.status,
@@ -101,7 +101,7 @@ impl Runtime {
                             .and_then(|v| retry_after(v, OffsetDateTime::now_utc())),
                     ),
                 },
-                Err(e) if e.permanent => {
+                Err(e) if !e.transient => {
                     error!("the target cannot be used: {e} (the rest stays in the spool)");
                     return Sent::Stopped;
                 }

@@ -204,7 +204,7 @@ impl Runtime {
                 let body = hidden(credentials, &r.body);
                 (Err(costexplorer::parse_error(r.status, &body)), hint)
             }
-            Err(e) if e.permanent => (
+            Err(e) if !e.transient => (
                 Err(CeError {
                     kind: ErrorKind::Permanent,
                     message: format!("Cost Explorer: {e}"),
