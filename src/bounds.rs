@@ -13,8 +13,7 @@ pub fn page_cap(first: Date, last: Date) -> usize {
     days.saturating_mul(PAGES_PER_DAY)
 }
 
-/// Distinct lines one day may hold (the answer check keeps it, see answer.rs).
-pub use crate::answer::LINES_PER_DAY;
+// The distinct lines one day may hold are answer::LINES_PER_DAY: the answer check keeps them.
 
 /// Bytes read of one Cost Explorer answer page; a page past it fails the attempt.
 pub const PAGE_BYTES: u64 = 2 * 1024 * 1024;

@@ -16,10 +16,6 @@ pub struct Sum {
 }
 
 impl Sum {
-    pub fn new() -> Sum {
-        Sum::default()
-    }
-
     /// Adds one amount such as `"12.294"`, `"-0.0000000001"` or `"7"`. Anything else (an
     /// exponent, a `+`, spaces, a lone `.`, an empty string) is an error naming the value.
     pub fn add(&mut self, amount: &str) -> Result<(), String> {
@@ -182,18 +178,18 @@ fn sub(a: &[u32], b: &[u32]) -> Vec<u32> {
     out
 }
 
-/// The exact sum of `amounts`.
-pub fn sum<'a>(amounts: impl IntoIterator<Item = &'a str>) -> Result<String, String> {
-    let mut s = Sum::new();
-    for a in amounts {
-        s.add(a)?;
-    }
-    Ok(s.to_decimal())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The exact sum of `amounts`.
+    fn sum<'a>(amounts: impl IntoIterator<Item = &'a str>) -> Result<String, String> {
+        let mut s = Sum::default();
+        for a in amounts {
+            s.add(a)?;
+        }
+        Ok(s.to_decimal())
+    }
 
     #[test]
     fn ten_digit_fractions_add_up_exactly() {

@@ -230,6 +230,7 @@ impl Event {
     }
 
     /// The `revision` attribute, if this event is a revision.
+    #[cfg(test)]
     pub fn revision(&self) -> Option<u32> {
         self.extensions
             .get(REVISION)

@@ -376,11 +376,6 @@ impl Round {
         self
     }
 
-    /// Days this pull revises.
-    pub fn days(&self) -> &BTreeSet<Date> {
-        &self.days
-    }
-
     /// Decides about a pulled line (already made an event): `Some` is the event to send,
     /// a first delivery or a revision; `None` leaves it out (an unchanged line, or one of a
     /// day that is `delivered` and not revised).

@@ -358,6 +358,7 @@ impl Batch {
         })
     }
 
+    #[cfg(test)]
     pub fn name(&self) -> String {
         batch_name(self.first, self.last)
     }

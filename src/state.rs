@@ -151,10 +151,6 @@ impl State {
         &self.delivered
     }
 
-    pub fn last_delivered(&self) -> Option<Date> {
-        self.delivered.last().copied()
-    }
-
     fn read_delivered(&self) -> Result<BTreeSet<Date>, String> {
         let Some(dir) = &self.dir else {
             return Ok(self.delivered.clone());
@@ -285,7 +281,7 @@ mod tests {
         let dir = tmpdir();
         fs::write(dir.join("delivered.json"), "{not json").unwrap();
         let state = locked(&dir);
-        assert_eq!(state.last_delivered(), None);
+        assert_eq!(state.delivered_days().last().copied(), None);
         let names: Vec<String> = fs::read_dir(&dir)
             .unwrap()
             .flatten()
@@ -309,7 +305,10 @@ mod tests {
         drop(state);
         let mut state = locked(&dir);
         assert!(state.is_delivered(date!(2022 - 06 - 13)));
-        assert_eq!(state.last_delivered(), Some(date!(2022 - 06 - 13)));
+        assert_eq!(
+            state.delivered_days().last().copied(),
+            Some(date!(2022 - 06 - 13))
+        );
         assert!(state.spool_mut().batches().unwrap().is_empty());
         fs::remove_dir_all(dir).unwrap();
     }

@@ -5,14 +5,14 @@
 //! then the config's `role_arn`, assumed with what the chain gave. Each source decides in
 //! pure functions (parse a file, an answer; build a request) and fetches at the edge.
 
-pub mod container;
-pub mod imds;
+pub(crate) mod container;
+pub(crate) mod imds;
 mod local;
-pub mod profile;
+pub(crate) mod profile;
 mod settings;
 pub mod static_keys;
-pub mod sts;
-pub mod web_identity;
+pub(crate) mod sts;
+pub(crate) mod web_identity;
 
 pub(crate) use local::{local_call, unreachable};
 use profile::profile_files;
