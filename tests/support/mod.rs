@@ -6,6 +6,7 @@ pub mod http;
 pub mod process;
 pub mod receiver;
 pub mod runner;
+pub mod tls;
 
 use std::thread;
 use std::time::{Duration, Instant};

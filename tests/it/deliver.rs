@@ -1,16 +1,17 @@
 //! The binary against the fake receiver: CloudEvents bytes in binary and structured mode, stdout lines, retries, exact amounts.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::cost_explorer::TRICKY_AMOUNTS;
-use support::sorted;
-use support::{Event, FakeCostExplorer, FakeReceiver, Line, Mode, Reply, Sandbox, is_uuid_v4};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+
+use crate::support::cost_explorer::TRICKY_AMOUNTS;
+use crate::support::sorted;
+use crate::support::{
+    Event, FakeCostExplorer, FakeReceiver, Line, Mode, Reply, Sandbox, is_uuid_v4,
+};
 
 const DAY: &str = "2022-06-13";
 const DAY_END: &str = "2022-06-14";

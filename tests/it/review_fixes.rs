@@ -1,15 +1,14 @@
 //! Guards for the review fixes: redirects stay spooled, no re-pulls, big 2xx bodies, redacted URLs, one-page check, forced re-sends kept, the state_dir lock, dates at the end of time.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use support::assert_one_id_per_key;
-use support::runner::{config_yaml, stop};
-use support::sorted;
-use support::{
+use crate::support;
+use crate::support::assert_one_id_per_key;
+use crate::support::runner::{config_yaml, stop};
+use crate::support::sorted;
+use crate::support::{
     Cmd, Event, FakeCostExplorer, FakeReceiver, Finished, Line, Reply, Sandbox, days_ago, next_day,
     wait_until,
 };
@@ -19,7 +18,7 @@ const DAY_END: &str = "2022-06-14";
 /// Deadline for a run or a condition; a passing test never waits this long.
 const WITHIN: Duration = Duration::from_secs(15);
 /// What the service logs (at debug) when it goes to sleep.
-use support::IDLE;
+use crate::support::IDLE;
 /// Must never appear in any output when they are part of the target URL.
 const URL_PASSWORD: &str = "s3cretpw";
 const URL_TOKEN: &str = "t0ps3cret";

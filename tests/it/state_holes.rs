@@ -1,12 +1,11 @@
 //! State that leaves no hole: undelivered days between delivered ones are caught up, and a rejection is never an exit 0.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use support::runner::stop;
-use support::{Event, FakeCostExplorer, FakeReceiver, Reply, Sandbox, days_ago};
+use crate::support;
+use crate::support::runner::stop;
+use crate::support::{Event, FakeCostExplorer, FakeReceiver, Reply, Sandbox, days_ago};
 
 const WITHIN: Duration = Duration::from_secs(30);
 

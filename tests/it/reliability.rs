@@ -1,17 +1,17 @@
 //! Lose nothing, pull nothing twice: outages, kill -9, restarts, catch-up, corrupt state, signals as PID 1, dead letters, full disks.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::assert_one_id_per_key;
-use support::cost_explorer;
-use support::runner::{children_of, signal_pid, stop};
-use support::sorted;
-use support::{
+
+use crate::support;
+use crate::support::assert_one_id_per_key;
+use crate::support::cost_explorer;
+use crate::support::runner::{children_of, signal_pid, stop};
+use crate::support::sorted;
+use crate::support::{
     Cmd, Event, FakeCostExplorer, FakeReceiver, Reply, Running, Sandbox, days_ago, wait_until,
 };
 
@@ -19,7 +19,7 @@ const DAY: &str = "2022-06-13";
 const DAY_END: &str = "2022-06-14";
 const WITHIN: Duration = Duration::from_secs(30);
 /// What the service logs (at debug) when it goes to sleep until the next pull.
-use support::IDLE;
+use crate::support::IDLE;
 
 fn keys_of(events: &[Event]) -> BTreeSet<(String, String)> {
     events.iter().map(Event::key).collect()

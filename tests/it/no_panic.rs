@@ -1,14 +1,13 @@
 //! No input, environment or full/closed stream makes the binary panic: full stdout is exit 1 and one line, a closed pipe a quiet stop.
 
-mod support;
-
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use support::{FakeCostExplorer, Sandbox};
+use crate::support;
+use crate::support::{FakeCostExplorer, Sandbox};
 
 const DAY: &str = "2022-06-13";
 const WITHIN: Duration = Duration::from_secs(20);

@@ -1,14 +1,14 @@
 //! The binary against the fake Cost Explorer: request shape, paging, ranges, retried throttling and 5xx, error pages, bad credentials.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::cost_explorer::{self, CeOptions};
-use support::sorted;
-use support::{Event, FakeCostExplorer, FakeReceiver, Line, SESSION_TOKEN, Sandbox};
+
+use crate::support;
+use crate::support::cost_explorer::{self, CeOptions};
+use crate::support::sorted;
+use crate::support::{Event, FakeCostExplorer, FakeReceiver, Line, SESSION_TOKEN, Sandbox};
 
 const DAY: &str = "2022-06-13";
 const DAY_END: &str = "2022-06-14";
