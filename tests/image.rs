@@ -19,6 +19,8 @@
 //! - `--http-proxy=false`: podman otherwise copies the host's proxy variables into the
 //!   container, which would send loopback requests to a proxy.
 
+// Shared with tests/it and the examples; this test uses a few of its helpers.
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::os::unix::fs::MetadataExt;

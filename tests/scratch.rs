@@ -1,5 +1,7 @@
 //! The scratch image's situation without Docker: the static musl binary alone in an empty chroot (no /etc, /proc, /dev, libc) as user 65532 pulls and delivers every event; plus its ELF is static and stripped, and Dockerfile.scratch is what it should be (tests/image.rs builds and runs the real image).
 
+// Shared with tests/it and the examples; this test uses a few of its helpers.
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
