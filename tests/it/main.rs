@@ -18,7 +18,5 @@ mod network;
 mod no_panic;
 mod pull;
 mod reliability;
-mod review_fixes;
 mod revise;
-mod state_holes;
 mod status;
