@@ -19,10 +19,9 @@
 //! - `--http-proxy=false`: podman otherwise copies the host's proxy variables into the
 //!   container, which would send loopback requests to a proxy.
 
+// Shared with tests/it and the examples; this test uses a few of its helpers.
+#[allow(dead_code, unused_imports)]
 mod support;
-#[allow(dead_code)]
-#[path = "support/tls.rs"]
-mod tls;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -32,8 +31,8 @@ use std::time::Duration;
 
 use support::process::{Output, le, run, tree};
 use support::sorted_lines;
+use support::tls::{Pki, TlsFront};
 use support::{ACCESS_KEY_ID, FakeCostExplorer, FakeReceiver, SECRET_ACCESS_KEY, Sandbox};
-use tls::{Pki, TlsFront};
 
 const DAY: &str = "2022-06-13";
 const DAY_END: &str = "2022-06-14";

@@ -1,9 +1,8 @@
 //! The scratch image's situation without Docker: the static musl binary alone in an empty chroot (no /etc, /proc, /dev, libc) as user 65532 pulls and delivers every event; plus its ELF is static and stripped, and Dockerfile.scratch is what it should be (tests/image.rs builds and runs the real image).
 
+// Shared with tests/it and the examples; this test uses a few of its helpers.
+#[allow(dead_code, unused_imports)]
 mod support;
-#[allow(dead_code)]
-#[path = "support/tls.rs"]
-mod tls;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -12,8 +11,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use support::process::{Output, le, run, tree};
+use support::tls::{Pki, TlsFront};
 use support::{ACCESS_KEY_ID, FakeCostExplorer, FakeReceiver, SECRET_ACCESS_KEY, Sandbox};
-use tls::{Pki, TlsFront};
 
 const DAY: &str = "2022-06-13";
 const DAY_END: &str = "2022-06-14";

@@ -10,6 +10,8 @@
 //! Times are CLOCK_MONOTONIC nanoseconds, comparable with Python's time.monotonic_ns().
 //! It exits when stdin closes.
 
+// The benchmark needs only the fakes of the shared support.
+#[allow(dead_code, unused_imports)]
 #[path = "../support/mod.rs"]
 mod support;
 

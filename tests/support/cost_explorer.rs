@@ -64,10 +64,13 @@ pub struct Line {
 /// What the fake answered to one request.
 #[derive(Clone, Debug)]
 pub struct Served {
+    /// Read by tests/bench/servers.rs.
+    #[allow(dead_code)]
     pub status: u16,
-    pub scripted: bool,
     /// The NextPageToken handed out in this answer, if any.
     pub next_token: Option<String>,
+    /// Read by the examples (the demo's fake and the benchmark's servers).
+    #[allow(dead_code)]
     pub groups: usize,
 }
 
@@ -205,6 +208,7 @@ impl FakeCostExplorer {
     }
 
     /// From now on, every `n`th generated group of a request has a new amount (every metric).
+    #[allow(dead_code)] // tests/bench/servers.rs
     pub fn drift(&self, n: usize) {
         self.state().drift = n;
     }
@@ -377,13 +381,6 @@ pub fn internal_error() -> Response {
     )
 }
 
-pub fn service_unavailable() -> Response {
-    error_response(
-        503,
-        r#"{"__type":"ServiceUnavailable","message":"Service is unavailable. Please try again."}"#,
-    )
-}
-
 /// An nginx 502 page, as a proxy in front of the endpoint would send it.
 pub fn html_502() -> Response {
     Response::with_body(502, "text/html", fixture("error-proxy.html"))
@@ -412,7 +409,6 @@ fn handle(shared: &Shared, request: &Request) -> Response {
         let body = json!({"__type": "ValidationException", "message": format!("fake Cost Explorer: {message}")});
         state.served.push(Served {
             status: 400,
-            scripted: false,
             next_token: None,
             groups: 0,
         });
@@ -431,7 +427,6 @@ fn handle(shared: &Shared, request: &Request) -> Response {
     if let Some(response) = scripted {
         state.served.push(Served {
             status: response.status,
-            scripted: true,
             next_token: None,
             groups: 0,
         });
@@ -443,7 +438,6 @@ fn handle(shared: &Shared, request: &Request) -> Response {
     if let Some(message) = filter.as_ref().and_then(filter_problem) {
         state.served.push(Served {
             status: 400,
-            scripted: false,
             next_token: None,
             groups: 0,
         });
@@ -455,7 +449,6 @@ fn handle(shared: &Shared, request: &Request) -> Response {
         Ok((body, next_token, groups)) => {
             state.served.push(Served {
                 status: 200,
-                scripted: false,
                 next_token,
                 groups,
             });
@@ -467,7 +460,6 @@ fn handle(shared: &Shared, request: &Request) -> Response {
             state.violations.push(message.clone());
             state.served.push(Served {
                 status: 400,
-                scripted: false,
                 next_token: None,
                 groups: 0,
             });

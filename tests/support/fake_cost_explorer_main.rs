@@ -3,6 +3,8 @@
 //! Usage: fake-cost-explorer [--groups N] [--page-size N] [--url-file PATH]
 //! Prints `listening on http://127.0.0.1:PORT` on stdout once it accepts connections.
 
+// The demo needs only the fake Cost Explorer of the shared support.
+#[allow(dead_code, unused_imports)]
 #[path = "mod.rs"]
 mod support;
 

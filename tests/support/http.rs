@@ -91,11 +91,6 @@ impl Response {
         self.body = body.into();
         self
     }
-
-    pub fn closing(mut self) -> Response {
-        self.close = true;
-        self
-    }
 }
 
 pub type Handler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
@@ -139,14 +134,6 @@ impl Server {
             stop,
             accept: Some(accept),
         }
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    pub fn port(&self) -> u16 {
-        self.addr.port()
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash).

@@ -1,11 +1,12 @@
 //! Shared by the integration tests and the demo: a fake Cost Explorer, a fake receiver, and a runner for the built binary.
-#![allow(dead_code, unused_imports)]
 
 pub mod cost_explorer;
 pub mod http;
+#[allow(dead_code)] // tests/image.rs and tests/scratch.rs
 pub mod process;
 pub mod receiver;
 pub mod runner;
+pub mod tls;
 
 use std::thread;
 use std::time::{Duration, Instant};

@@ -19,8 +19,6 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
-    /// Wait this long before answering (on top of the receiver's global delay).
-    pub delay: Duration,
 }
 
 impl Reply {
@@ -29,7 +27,6 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: String::new(),
-            delay: Duration::ZERO,
         }
     }
 
@@ -44,11 +41,6 @@ impl Reply {
 
     pub fn body(mut self, body: &str) -> Reply {
         self.body = body.to_string();
-        self
-    }
-
-    pub fn delay(mut self, delay: Duration) -> Reply {
-        self.delay = delay;
         self
     }
 }
@@ -80,6 +72,7 @@ pub enum Mode {
 
 /// A delivered event, decoded from either content mode.
 #[derive(Clone, Debug)]
+#[allow(dead_code)] // every attribute is decoded (a missing one is an error); tests read a few
 pub struct Event {
     pub mode: Mode,
     pub id: String,
@@ -225,14 +218,6 @@ impl FakeReceiver {
     pub fn start() -> FakeReceiver {
         let receiver = FakeReceiver::start_later();
         receiver.go_live();
-        receiver
-    }
-
-    /// Listen on this loopback port now.
-    pub fn start_on(port: u16) -> FakeReceiver {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("bind receiver port");
-        let receiver = FakeReceiver::new(port, None);
-        receiver.serve(listener);
         receiver
     }
 
@@ -384,7 +369,7 @@ fn handle(shared: &Shared, request: &Request) -> Response {
         let reply = ruled
             .or_else(|| state.script.pop_front())
             .unwrap_or_else(|| state.default.clone());
-        (index, reply.clone(), state.delay + reply.delay)
+        (index, reply.clone(), state.delay)
     };
     if !delay.is_zero() {
         // The receiver is slow on purpose: this is the behaviour under test, not synchronisation.

@@ -51,10 +51,6 @@ impl Sandbox {
         sandbox
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     pub fn path(&self, relative: &str) -> PathBuf {
         self.root.join(relative)
     }
@@ -169,7 +165,6 @@ pub struct Cmd {
     wrapper: Vec<OsString>,
     args: Vec<OsString>,
     env: Vec<(String, String)>,
-    dir: Option<PathBuf>,
     fsize_limit: Option<u64>,
 }
 
@@ -185,7 +180,6 @@ impl Cmd {
             wrapper: Vec::new(),
             args: Vec::new(),
             env: Vec::new(),
-            dir: None,
             fsize_limit: None,
         }
     }
@@ -220,11 +214,6 @@ impl Cmd {
 
     pub fn env(mut self, name: &str, value: &str) -> Cmd {
         self.env.push((name.to_string(), value.to_string()));
-        self
-    }
-
-    pub fn current_dir(mut self, dir: &Path) -> Cmd {
-        self.dir = Some(dir.to_path_buf());
         self
     }
 
@@ -270,9 +259,6 @@ impl Cmd {
         );
         for (name, value) in &self.env {
             command.env(name, value);
-        }
-        if let Some(dir) = &self.dir {
-            command.current_dir(dir);
         }
         if let Some(limit) = self.fsize_limit {
             // SAFETY: only async-signal-safe calls (signal, setrlimit) between fork and exec.

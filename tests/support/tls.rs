@@ -149,7 +149,7 @@ impl TlsFront {
     }
 
     /// A front that speaks TLS 1.2 only.
-    #[allow(dead_code)] // used by some of the test files that include this module
+    #[allow(dead_code)] // tests/scratch.rs
     pub fn start_tls12(pki: &Pki, backend: SocketAddr) -> TlsFront {
         TlsFront::serve(pki.server_config_with(&[&rustls::version::TLS12]), backend)
     }

@@ -1,16 +1,15 @@
 //! The binary against peers that send too much or too slowly: memory stays under 32 MiB, every request ends by its deadline, peer text cannot forge a log line.
 
-mod support;
-
 use std::io;
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::cost_explorer::{CONTENT_TYPE, answer, day_result};
-use support::http::{Request, Server, drip, stream_body};
-use support::{FakeCostExplorer, FakeReceiver, Sandbox};
+use crate::support;
+use crate::support::cost_explorer::{CONTENT_TYPE, answer, day_result};
+use crate::support::http::{Request, Server, drip, stream_body};
+use crate::support::{FakeCostExplorer, FakeReceiver, Sandbox};
 
 const DAY: &str = "2022-06-13";
 const MIB: u64 = 1024 * 1024;

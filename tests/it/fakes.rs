@@ -1,14 +1,13 @@
 //! Checks the test fakes themselves (paging, scripts, refusal, event decoding), so a failing integration test points at the binary.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::cost_explorer::{self, CeOptions};
-use support::{ACCESS_KEY_ID, FakeCostExplorer, FakeReceiver, Mode, Reply};
+
+use crate::support::cost_explorer::{self, CeOptions};
+use crate::support::{ACCESS_KEY_ID, FakeCostExplorer, FakeReceiver, Mode, Reply};
 
 /// A tiny keep-alive HTTP/1.1 client, independent of the server code under test.
 struct Client {

@@ -1,25 +1,29 @@
-//! Lose nothing, pull nothing twice: outages, kill -9, restarts, catch-up, corrupt state, signals as PID 1, dead letters, full disks.
-
-mod support;
+//! Lose nothing, pull nothing twice: outages, redirects, kill -9, restarts, catch-up and its holes, corrupt state, signals as PID 1, dead letters, full disks, forced re-sends, a busy state_dir.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::assert_one_id_per_key;
-use support::cost_explorer;
-use support::runner::{children_of, signal_pid, stop};
-use support::sorted;
-use support::{
-    Cmd, Event, FakeCostExplorer, FakeReceiver, Reply, Running, Sandbox, days_ago, wait_until,
+
+use crate::support;
+use crate::support::assert_one_id_per_key;
+use crate::support::cost_explorer;
+use crate::support::runner::{children_of, config_yaml, signal_pid, stop};
+use crate::support::{
+    Cmd, Event, FakeCostExplorer, FakeReceiver, Finished, Reply, Running, Sandbox, days_ago,
+    wait_until,
 };
+use crate::support::{sorted, sorted_lines};
 
 const DAY: &str = "2022-06-13";
 const DAY_END: &str = "2022-06-14";
 const WITHIN: Duration = Duration::from_secs(30);
+/// A tighter deadline, for runs and conditions that come within seconds (redirected
+/// deliveries, a forced re-send, a busy state_dir).
+const SOON: Duration = Duration::from_secs(15);
 /// What the service logs (at debug) when it goes to sleep until the next pull.
-use support::IDLE;
+use crate::support::IDLE;
 
 fn keys_of(events: &[Event]) -> BTreeSet<(String, String)> {
     events.iter().map(Event::key).collect()
@@ -45,6 +49,42 @@ fn service(sandbox: &Sandbox, ce: &FakeCostExplorer, receiver: &FakeReceiver, ex
         )
         .env("LOG_LEVEL", "debug")
         .arg("run")
+}
+
+/// A 301 pointing somewhere else, as a misconfigured ingress would answer.
+fn moved() -> Reply {
+    Reply::status(301).header("Location", "https://elsewhere/")
+}
+
+/// The service's log line once nothing is due before tomorrow's pull (pull_hour 0).
+fn idle_until_tomorrow() -> String {
+    format!("{IDLE} {}T00:00:00Z", support::next_day(&days_ago(0)))
+}
+
+fn dead_letters(sandbox: &Sandbox) -> String {
+    std::fs::read_to_string(sandbox.state_dir().join("dead-letter.jsonl")).unwrap_or_default()
+}
+
+/// Files under state_dir/spool and their text.
+fn spool_files(sandbox: &Sandbox) -> Vec<(PathBuf, String)> {
+    let spool = sandbox.state_dir().join("spool");
+    sandbox
+        .state_files()
+        .into_iter()
+        .filter(|(path, _)| path.starts_with(&spool))
+        .map(|(path, bytes)| (path, String::from_utf8_lossy(&bytes).into_owned()))
+        .collect()
+}
+
+/// `once` for `day`, delivered by hand through a fake Cost Explorer and receiver of its own.
+fn deliver_by_hand(sandbox: &Sandbox, day: &str) {
+    let ce = FakeCostExplorer::with_groups(2, 100);
+    let receiver = FakeReceiver::start();
+    sandbox
+        .cmd(&ce.url(), &receiver.url(), "")
+        .args(["once", "--date", day])
+        .run(WITHIN)
+        .assert_code(0);
 }
 
 // 1
@@ -101,6 +141,96 @@ fn receiver_down_then_503_then_429_then_up_delivers_everything_once() {
         "Retry-After: 1 not honoured ({gap:?})"
     );
     assert_eq!(ce.request_count(), 1);
+}
+
+#[test]
+fn the_service_keeps_redirected_events_spooled_pulls_once_and_sends_them_when_the_target_is_fixed()
+{
+    let ce = FakeCostExplorer::with_groups(3, 100);
+    let receiver = FakeReceiver::start();
+    receiver.script([moved(), moved(), moved()]);
+    let sandbox = Sandbox::new("svc-redirect");
+    let running = service(&sandbox, &ce, &receiver, "retry_max_backoff_s: 1\n").spawn();
+    assert!(
+        receiver.wait_for_accepted(3, SOON),
+        "the events never arrived after the target stopped redirecting\n{}",
+        running.stderr()
+    );
+    assert!(
+        running.wait_for_stderr(&idle_until_tomorrow(), SOON),
+        "{}",
+        running.stderr()
+    );
+    let run = stop(running);
+
+    assert_eq!(
+        ce.request_count(),
+        1,
+        "the spooled day was pulled again\n{}",
+        run.describe()
+    );
+    assert_eq!(dead_letters(&sandbox), "", "{}", run.describe());
+    let all = receiver.all_events();
+    assert_eq!(
+        (all.len(), receiver.accepted_count()),
+        (6, 3),
+        "three redirected attempts, then each event once\n{}",
+        run.describe()
+    );
+    assert_one_id_per_key(&all);
+    let yesterday = days_ago(1);
+    assert_eq!(
+        sorted_lines(&receiver),
+        sorted(ce.expected_lines(&yesterday, &support::next_day(&yesterday))),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        !run.stderr_lines_with(&["301"]).is_empty(),
+        "the redirect is reported\n{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn once_keeps_redirected_events_in_the_spool_and_a_later_once_sends_them_without_pulling() {
+    let ce = FakeCostExplorer::with_groups(3, 100);
+    let receiver = FakeReceiver::start();
+    receiver.set_default(moved());
+    let sandbox = Sandbox::new("once-redirect");
+    let once = || {
+        sandbox
+            .cmd(&ce.url(), &receiver.url(), "")
+            .args(["once", "--date", DAY])
+    };
+    let run = once().run(SOON);
+    run.assert_code(1);
+    assert_eq!(dead_letters(&sandbox), "", "{}", run.describe());
+    let spool: String = spool_files(&sandbox)
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect();
+    for line in ce.expected_lines(DAY, DAY_END) {
+        assert!(
+            spool.contains(&line.service),
+            "{} is not in the spool\n{}",
+            line.service,
+            run.describe()
+        );
+    }
+
+    receiver.set_default(Reply::ok());
+    let run = once().run(SOON);
+    run.assert_code(0);
+    assert_eq!(ce.request_count(), 1, "{}", run.describe());
+    assert_eq!(
+        sorted_lines(&receiver),
+        sorted(ce.expected_lines(DAY, DAY_END)),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(receiver.accepted_count(), 3, "each event once");
+    assert_one_id_per_key(&receiver.all_events());
 }
 
 // 2
@@ -188,6 +318,69 @@ fn a_restarted_service_does_not_pull_a_delivered_day_again() {
     assert_eq!(receiver.request_count(), 0, "{}", second.describe());
 }
 
+#[test]
+fn the_service_rereads_delivered_days_after_a_once_ran_while_it_waited() {
+    let ce = FakeCostExplorer::with_groups(3, 100);
+    let redirecting = FakeReceiver::start();
+    redirecting.set_default(moved());
+    let sandbox = Sandbox::new("reread");
+    let running = service(&sandbox, &ce, &redirecting, "retry_max_backoff_s: 1\n").spawn();
+    assert!(
+        redirecting.wait_for_requests(1, SOON),
+        "{}",
+        running.stderr()
+    );
+
+    // Meanwhile an operator points a `once` at a working target; it runs while the
+    // service waits between tries (the state_dir lock is free then).
+    let working = FakeReceiver::start();
+    let yesterday = days_ago(1);
+    let config = sandbox.write(
+        "once.yml",
+        &config_yaml(&ce.url(), &working.url(), &sandbox.state_dir(), ""),
+    );
+    let secret = sandbox.write_secret();
+    let mut attempts = Vec::new();
+    let delivered = wait_until(SOON, || {
+        let run = Cmd::new()
+            .config(&config)
+            .secret(&secret)
+            .args(["once", "--date", &yesterday])
+            .run(SOON);
+        let done = run.code == Some(0);
+        if !done {
+            assert!(
+                !run.stderr_lines_with(&["in use"]).is_empty(),
+                "once failed for another reason\n{}",
+                run.describe()
+            );
+        }
+        attempts.push(run);
+        done
+    });
+    assert!(
+        delivered,
+        "once never got the state_dir\n{}",
+        attempts.last().map(Finished::describe).unwrap_or_default()
+    );
+    assert_eq!(working.accepted_count(), 3);
+
+    // The service's next round sees the day delivered and sleeps until tomorrow's pull.
+    assert!(
+        running.wait_for_stderr(&idle_until_tomorrow(), SOON),
+        "{}",
+        running.stderr()
+    );
+    let run = stop(running);
+    assert_eq!(
+        ce.request_count(),
+        1,
+        "the day once delivered was pulled again\n{}",
+        run.describe()
+    );
+    assert_eq!(redirecting.accepted_count(), 0);
+}
+
 // 4
 #[test]
 fn catch_up_pulls_the_missed_days_in_one_range_request() {
@@ -244,6 +437,68 @@ fn catch_up_is_capped_and_names_the_command_for_the_gap() {
         "{}",
         run.describe()
     );
+}
+
+#[test]
+fn days_between_delivered_ones_are_caught_up_in_one_request() {
+    let sandbox = Sandbox::new("holes");
+    // Days 6 and 5 ago delivered, then yesterday by hand: 4, 3 and 2 ago are owed.
+    for n in [6, 5, 1] {
+        deliver_by_hand(&sandbox, &days_ago(n));
+    }
+    let ce = FakeCostExplorer::with_groups(2, 100);
+    let receiver = FakeReceiver::start();
+    let running = sandbox
+        .cmd(&ce.url(), &receiver.url(), "pull_hour: 0\n")
+        .env("LOG_LEVEL", "debug")
+        .arg("run")
+        .spawn();
+    support::wait_idle(&running, &receiver, 6, WITHIN);
+    let run = stop(running);
+    let bodies = ce.bodies();
+    assert_eq!(bodies.len(), 1, "one range request\n{}", run.describe());
+    assert_eq!(bodies[0]["TimePeriod"]["Start"], days_ago(4).as_str());
+    assert_eq!(bodies[0]["TimePeriod"]["End"], days_ago(1).as_str());
+    let days: BTreeSet<String> = receiver
+        .accepted_events()
+        .iter()
+        .map(|e: &Event| e.line().date)
+        .collect();
+    let owed: BTreeSet<String> = [4, 3, 2].into_iter().map(days_ago).collect();
+    assert_eq!(days, owed, "{}", run.describe());
+    assert_eq!(
+        receiver.accepted_count(),
+        6,
+        "nothing twice\n{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn delivered_days_inside_the_catch_up_range_are_left_out() {
+    let sandbox = Sandbox::new("holes-inside");
+    // Delivered 6, 4 and 1 ago: the range 5..2 ago is pulled once, day 4 is not sent again.
+    for n in [6, 4, 1] {
+        deliver_by_hand(&sandbox, &days_ago(n));
+    }
+    let ce = FakeCostExplorer::with_groups(2, 100);
+    let receiver = FakeReceiver::start();
+    let running = sandbox
+        .cmd(&ce.url(), &receiver.url(), "pull_hour: 0\n")
+        .env("LOG_LEVEL", "debug")
+        .arg("run")
+        .spawn();
+    support::wait_idle(&running, &receiver, 6, WITHIN);
+    let run = stop(running);
+    assert_eq!(ce.bodies().len(), 1, "{}", run.describe());
+    let days: BTreeSet<String> = receiver
+        .accepted_events()
+        .iter()
+        .map(|e| e.line().date)
+        .collect();
+    let owed: BTreeSet<String> = [5, 3, 2].into_iter().map(days_ago).collect();
+    assert_eq!(days, owed, "{}", run.describe());
+    assert_eq!(receiver.accepted_count(), 6, "{}", run.describe());
 }
 
 // 5
@@ -572,6 +827,43 @@ fn a_rejected_event_goes_to_dead_letter_and_the_rest_are_delivered() {
     assert!(lines[0].contains("Service 0002"), "{entry}");
 }
 
+#[test]
+fn spooled_events_rejected_on_a_later_run_make_once_exit_1() {
+    let sandbox = Sandbox::new("spool-rejected");
+    let day = days_ago(3);
+    // First run: the target is down, the events stay in the spool.
+    let ce = FakeCostExplorer::with_groups(4, 100);
+    let receiver = FakeReceiver::start_later();
+    sandbox
+        .cmd(&ce.url(), &receiver.url(), "send_timeout_s: 1\n")
+        .args(["once", "--date", &day])
+        .run(WITHIN)
+        .assert_code(1);
+    // Second run: the target rejects every one of them.
+    receiver.set_default(Reply::status(413).body("too large"));
+    receiver.go_live();
+    let run = sandbox
+        .cmd(&ce.url(), &receiver.url(), "")
+        .args(["once", "--date", &day])
+        .run(WITHIN);
+    run.assert_code(1);
+    assert!(
+        !run.stderr_lines_with(&["rejected", "dead-letter.jsonl"])
+            .is_empty(),
+        "{}",
+        run.describe()
+    );
+    let dead =
+        std::fs::read_to_string(sandbox.state_dir().join("dead-letter.jsonl")).unwrap_or_default();
+    assert_eq!(dead.lines().count(), 4, "{dead}\n{}", run.describe());
+    assert_eq!(
+        ce.request_count(),
+        1,
+        "the day was not pulled again\n{}",
+        run.describe()
+    );
+}
+
 // 9
 #[test]
 fn a_state_write_over_the_file_size_limit_fails_clearly_and_keeps_the_old_state() {
@@ -730,6 +1022,102 @@ fn once_for_a_delivered_day_says_so_unless_forced() {
         .map(|e| e.id)
         .collect();
     assert_eq!(ids.len(), 4, "a forced pull makes new events");
+}
+
+#[test]
+fn a_forced_resend_that_times_out_stays_spooled_and_the_next_once_sends_it_without_pulling() {
+    let ce = FakeCostExplorer::with_groups(3, 100);
+    let receiver = FakeReceiver::start();
+    let sandbox = Sandbox::new("forced-kept");
+    let once = |extra: &str| {
+        sandbox
+            .cmd(&ce.url(), &receiver.url(), extra)
+            .args(["once", "--date", DAY])
+    };
+    once("").run(SOON).assert_code(0);
+    let first_ids: BTreeSet<String> = receiver
+        .accepted_events()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(first_ids.len(), 3);
+
+    receiver.set_default(Reply::status(503));
+    let forced = once("send_timeout_s: 2\n").arg("--force").run(SOON);
+    forced.assert_code(1);
+    assert_eq!(ce.request_count(), 2, "{}", forced.describe());
+    let tried: BTreeSet<String> = receiver
+        .all_events()
+        .into_iter()
+        .map(|e| e.id)
+        .filter(|id| !first_ids.contains(id))
+        .collect();
+    assert!(!tried.is_empty(), "{}", forced.describe());
+
+    receiver.set_default(Reply::ok());
+    let run = once("").run(SOON);
+    run.assert_code(0);
+    assert_eq!(
+        ce.request_count(),
+        2,
+        "the spooled forced events are sent, not pulled again\n{}",
+        run.describe()
+    );
+    let resent: Vec<Event> = receiver
+        .accepted_events()
+        .into_iter()
+        .filter(|e| !first_ids.contains(&e.id))
+        .collect();
+    assert_eq!(
+        sorted(resent.iter().map(Event::line).collect()),
+        sorted(ce.expected_lines(DAY, DAY_END)),
+        "every forced event delivered once\n{}\n{}",
+        forced.describe(),
+        run.describe()
+    );
+    let resent_ids: BTreeSet<String> = resent.iter().map(|e| e.id.clone()).collect();
+    assert!(
+        tried.is_subset(&resent_ids),
+        "delivered with the ids they were first sent with"
+    );
+}
+
+#[test]
+fn a_second_once_on_a_busy_state_dir_exits_1_at_once() {
+    let ce = FakeCostExplorer::with_groups(3, 100);
+    let receiver = FakeReceiver::start();
+    receiver.set_delay(Duration::from_millis(1000));
+    let sandbox = Sandbox::new("busy");
+    let once = || {
+        sandbox
+            .cmd(&ce.url(), &receiver.url(), "")
+            .args(["once", "--date", DAY])
+    };
+    let mut first = once().spawn();
+    assert!(receiver.wait_for_requests(1, SOON), "{}", first.stderr());
+    let second = once().run(SOON);
+    assert!(
+        first.exited().is_none(),
+        "the second once waited for the first one\n{}",
+        second.describe()
+    );
+    second.assert_code(1);
+    assert!(
+        !second
+            .stderr_lines_with(&["state_dir", "in use"])
+            .is_empty(),
+        "{}",
+        second.describe()
+    );
+    assert_eq!(ce.request_count(), 1, "{}", second.describe());
+
+    let first = first.wait(SOON);
+    first.assert_code(0);
+    assert_eq!(receiver.request_count(), 3, "nothing sent twice");
+    assert_eq!(
+        sorted_lines(&receiver),
+        sorted(ce.expected_lines(DAY, DAY_END))
+    );
 }
 
 #[test]

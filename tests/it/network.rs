@@ -1,9 +1,5 @@
 //! Networks that are not the open internet: HTTP(S)_PROXY / NO_PROXY route both Cost Explorer and the target through a loopback proxy, and a private CA is trusted only through ca_file or AWS_CA_BUNDLE.
 
-mod support;
-#[path = "support/tls.rs"]
-mod tls;
-
 use std::collections::BTreeSet;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -12,9 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use support::sorted_lines;
-use support::{Cmd, FakeCostExplorer, FakeReceiver, Finished, Sandbox};
-use tls::{Pki, TlsFront};
+use crate::support;
+use crate::support::sorted_lines;
+use crate::support::tls::{Pki, TlsFront};
+use crate::support::{Cmd, FakeCostExplorer, FakeReceiver, Finished, Sandbox};
 
 const DAY: &str = "2022-06-13";
 const DAY_END: &str = "2022-06-14";

@@ -1,12 +1,14 @@
 //! `status`, `status --check` and the monthly Cost Explorer spend cap, through the real binary.
 
-mod support;
-
 use std::time::Duration;
 
 use serde_json::Value;
-use support::runner::stop;
-use support::{Cmd, FakeCostExplorer, FakeReceiver, Finished, Reply, Running, Sandbox, days_ago};
+
+use crate::support;
+use crate::support::runner::stop;
+use crate::support::{
+    Cmd, FakeCostExplorer, FakeReceiver, Finished, Reply, Running, Sandbox, days_ago,
+};
 
 /// Deadline for a run or a condition; a passing test never waits this long.
 const WITHIN: Duration = Duration::from_secs(15);

@@ -1,12 +1,12 @@
 //! The binary against a Cost Explorer that lies: paging loops, answers that do not fit the request. None is delivered or recorded.
 
-mod support;
-
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::cost_explorer::{answer, day_result, day_result_between};
-use support::{FakeCostExplorer, FakeReceiver, Finished, Sandbox};
+
+use crate::support;
+use crate::support::cost_explorer::{answer, day_result, day_result_between};
+use crate::support::{FakeCostExplorer, FakeReceiver, Finished, Sandbox};
 
 const DAY: &str = "2022-06-13";
 const WITHIN: Duration = Duration::from_secs(60);

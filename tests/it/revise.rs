@@ -1,17 +1,16 @@
 //! Revisions: estimated days pulled again in the daily request, by hand with `revise`, and over a crash.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use support::runner::stop;
-use support::{
+use crate::support;
+use crate::support::runner::stop;
+use crate::support::{
     Cmd, FakeCostExplorer, FakeReceiver, Received, Reply, Sandbox, days_ago, wait_until,
 };
 
 const WITHIN: Duration = Duration::from_secs(30);
-use support::IDLE;
+use crate::support::IDLE;
 
 /// (date, service, amount, revision, estimated) of an accepted binary-mode event.
 type Seen = (String, String, String, Option<u32>, bool);

@@ -1,12 +1,11 @@
 //! The credential chain through the real binary: the shared profile files, the precedence of
 //! keys over profiles, and the one "no credentials" line (conformance covers the roles).
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{
+use crate::support;
+use crate::support::{
     ACCESS_KEY_ID, CeOptions, Cmd, FakeCostExplorer, SECRET_ACCESS_KEY, SESSION_TOKEN, Sandbox,
 };
 

@@ -1,17 +1,18 @@
 //! No input, environment or full/closed stream makes the binary panic: full stdout is exit 1 and one line, a closed pipe a quiet stop.
 
-mod support;
-
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use support::{FakeCostExplorer, Sandbox};
+use crate::support;
+use crate::support::{FakeCostExplorer, Sandbox};
 
 const DAY: &str = "2022-06-13";
 const WITHIN: Duration = Duration::from_secs(20);
+/// A tighter deadline, for runs that end at once.
+const SOON: Duration = Duration::from_secs(15);
 
 /// Runs the binary with `stdout` as its standard output; environment scrubbed of our variables.
 fn run_to(args: &[OsString], stdout: Stdio, env: &[(&str, OsString)]) -> Output {
@@ -179,6 +180,20 @@ fn dates_out_of_any_billing_range_are_refused_before_any_call() {
         run.assert_code(2);
         assert_eq!(run.stderr_lines().len(), 1, "{}", run.describe());
     }
+    assert_eq!(ce.request_count(), 0);
+}
+
+#[test]
+fn once_for_the_last_representable_day_is_a_usage_error_not_a_panic() {
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    let sandbox = Sandbox::new("end-of-time");
+    let run = sandbox
+        .cmd(&ce.url(), "-", "")
+        .args(["once", "--date", "9999-12-31", "--target", "-"])
+        .run(SOON);
+    run.assert_code(2);
+    assert_eq!(run.stderr_lines().len(), 1, "{}", run.describe());
+    assert_eq!(run.stdout, "", "{}", run.describe());
     assert_eq!(ce.request_count(), 0);
 }
 

@@ -1,20 +1,27 @@
-//! The binary against the fake receiver: CloudEvents bytes in binary and structured mode, stdout lines, retries, exact amounts.
-
-mod support;
+//! The binary against the fake receiver: CloudEvents bytes in binary and structured mode, stdout lines, retries, exact amounts, any 2xx; the target URL's credentials and token in no log line.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::cost_explorer::TRICKY_AMOUNTS;
-use support::sorted;
-use support::{Event, FakeCostExplorer, FakeReceiver, Line, Mode, Reply, Sandbox, is_uuid_v4};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+
+use crate::support::cost_explorer::TRICKY_AMOUNTS;
+use crate::support::runner::stop;
+use crate::support::{
+    Cmd, Event, FakeCostExplorer, FakeReceiver, Finished, Line, Mode, Reply, Sandbox, is_uuid_v4,
+};
+use crate::support::{sorted, sorted_lines, wait_idle};
 
 const DAY: &str = "2022-06-13";
 const DAY_END: &str = "2022-06-14";
 const WITHIN: Duration = Duration::from_secs(30);
+/// A tighter deadline, for runs that end within seconds.
+const SOON: Duration = Duration::from_secs(15);
+/// Must never appear in any output when they are part of the target URL.
+const URL_PASSWORD: &str = "s3cretpw";
+const URL_TOKEN: &str = "t0ps3cret";
 
 fn keys(value: &Value) -> BTreeSet<&str> {
     value
@@ -365,4 +372,124 @@ fn any_2xx_is_delivered() {
         "no retries of 200/202\n{}",
         run.describe()
     );
+}
+
+#[test]
+fn a_200_with_a_100_kb_body_is_delivered_once() {
+    let ce = FakeCostExplorer::with_groups(3, 100);
+    let receiver = FakeReceiver::start();
+    receiver.set_default(Reply::status(200).body(&"x".repeat(100 * 1024)));
+    let sandbox = Sandbox::new("big-body");
+    let run = sandbox
+        .cmd(&ce.url(), &receiver.url(), "send_timeout_s: 3\n")
+        .args(["once", "--date", DAY])
+        .run(SOON);
+    run.assert_code(0);
+    assert_eq!(
+        receiver.request_count(),
+        3,
+        "each event sent exactly once\n{}",
+        run.describe()
+    );
+    assert_eq!(
+        sorted_lines(&receiver),
+        sorted(ce.expected_lines(DAY, DAY_END))
+    );
+}
+
+/// `http://user:s3cretpw@127.0.0.1:PORT/hook?token=t0ps3cret`
+fn url_with_secrets(port: u16) -> String {
+    format!("http://user:{URL_PASSWORD}@127.0.0.1:{port}/hook?token={URL_TOKEN}")
+}
+
+fn assert_no_url_secrets(run: &Finished) {
+    for secret in [URL_PASSWORD, URL_TOKEN] {
+        assert!(
+            !run.stderr.contains(secret) && !run.stdout.contains(secret),
+            "{secret:?} from the target URL appeared in the output\n{}",
+            run.describe()
+        );
+    }
+}
+
+/// The service (`run`) delivering to `target`, with yesterday due at once, logging at debug.
+fn service(sandbox: &Sandbox, ce: &FakeCostExplorer, target: &str) -> Cmd {
+    sandbox
+        .cmd(&ce.url(), target, "pull_hour: 0\nretry_max_backoff_s: 1\n")
+        .env("LOG_LEVEL", "debug")
+        .arg("run")
+}
+
+#[test]
+fn credentials_and_query_token_of_the_target_never_reach_the_logs_while_it_answers_503() {
+    let ce = FakeCostExplorer::with_groups(3, 100);
+    let receiver = FakeReceiver::start();
+    receiver.script([Reply::status(503), Reply::status(503), Reply::status(503)]);
+    let target = url_with_secrets(receiver.port());
+    let sandbox = Sandbox::new("url-secrets-503");
+    let run = sandbox
+        .cmd(&ce.url(), &target, "")
+        .env("LOG_LEVEL", "debug")
+        .args(["once", "--date", DAY])
+        .run(SOON);
+    run.assert_code(0);
+    assert_no_url_secrets(&run);
+    assert_eq!(receiver.accepted_count(), 3, "{}", run.describe());
+    assert!(
+        receiver
+            .received()
+            .iter()
+            .all(|r| r.request.target.contains(URL_TOKEN)),
+        "the query string is still sent to the target"
+    );
+
+    // The service too, from its first line on.
+    receiver.script([Reply::status(503), Reply::status(503)]);
+    let service_sandbox = Sandbox::new("url-secrets-svc");
+    let running = service(&service_sandbox, &ce, &target).spawn();
+    wait_idle(&running, &receiver, 6, SOON);
+    assert_no_url_secrets(&stop(running));
+}
+
+#[test]
+fn credentials_and_query_token_of_the_target_never_reach_the_logs_when_nothing_listens() {
+    let ce = FakeCostExplorer::with_groups(2, 100);
+    let receiver = FakeReceiver::start_later();
+    let sandbox = Sandbox::new("url-secrets-down");
+    let run = sandbox
+        .cmd(
+            &ce.url(),
+            &url_with_secrets(receiver.port()),
+            "send_timeout_s: 2\n",
+        )
+        .env("LOG_LEVEL", "debug")
+        .args(["once", "--date", DAY])
+        .run(SOON);
+    run.assert_code(1);
+    assert!(
+        !run.stderr_lines_with(&["127.0.0.1"]).is_empty(),
+        "the failure names the target's host\n{}",
+        run.describe()
+    );
+    assert_no_url_secrets(&run);
+}
+
+#[test]
+fn check_names_the_target_without_its_credentials_or_query_token() {
+    let ce = FakeCostExplorer::with_groups(2, 100);
+    let receiver = FakeReceiver::start();
+    let sandbox = Sandbox::new("url-secrets-check");
+    let run = sandbox
+        .cmd(&ce.url(), &url_with_secrets(receiver.port()), "")
+        .arg("check")
+        .run(SOON);
+    run.assert_code(0);
+    let passed = run.stderr_lines_with(&["check passed"]);
+    assert_eq!(passed.len(), 1, "{}", run.describe());
+    assert!(
+        passed[0].contains(&format!("127.0.0.1:{}/hook", receiver.port())),
+        "the success line still names the target\n{}",
+        run.describe()
+    );
+    assert_no_url_secrets(&run);
 }

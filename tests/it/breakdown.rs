@@ -1,12 +1,11 @@
 //! Breakdowns through the binary and the fake Cost Explorer: group_by, several metrics, filter, routing attributes, bad config.
 
-mod support;
-
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::cost_explorer::{Generated, breakdown_lines};
-use support::{FakeCostExplorer, FakeReceiver, Sandbox};
+
+use crate::support::cost_explorer::{Generated, breakdown_lines};
+use crate::support::{FakeCostExplorer, FakeReceiver, Sandbox};
 
 const DAY: &str = "2022-06-13";
 const DAY_END: &str = "2022-06-14";
@@ -261,7 +260,7 @@ fn bad_breakdown_keys_exit_2_naming_the_key_before_any_request() {
 
 #[test]
 fn an_answer_short_of_a_group_key_or_a_metric_is_refused_not_delivered() {
-    use support::cost_explorer::{answer, day_result};
+    use crate::support::cost_explorer::{answer, day_result};
     // day_result groups carry only BlendedCost.
     for (config, groups, complaint) in [
         (

@@ -1,10 +1,9 @@
 //! Bad input through the real binary: refused with exit 2 and one line before any paid call, never a panic or a leaked secret.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Cmd, FakeCostExplorer, Finished, Sandbox};
+use crate::support;
+use crate::support::{Cmd, FakeCostExplorer, Finished, Sandbox};
 
 const DAY: &str = "2022-06-13";
 const WITHIN: Duration = Duration::from_secs(20);

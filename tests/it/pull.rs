@@ -1,18 +1,20 @@
 //! The binary against the fake Cost Explorer: request shape, paging, ranges, retried throttling and 5xx, error pages, bad credentials.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::cost_explorer::{self, CeOptions};
-use support::sorted;
-use support::{Event, FakeCostExplorer, FakeReceiver, Line, SESSION_TOKEN, Sandbox};
+
+use crate::support;
+use crate::support::cost_explorer::{self, CeOptions};
+use crate::support::sorted;
+use crate::support::{Event, FakeCostExplorer, FakeReceiver, Line, SESSION_TOKEN, Sandbox};
 
 const DAY: &str = "2022-06-13";
 const DAY_END: &str = "2022-06-14";
 const WITHIN: Duration = Duration::from_secs(30);
+/// A tighter deadline, for runs that end within seconds.
+const SOON: Duration = Duration::from_secs(15);
 
 /// The body the binary must send for [start, end) (without a page token).
 fn expected_body(start: &str, end: &str, metric: &str) -> Value {
@@ -389,6 +391,24 @@ fn check_passes_with_one_signed_call_and_names_a_refusal() {
         "{}",
         run.describe()
     );
+}
+
+#[test]
+fn check_makes_one_cost_explorer_request_when_the_answer_has_three_pages() {
+    let ce = FakeCostExplorer::with_groups(6, 2);
+    let receiver = FakeReceiver::start();
+    let sandbox = Sandbox::new("check-pages");
+    let run = sandbox
+        .cmd(&ce.url(), &receiver.url(), "")
+        .arg("check")
+        .run(SOON);
+    run.assert_code(0);
+    assert_eq!(ce.request_count(), 1, "{}", run.describe());
+    assert!(
+        ce.served()[0].next_token.is_some(),
+        "the answer had more pages"
+    );
+    assert_eq!(receiver.request_count(), 0);
 }
 
 #[test]

@@ -1,10 +1,9 @@
 //! Configuration through the real binary: each bad input exits 2 with one clear line; files, env and flags are found and merged.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{ACCESS_KEY_ID, Cmd, FakeCostExplorer, Finished, SECRET_ACCESS_KEY, Sandbox};
+use crate::support;
+use crate::support::{ACCESS_KEY_ID, Cmd, FakeCostExplorer, Finished, SECRET_ACCESS_KEY, Sandbox};
 
 const DAY: &str = "2022-06-13";
 const WITHIN: Duration = Duration::from_secs(20);

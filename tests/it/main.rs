@@ -1,0 +1,24 @@
+//! The integration tests as one binary, as ripgrep and cargo build theirs: each module runs
+//! the built binary against the fakes in tests/support for one behaviour, and `layering`
+//! reads src/ to keep its floors. The tests that need root, podman or qemu are binaries of
+//! their own: tests/image.rs and tests/scratch.rs.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod bad_input;
+mod breakdown;
+mod config;
+mod credentials;
+mod deliver;
+mod fakes;
+mod hostile_peers;
+mod layering;
+mod lying_answers;
+mod manifest;
+mod network;
+mod no_panic;
+mod pull;
+mod reliability;
+mod revise;
+mod status;
