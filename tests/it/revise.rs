@@ -202,9 +202,6 @@ fn a_crash_after_pulling_neither_loses_nor_doubles_a_revision() {
     let receiver = FakeReceiver::start();
     let sandbox = Sandbox::new("revise-crash");
     let (d2, d1) = (days_ago(2), days_ago(1));
-    // The line that vanishes below must not be 0 already (one day in eight the generator
-    // gives it 0, and a zero that stays zero is no revision).
-    ce.revise(&d2, "Service 0002", "7.25");
     sandbox
         .cmd(&ce.url(), &receiver.url(), "")
         .args(["once", "--date", &d2])
@@ -257,9 +254,6 @@ fn a_crash_before_the_batch_is_visible_keeps_the_old_snapshot() {
     let receiver = FakeReceiver::start();
     let sandbox = Sandbox::new("revise-torn");
     let (d2, d1) = (days_ago(2), days_ago(1));
-    // The line that vanishes below must not be 0 already (one day in eight the generator
-    // gives it 0, and a zero that stays zero is no revision).
-    ce.revise(&d2, "Service 0002", "7.25");
     sandbox
         .cmd(&ce.url(), &receiver.url(), "")
         .args(["once", "--date", &d2])
