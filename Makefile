@@ -17,7 +17,7 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 # root under target/ leaves /var/lib/containers alone (and `make clean` removes it).
 BUILDAH     := buildah --root $(abspath $(IMAGE_DIR))/storage --runroot $(abspath $(IMAGE_DIR))/run --storage-driver vfs
 
-# How the x86_64 static binary is linked (README, Size), for that target only: its relative
+# How the x86_64 static binary is linked (tests/bench/README.md, Size), for that target only: its relative
 # relocations packed as DT_RELR (musl applies them at start; it stays static-pie), linked by
 # the toolchain's own lld (rustup ships it; GNU ld where it is missing) with identical code
 # folding.

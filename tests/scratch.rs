@@ -394,7 +394,7 @@ fn dockerfile_scratch_ships_only_the_prebuilt_binary_of_the_target_arch() {
 }
 
 /// The static binary as linked for the image (lld, identical code folding, packed
-/// relocations; see README, Size) pulls and delivers every event over TLS 1.3 and TLS 1.2
+/// relocations; see tests/bench/README.md, Size) pulls and delivers every event over TLS 1.3 and TLS 1.2
 /// with a private CA: its TLS code survived the link.
 #[test]
 fn the_static_binary_delivers_every_event_over_tls_1_3_and_1_2() {
