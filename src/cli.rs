@@ -35,6 +35,23 @@ options:
 exit status: 0 delivered (or check passed), 1 runtime failure, 2 bad usage, config or secret
 ";
 
+const COMMANDS: [&str; 5] = ["run", "once", "check", "revise", "status"];
+const FLAGS: [&str; 13] = [
+    "--help",
+    "--version",
+    "--config",
+    "--secret",
+    "--target",
+    "--date",
+    "--from",
+    "--to",
+    "--force",
+    "--days",
+    "--json",
+    "--check",
+    "--grace",
+];
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action {
     Run,
@@ -118,12 +135,20 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             "--check" => check = true,
             "--grace" => grace_s = Some(parse_grace(&value(flag)?)?),
             _ if arg.starts_with('-') => {
-                return Err(format!("unknown option {arg:?}; see --help"));
+                return Err(match crate::spelling::nearest(flag, &FLAGS) {
+                    Some(f) => format!("unknown option {arg:?}; did you mean {f}? (see --help)"),
+                    None => format!("unknown option {arg:?}; see --help"),
+                });
             }
             _ => {
-                return Err(format!(
-                    "unknown command {arg:?}; expected run, once, check, revise or status"
-                ));
+                return Err(match crate::spelling::nearest(arg, &COMMANDS) {
+                    Some(c) if command.is_none() => {
+                        format!("unknown command {arg:?}; did you mean {c}?")
+                    }
+                    _ => format!(
+                        "unknown command {arg:?}; expected run, once, check, revise or status"
+                    ),
+                });
             }
         }
         i += 1;
@@ -389,6 +414,13 @@ mod tests {
             (&["status", "--grace", "5"], "goes with status --check"),
             (&["status", "--json", "--check"], "either --json or --check"),
             (&["once", "--check"], "go with the status command"),
+            (&["oncee"], "unknown command \"oncee\"; did you mean once?"),
+            (&["stauts", "--json"], "did you mean status?"),
+            (
+                &["once", "--targt", "-"],
+                "\"--targt\"; did you mean --target? (see --help)",
+            ),
+            (&["once", "--dat=2022-01-01"], "did you mean --date?"),
         ] {
             let err = p(args).unwrap_err();
             assert!(err.contains(want), "{args:?}: {err}");

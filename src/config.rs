@@ -3,7 +3,7 @@
 use crate::credentials::static_keys::{self, SecretSource, check_static_keys};
 use crate::event::ContentMode;
 use crate::urls::url_host;
-use crate::yaml::{ConfigError, Doc, Keys, err, read_optional, warn_unknown};
+use crate::yaml::{ConfigError, Doc, Keys, check_unknown, err, read_optional};
 use serde_yaml::Mapping;
 use std::path::PathBuf;
 use std::sync::LazyLock;
@@ -92,6 +92,9 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     pub secret: Option<PathBuf>,
     pub target: Option<String>,
+    /// The command sends nothing (`status`): a missing target is no error, and `target`
+    /// is then `Target::Stdout`.
+    pub without_target: bool,
 }
 
 /// Loads and validates everything, static keys included; returns the config and the warnings.
@@ -118,16 +121,31 @@ pub fn load_reporting(
     let (secret_path, secret_named) =
         choose(&overrides.secret, env("CONNECTOR_SECRET"), DEFAULT_SECRET);
     let name = config_path.display().to_string();
-    let map = match read_optional(&config_path, config_named)? {
-        Some(text) => crate::yaml::parse(&name, &text, false, keys())?,
+    let text = read_optional(&config_path, config_named)?;
+    let map = match &text {
+        Some(text) => crate::yaml::parse(&name, text, false, keys())?,
         None => Mapping::new(),
     };
-    warn_unknown(&name, &map, keys().known, warn);
+    check_unknown(&name, &map, keys().known, warn)?;
     let file = Doc {
         name: &name,
         map: &map,
     };
-    let target = resolve_target(overrides, env, &file)?;
+    let target = match resolve_target(overrides, env, &file)? {
+        Some(target) => target,
+        None if overrides.without_target => Target::Stdout,
+        None if text.is_none() => {
+            return err(format!(
+                "no config file at {name} (pass --config or set CONNECTOR_CONFIG)"
+            ));
+        }
+        None => {
+            return err(format!(
+                "{name}: target: missing; set the URL CloudEvents go to (or \"-\" for stdout), \
+                 or pass --target or CONNECTOR_TARGET"
+            ));
+        }
+    };
     let endpoint = resolve_endpoint(env, &file)?;
     crate::urls::check_proxy_env(env).map_err(ConfigError)?;
     let region = match file.string("region")? {
@@ -220,22 +238,18 @@ fn resolve_ca_file(
     }
 }
 
-/// The target: `--target`, else CONNECTOR_TARGET, else the config's `target`.
+/// The target: `--target`, else CONNECTOR_TARGET, else the config's `target` (None: none).
 fn resolve_target(
     overrides: &Overrides,
     env: &dyn Fn(&str) -> Option<String>,
     file: &Doc,
-) -> Result<Target, ConfigError> {
+) -> Result<Option<Target>, ConfigError> {
     match (&overrides.target, env("CONNECTOR_TARGET")) {
-        (Some(t), _) => parse_target("--target", t),
-        (None, Some(t)) if !t.is_empty() => parse_target("CONNECTOR_TARGET", &t),
+        (Some(t), _) => parse_target("--target", t).map(Some),
+        (None, Some(t)) if !t.is_empty() => parse_target("CONNECTOR_TARGET", &t).map(Some),
         _ => match file.string("target")? {
-            Some(t) => parse_target(&format!("{}: target", file.name), &t),
-            None => err(format!(
-                "{}: target: missing; set the URL CloudEvents go to (or \"-\" for stdout), \
-                 or pass --target or CONNECTOR_TARGET",
-                file.name
-            )),
+            Some(t) => parse_target(&format!("{}: target", file.name), &t).map(Some),
+            None => Ok(None),
         },
     }
 }
@@ -317,7 +331,7 @@ mod tests {
         let o = Overrides {
             config: Some(dir.join("config.yml")),
             secret: secret.map(|_| secret_path),
-            target: None,
+            ..Default::default()
         };
         (Dir(dir), o)
     }
@@ -394,13 +408,37 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_are_warned_by_name() {
-        let (_, w) = load_with("target: http://x\npullhour: 3\n", Some(SECRET), &[]).unwrap();
+    fn unknown_keys_are_warned_by_name_and_near_misses_are_errors() {
+        let (_, w) = load_with("target: http://x\ninsecure: true\n", Some(SECRET), &[]).unwrap();
         assert_eq!(w.len(), 1);
         assert!(
-            w[0].contains("\"pullhour\"") && w[0].contains("did you mean \"pull_hour\""),
+            w[0].contains("unknown key \"insecure\" is ignored; known keys: target, "),
             "{w:?}"
         );
+        // A misspelt key would leave the key it means at its default: refused.
+        for (config, key, meant) in [
+            ("target: http://x\npullhour: 3\n", "pullhour", "pull_hour"),
+            ("taget: http://x\n", "taget", "target"),
+            (
+                "target: http://x\nendpont: http://127.0.0.1:1\n",
+                "endpont",
+                "endpoint",
+            ),
+            (
+                "target: http://x\ngrup_by: [SERVICE]\n",
+                "grup_by",
+                "group_by",
+            ),
+        ] {
+            let e = error_of(config);
+            assert!(
+                e.ends_with(&format!(
+                    "config.yml: unknown key {key:?}: did you mean {meant:?}? ({meant} is not set; \
+                     correct the spelling or remove the key)"
+                )),
+                "{e}"
+            );
+        }
     }
 
     #[test]
@@ -456,8 +494,38 @@ mod tests {
             load(&o, &|_| None).unwrap_err().0,
             "/nonexistent/c.yml: no such file"
         );
+        let missing = |k: &str| (k == "CONNECTOR_CONFIG").then(|| "/nonexistent/c.yml".into());
+        assert_eq!(
+            load(&Overrides::default(), &missing).unwrap_err().0,
+            "/nonexistent/c.yml: no such file"
+        );
+    }
+
+    #[test]
+    fn no_config_file_at_all_says_so_unless_the_command_needs_no_target() {
+        // The default path: /vance/config/config.yml does not exist where tests run.
         let e = load(&Overrides::default(), &|_| None).unwrap_err().0;
-        assert!(e.contains("target: missing"), "{e}");
+        assert_eq!(
+            e,
+            "no config file at /vance/config/config.yml (pass --config or set CONNECTOR_CONFIG)"
+        );
+        let by_env = |k: &str| (k == "CONNECTOR_TARGET").then(|| "-".to_string());
+        assert_eq!(
+            load(&Overrides::default(), &by_env).unwrap().0.target,
+            Target::Stdout
+        );
+        let status = Overrides {
+            without_target: true,
+            ..Default::default()
+        };
+        let state = |k: &str| (k == "CONNECTOR_STATE_DIR").then(|| "/srv/state".to_string());
+        let (c, _) = load(&status, &state).unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/srv/state"));
+        // A file without target still names the key.
+        let (_dir, o) = setup("pull_hour: 3\n", Some(SECRET));
+        assert!(load(&o, &|_| None).unwrap_err().0.ends_with(
+            "config.yml: target: missing; set the URL CloudEvents go to (or \"-\" for stdout), or pass --target or CONNECTOR_TARGET"
+        ));
     }
 
     #[test]
@@ -477,7 +545,7 @@ mod tests {
     #[test]
     fn warnings_found_before_an_error_are_reported() {
         let (_dir, o) = setup(
-            "target: http://x\npullhour: 3\n",
+            "target: http://x\ntls_verify: false\n",
             Some("access_key_id: A\nacces_key_id: A\n"),
         );
         let mut warnings = Vec::new();
@@ -488,7 +556,7 @@ mod tests {
         assert!(e.0.contains("secret_access_key: missing"), "{e}");
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(
-            warnings[0].contains("did you mean \"pull_hour\""),
+            warnings[0].contains("unknown key \"tls_verify\" is ignored"),
             "{warnings:?}"
         );
         assert!(

@@ -23,6 +23,7 @@ pub(crate) mod sign;
 pub mod signal;
 pub(crate) mod snapshot;
 pub(crate) mod socket;
+pub(crate) mod spelling;
 pub(crate) mod spend;
 pub(crate) mod spool;
 pub(crate) mod state;

@@ -292,9 +292,9 @@ pub fn show(value: &Value) -> String {
     }
 }
 
+/// The warning for an unknown key: with the known key it is nearest to, else the known keys.
 pub fn unknown_key(file: &str, key: &str, known: &[&str]) -> String {
-    let squash = |s: &str| s.to_ascii_lowercase().replace(['_', '-'], "");
-    match known.iter().find(|k| squash(k) == squash(key)) {
+    match crate::spelling::nearest(key, known) {
         Some(k) => format!("{file}: unknown key {key:?} is ignored; did you mean {k:?}?"),
         None => format!(
             "{file}: unknown key {key:?} is ignored; known keys: {}",
@@ -303,24 +303,47 @@ pub fn unknown_key(file: &str, key: &str, known: &[&str]) -> String {
     }
 }
 
-/// Warns about each key of `map` that is not in `known`.
-pub fn warn_unknown(name: &str, map: &Mapping, known: &[&str], warn: &mut dyn FnMut(String)) {
-    for key in map.keys() {
-        let key = key_name(key);
-        if !known.contains(&key.as_str()) {
-            warn(unknown_key(name, &key, known));
-        }
-    }
+/// The error for a near miss of a known key that `map` does not set: as written, that key
+/// would silently keep its default (`endpont` would send real requests to real AWS).
+fn misspelt(file: &str, key: &str, map: &Mapping, known: &[&str]) -> Option<ConfigError> {
+    let meant = crate::spelling::nearest(key, known)?;
+    (!map.contains_key(meant)).then(|| {
+        ConfigError(format!(
+            "{file}: unknown key {key:?}: did you mean {meant:?}? ({meant} is not set; \
+             correct the spelling or remove the key)"
+        ))
+    })
 }
 
-/// Unknown keys of a secret document, named only when they look like key names (a value
-/// typed where a key belongs must not be echoed).
-pub fn warn_unknown_secret_keys(
+/// Each key of `map` that is not in `known`: a near miss of a known key the document does
+/// not set is an error; any other unknown key is warned about and ignored.
+pub fn check_unknown(
     name: &str,
     map: &Mapping,
     known: &[&str],
     warn: &mut dyn FnMut(String),
-) {
+) -> Result<(), ConfigError> {
+    for key in map.keys() {
+        let key = key_name(key);
+        if known.contains(&key.as_str()) {
+            continue;
+        }
+        if let Some(e) = misspelt(name, &key, map, known) {
+            return Err(e);
+        }
+        warn(unknown_key(name, &key, known));
+    }
+    Ok(())
+}
+
+/// `check_unknown` for a secret document: keys are named only when they look like key
+/// names (a value typed where a key belongs must not be echoed).
+pub fn check_unknown_secret_keys(
+    name: &str,
+    map: &Mapping,
+    known: &[&str],
+    warn: &mut dyn FnMut(String),
+) -> Result<(), ConfigError> {
     for key in map.keys() {
         let key = key_name(key);
         if known.contains(&key.as_str()) {
@@ -330,15 +353,19 @@ pub fn warn_unknown_secret_keys(
             && key
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if looks_like_a_key {
-            warn(unknown_key(name, &key, known));
-        } else {
+        if !looks_like_a_key {
             warn(format!(
                 "{name}: an unknown key (not shown: it may be a secret) is ignored; known keys: {}",
                 known.join(", ")
             ));
+            continue;
         }
+        if let Some(e) = misspelt(name, &key, map, known) {
+            return Err(e);
+        }
+        warn(unknown_key(name, &key, known));
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -456,6 +483,37 @@ mod tests {
         assert_eq!(
             unknown_key("c.yml", "x", KEYS.known),
             "c.yml: unknown key \"x\" is ignored; known keys: target, pull_hour, secret"
+        );
+    }
+
+    #[test]
+    fn a_near_miss_of_a_key_that_is_not_set_is_an_error() {
+        let check = |text: &str| {
+            let map: Mapping = serde_yaml::from_str(text).unwrap();
+            let mut warnings = Vec::new();
+            let result = check_unknown("c.yml", &map, KEYS.known, &mut |w| warnings.push(w));
+            (result.map_err(|e| e.0), warnings)
+        };
+        assert_eq!(
+            check("taget: http://x\n"),
+            (
+                Err(
+                    "c.yml: unknown key \"taget\": did you mean \"target\"? (target is not set; \
+                     correct the spelling or remove the key)"
+                        .into()
+                ),
+                vec![]
+            )
+        );
+        // With the key it is near also set, it is a leftover: warned about and ignored.
+        let (result, warnings) = check("target: http://x\ntaget: http://y\nzzz: 1\n");
+        assert_eq!(result, Ok(()));
+        assert_eq!(
+            warnings,
+            [
+                "c.yml: unknown key \"taget\" is ignored; did you mean \"target\"?",
+                "c.yml: unknown key \"zzz\" is ignored; known keys: target, pull_hour, secret"
+            ]
         );
     }
 

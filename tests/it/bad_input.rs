@@ -182,7 +182,8 @@ fn files_saved_with_a_byte_order_mark_are_read() {
 fn config_warnings_come_before_the_error_that_follows_them() {
     let ce = FakeCostExplorer::with_groups(1, 100);
     let sandbox = Sandbox::new("warn-then-fail");
-    let config = sandbox.write_config(&ce.url(), "-", "pullhour: 3\n");
+    // A leftover near spelling of a key that is set: warned about, not refused.
+    let config = sandbox.write_config(&ce.url(), "-", "pull_hour: 3\npullhour: 3\n");
     let run = Cmd::new()
         .config(&config)
         .args(["once", "--date", DAY])

@@ -222,18 +222,137 @@ fn help_and_version_exit_0() {
 #[test]
 fn an_unknown_key_is_warned_about_by_name_and_the_run_goes_on() {
     let ce = FakeCostExplorer::with_groups(2, 100);
-    let sandbox = Sandbox::new("typo");
+    let sandbox = Sandbox::new("unknown-key");
     let run = sandbox
-        .cmd(&ce.url(), "-", "pullhour: 3\n")
+        .cmd(&ce.url(), "-", "colour: blue\n")
         .args(["once", "--date", DAY])
         .run(WITHIN);
     run.assert_code(0);
-    assert!(
-        !run.stderr_lines_with(&["pullhour"]).is_empty(),
+    assert_eq!(
+        run.stderr_lines_with(&[
+            "WARN",
+            "unknown key \"colour\" is ignored; known keys: target, "
+        ])
+        .len(),
+        1,
         "{}",
         run.describe()
     );
     assert_eq!(run.stdout_lines().len(), 2);
+}
+
+/// A misspelt key is refused with the key it is near: as written, that key would keep its
+/// default (`endpont`: real AWS; `grup_by`: another breakdown, recorded as delivered).
+#[test]
+fn a_misspelt_key_is_refused_with_the_key_it_means() {
+    for (key, meant, value) in [
+        ("taget", "target", "\"-\""),
+        ("endpont", "endpoint", "\"http://127.0.0.1:9\""),
+        ("grup_by", "group_by", "[SERVICE, LINKED_ACCOUNT]"),
+        ("pullhour", "pull_hour", "3"),
+    ] {
+        let run = refused(
+            &format!("typo-{key}"),
+            |ce, s| {
+                // The file sets everything else; `endpont` goes with no endpoint at all.
+                let endpoint = match key {
+                    "endpont" => String::new(),
+                    _ => format!("endpoint: \"{}\"\n", ce.url()),
+                };
+                let target = if key == "taget" {
+                    ""
+                } else {
+                    "target: \"-\"\n"
+                };
+                format!(
+                    "{endpoint}{target}state_dir: \"{}\"\n{key}: {value}\n",
+                    s.state_dir().display()
+                )
+            },
+            &[&format!(
+                "config.yml: unknown key \"{key}\": did you mean \"{meant}\"? ({meant} is not set; \
+                 correct the spelling or remove the key)"
+            )],
+        );
+        assert!(!run.stderr.contains("known keys:"), "{}", run.describe());
+    }
+}
+
+#[test]
+fn a_misspelt_secret_key_is_refused_with_the_key_it_means() {
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    let sandbox = Sandbox::new("typo-secret");
+    let config = sandbox.write_config(&ce.url(), "-", "");
+    let secret = sandbox.write(
+        "secret.yml",
+        &format!("acces_key_id: \"{ACCESS_KEY_ID}\"\nsecret_access_key: \"{SECRET_ACCESS_KEY}\"\n"),
+    );
+    let run = Cmd::new()
+        .config(&config)
+        .secret(&secret)
+        .args(["once", "--date", DAY])
+        .run(WITHIN);
+    assert_one_clear_line(
+        &run,
+        &["secret.yml: unknown key \"acces_key_id\": did you mean \"access_key_id\"?"],
+    );
+    assert_eq!(ce.request_count(), 0);
+}
+
+#[test]
+fn a_misspelt_command_or_option_gets_the_one_it_means() {
+    for (args, line) in [
+        (
+            &["oncee", "--date", DAY][..],
+            "error: unknown command \"oncee\"; did you mean once?",
+        ),
+        (
+            &["once", "--targt", "-"],
+            "error: unknown option \"--targt\"; did you mean --target? (see --help)",
+        ),
+    ] {
+        let run = Cmd::new().args(args).run(WITHIN);
+        run.assert_code(2);
+        assert_eq!(run.stderr_lines(), [line], "{}", run.describe());
+    }
+}
+
+/// Where nothing is at the default path (/vance/config/config.yml here) and nothing else
+/// names a target, the line says there is no file, not that the file lacks a key.
+#[test]
+fn no_config_file_at_all_is_named_as_such() {
+    assert!(!std::path::Path::new(config_default()).exists());
+    let run = Cmd::new().args(["once", "--date", DAY]).run(WITHIN);
+    run.assert_code(2);
+    let want = format!(
+        "ERROR no config file at {} (pass --config or set CONNECTOR_CONFIG)",
+        config_default()
+    );
+    assert_eq!(run.stderr_lines().len(), 1, "{}", run.describe());
+    assert!(run.stderr.trim_end().ends_with(&want), "{}", run.describe());
+}
+
+/// `status` reads state_dir only: no config file and no target are needed.
+#[test]
+fn status_needs_only_a_state_dir() {
+    let sandbox = Sandbox::new("status-no-config");
+    let run = Cmd::new()
+        .env(
+            "CONNECTOR_STATE_DIR",
+            &sandbox.state_dir().display().to_string(),
+        )
+        .args(["status", "--json"])
+        .run(WITHIN);
+    run.assert_code(0);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("status --json");
+    assert_eq!(
+        report["state_dir"],
+        sandbox.state_dir().display().to_string()
+    );
+}
+
+fn config_default() -> &'static str {
+    source_aws_billing::config::DEFAULT_CONFIG
 }
 
 #[test]

@@ -15,7 +15,7 @@ use std::path::Path;
 #[rustfmt::skip]
 const FLOORS: &[(u8, &[&str])] = &[
     (1, &["files", "yaml", "keys", "urls", "log",
-          "schedule", "retry", "decimal", "socket", "signal"]),
+          "schedule", "retry", "decimal", "socket", "signal", "spelling"]),
     (2, &["breakdown", "event", "event_de", "summary", "revise", "answer", "costexplorer", "sign"]),
     (3, &["http", "bounds", "heartbeat", "spend", "snapshot", "spool", "state", "credentials"]),
     (4, &["config"]),
