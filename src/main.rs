@@ -42,6 +42,7 @@ fn real_main() -> i32 {
         config: cli.config,
         secret: cli.secret,
         target: cli.target,
+        without_target: matches!(cli.action, Action::Status { .. }),
     };
     // Warnings go out as they are found: an error after them must not hide them.
     let mut warn = |w: String| warn!("{w}");

@@ -287,7 +287,7 @@ fn the_shipped_config_and_secret_load_with_the_binarys_own_loader() {
     let overrides = Overrides {
         config: Some(config_path),
         secret: Some(secret_path),
-        target: None,
+        ..Default::default()
     };
     let loaded = config::load(&overrides, &|_| None).map(|(config, warnings)| {
         let credentials = source_aws_billing::credentials::load_credentials(&config.secret);
