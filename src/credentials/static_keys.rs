@@ -3,19 +3,34 @@
 use super::{CredError, Env, Obtained};
 use crate::keys::Credentials;
 use crate::warn;
-use crate::yaml::{ConfigError, Doc, Keys, err, read_optional, warn_unknown_secret_keys};
+use crate::yaml::{ConfigError, Doc, Keys, check_unknown_secret_keys, err, read_optional};
 use serde_yaml::Value;
 use std::path::PathBuf;
 
 /// The config key this module reads: the `secret:` section.
 pub const KEYS: [&str; 1] = ["secret"];
 
-/// The keys of a secret document (the seed spells one `secret_access_Key`).
-pub const SECRET_KEYS: [&str; 4] = [
+/// The keys of a secret document: ours, then the other spellings read as the same keys
+/// (the seed spells one `secret_access_Key`; `~/.aws/credentials` puts `aws_` in front).
+pub const SECRET_KEYS: [&str; 7] = [
     "access_key_id",
     "secret_access_key",
-    "secret_access_Key",
     "session_token",
+    "secret_access_Key",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+];
+
+/// Each secret key and the other spellings that mean it.
+const SPELLINGS: [&[&str]; 3] = [
+    &["access_key_id", "aws_access_key_id"],
+    &[
+        "secret_access_key",
+        "secret_access_Key",
+        "aws_secret_access_key",
+    ],
+    &["session_token", "aws_session_token"],
 ];
 
 /// What was looked at, and the keys when any static source gives them (a broken one is an error).
@@ -70,7 +85,8 @@ pub struct SecretSource {
     /// The config's keys, for the secret file's parse errors.
     keys: Keys<'static>,
     config_section: Option<(String, Credentials)>,
-    env: Option<Credentials>,
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; Err names the one that is missing.
+    env: Option<Result<Credentials, String>>,
 }
 
 impl SecretSource {
@@ -115,7 +131,7 @@ fn secret_section(
         None | Some(Value::Null) => Ok(None),
         Some(Value::Mapping(m)) => {
             let section = format!("{}: secret", file.name);
-            warn_unknown_secret_keys(&section, m, &SECRET_KEYS, warn);
+            check_unknown_secret_keys(&section, m, &SECRET_KEYS, warn)?;
             Ok(credentials_from(&Doc::new(&section, m))?.map(|c| (section, c)))
         }
         Some(_) => err(format!(
@@ -125,14 +141,24 @@ fn secret_section(
     }
 }
 
-fn env_credentials(env: &dyn Fn(&str) -> Option<String>) -> Option<Credentials> {
-    match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
-        (Some(id), Some(key)) if !id.is_empty() && !key.is_empty() => Some(Credentials {
+/// The keys in the environment; one of the pair without the other is named (as the SDKs
+/// refuse "partial credentials") rather than passed over for a source further down.
+fn env_credentials(env: &dyn Fn(&str) -> Option<String>) -> Option<Result<Credentials, String>> {
+    let get = |name| env(name).filter(|v| !v.is_empty());
+    let partial = |set: &str, unset: &str| {
+        Some(Err(format!(
+            "{set} is set but {unset} is not: set both, or unset {set}"
+        )))
+    };
+    match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
+        (Some(id), Some(key)) => Some(Ok(Credentials {
             access_key_id: id,
             secret_access_key: key,
-            session_token: env("AWS_SESSION_TOKEN").filter(|t| !t.is_empty()),
-        }),
-        _ => None,
+            session_token: get("AWS_SESSION_TOKEN"),
+        })),
+        (Some(_), None) => partial("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+        (None, Some(_)) => partial("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"),
+        (None, None) => None,
     }
 }
 
@@ -150,7 +176,7 @@ fn credentials_reporting(
     let name = source.file.display().to_string();
     if let Some(text) = read_optional(&source.file, source.file_named)? {
         let map = crate::yaml::parse(&name, &text, true, source.keys)?;
-        warn_unknown_secret_keys(&name, &map, &SECRET_KEYS, warn);
+        check_unknown_secret_keys(&name, &map, &SECRET_KEYS, warn)?;
         if let Some(c) = credentials_from(&Doc::new(&name, &map))? {
             return Ok(c);
         }
@@ -159,7 +185,7 @@ fn credentials_reporting(
         return Ok(c.clone());
     }
     if let Some(c) = &source.env {
-        return Ok(c.clone());
+        return c.clone().map_err(ConfigError);
     }
     err(format!(
         "no AWS credentials: set access_key_id and secret_access_key in {name} \
@@ -194,15 +220,28 @@ pub fn static_sources(source: &SecretSource) -> (String, Option<&'static str>) {
     (looked, given)
 }
 
+/// The secret key `spellings[0]`, written in any of its spellings (two of them is an error).
+fn spelt(doc: &Doc, spellings: &[&str]) -> Result<Option<String>, ConfigError> {
+    let given: Vec<&str> = spellings
+        .iter()
+        .copied()
+        .filter(|k| doc.value(k).is_some())
+        .collect();
+    match given[..] {
+        [] => Ok(None),
+        [key] => doc.secret_string(key),
+        [a, b, ..] => err(format!(
+            "{}: {a} and {b} are the same key; keep one of them",
+            doc.name
+        )),
+    }
+}
+
 fn credentials_from(doc: &Doc) -> Result<Option<Credentials>, ConfigError> {
-    let id = doc.secret_string("access_key_id")?;
-    let key = match doc.secret_string("secret_access_key")? {
-        Some(k) => Some(k),
-        None => doc.secret_string("secret_access_Key")?,
-    };
-    let token = doc
-        .secret_string("session_token")?
-        .filter(|t| !t.is_empty());
+    let [id, key, token] = SPELLINGS;
+    let id = spelt(doc, id)?;
+    let key = spelt(doc, key)?;
+    let token = spelt(doc, token)?.filter(|t| !t.is_empty());
     match (id, key) {
         (None, None) => Ok(None),
         (Some(id), Some(key)) if !id.is_empty() && !key.is_empty() => Ok(Some(Credentials {
@@ -344,5 +383,46 @@ mod tests {
             !w[1].contains("wJalr") && w[1].contains("not shown"),
             "{w:?}"
         );
+    }
+
+    #[test]
+    fn the_spellings_of_the_aws_credentials_file_are_read_too() {
+        let secret = "aws_access_key_id: A9\naws_secret_access_key: S9\naws_session_token: T9\n";
+        let (_dir, started) = start("target: http://x\n", Some(secret), &|_| None);
+        let (source, warnings) = started.unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let c = load_credentials(&source).unwrap().0;
+        assert_eq!(
+            (c.access_key_id.as_str(), c.session_token.as_deref()),
+            ("A9", Some("T9"))
+        );
+        let both = "access_key_id: A\naws_access_key_id: A\nsecret_access_key: S\n";
+        let (_dir, started) = start("target: http://x\n", Some(both), &|_| None);
+        let e = started.unwrap_err().0;
+        assert!(
+            e.ends_with(
+                "secret.yml: access_key_id and aws_access_key_id are the same key; keep one of them"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn one_key_of_the_environment_pair_without_the_other_is_named() {
+        for (set, unset) in [
+            ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+            ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"),
+        ] {
+            let env = |k: &str| (k == set).then(|| "x".to_string());
+            let (_dir, started) = start("target: http://x\n", None, &env);
+            assert_eq!(
+                started.unwrap_err().0,
+                format!("{set} is set but {unset} is not: set both, or unset {set}")
+            );
+        }
+        // Keys in the secret file come first: the environment is then not looked at.
+        let env = |k: &str| (k == "AWS_ACCESS_KEY_ID").then(|| "x".to_string());
+        let (_dir, started) = start("target: http://x\n", Some(SECRET), &env);
+        assert!(started.is_ok());
     }
 }
