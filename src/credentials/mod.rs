@@ -134,7 +134,8 @@ fn check_urls(env: &Env) -> Result<(), String> {
 pub struct Provider {
     secret: SecretSource,
     role: RoleSettings,
-    region: String,
+    /// The region STS requests are signed for (see sts::endpoint).
+    sts_region: String,
     env: Env,
     sts_url: String,
     sts: Client,
@@ -144,7 +145,8 @@ pub struct Provider {
 
 impl Provider {
     /// The chain over `secret` (the static sources), then the process's AWS variables and
-    /// files, with `role` assumed on top; STS in `region`, trusting `ca_file` when given.
+    /// files, with `role` assumed on top; STS in the region of AWS_REGION or
+    /// AWS_DEFAULT_REGION, else in `region` (Cost Explorer's), trusting `ca_file` when given.
     pub fn new(
         secret: SecretSource,
         role: RoleSettings,
@@ -153,12 +155,15 @@ impl Provider {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Provider, String> {
         check_urls(&Env::capture(env))?;
-        let sts_url = sts::endpoint(region, env);
+        let sts::Endpoint {
+            url: sts_url,
+            signing_region,
+        } = sts::endpoint(region, env)?;
         let sts = Client::new(&sts_url, ca_file, crate::bounds::STS_LIMITS, env)?;
         Ok(Provider {
             secret,
             role,
-            region: region.to_string(),
+            sts_region: signing_region,
             env: Env::capture(env),
             sts_url,
             sts,
@@ -421,7 +426,7 @@ impl Provider {
             crate::heartbeat::working();
             let mut r = request.clone();
             if let Some(keys) = signer {
-                r.sign(keys, &self.region, "sts", std::time::SystemTime::now())
+                r.sign(keys, &self.sts_region, "sts", std::time::SystemTime::now())
                     .map_err(|message| CredError {
                         transient: false,
                         message,

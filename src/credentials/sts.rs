@@ -25,16 +25,103 @@ pub struct Assumed {
     pub arn: String,
 }
 
-/// The regional endpoint, unless AWS_ENDPOINT_URL_STS or AWS_ENDPOINT_URL say otherwise.
-pub fn endpoint(region: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
-    let chosen = ["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"]
+/// Where STS requests go and the region they are signed for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: String,
+    pub signing_region: String,
+}
+
+/// The regions whose STS `AWS_STS_REGIONAL_ENDPOINTS=legacy` sends to the global endpoint
+/// (botocore's LEGACY_GLOBAL_STS_REGIONS).
+const LEGACY_GLOBAL: [&str; 16] = [
+    "ap-northeast-1",
+    "ap-south-1",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "aws-global",
+    "ca-central-1",
+    "eu-central-1",
+    "eu-north-1",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+];
+
+/// STS as the AWS SDKs find it. The region is `AWS_REGION`, else `AWS_DEFAULT_REGION`,
+/// else `fallback` (Cost Explorer's signing region); the endpoint is
+/// `AWS_ENDPOINT_URL_STS`, else `AWS_ENDPOINT_URL` (signed for the region), else the
+/// region's own (`AWS_STS_REGIONAL_ENDPOINTS=regional`, the default), or with `legacy` the
+/// global `sts.amazonaws.com`, signed for us-east-1, for the regions that had it.
+/// A bad variable is one line naming it.
+pub fn endpoint(fallback: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Endpoint, String> {
+    let set = |k: &str| {
+        env(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let region = match ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .into_iter()
+        .find_map(|k| set(k).map(|v| (k, v)))
+    {
+        Some((var, r)) if !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
+            return Err(format!(
+                "{var}: expected a region name like eu-west-1, found {r:?}"
+            ));
+        }
+        Some((_, r)) => r,
+        None => fallback.to_string(),
+    };
+    let legacy = match set("AWS_STS_REGIONAL_ENDPOINTS").as_deref() {
+        None | Some("regional") => false,
+        Some("legacy") => true,
+        Some(other) => {
+            return Err(format!(
+                "AWS_STS_REGIONAL_ENDPOINTS: expected regional or legacy, found {other:?}"
+            ));
+        }
+    };
+    let overridden = ["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"]
         .iter()
-        .find_map(|k| env(k).filter(|v| !v.trim().is_empty()));
-    match chosen {
-        Some(url) => url.trim().trim_end_matches('/').to_string(),
-        None if region.starts_with("cn-") => format!("https://sts.{region}.amazonaws.com.cn"),
-        None => format!("https://sts.{region}.amazonaws.com"),
-    }
+        .find_map(|k| set(k));
+    let global = |url: &str| Endpoint {
+        url: url.to_string(),
+        signing_region: "us-east-1".to_string(),
+    };
+    Ok(match overridden {
+        Some(url) => Endpoint {
+            url: url.trim_end_matches('/').to_string(),
+            signing_region: region,
+        },
+        None if region == "aws-global" => global("https://sts.amazonaws.com"),
+        None if legacy && LEGACY_GLOBAL.contains(&region.as_str()) => {
+            global("https://sts.amazonaws.com")
+        }
+        None => Endpoint {
+            url: format!("https://sts.{region}.{}", dns_suffix(&region)),
+            signing_region: region,
+        },
+    })
+}
+
+/// The domain of a region's partition (botocore's partitions.json).
+fn dns_suffix(region: &str) -> &'static str {
+    [
+        ("cn-", "amazonaws.com.cn"),
+        ("eusc-", "amazonaws.eu"),
+        ("us-isob-", "sc2s.sgov.gov"),
+        ("us-isof-", "csp.hci.ic.gov"),
+        ("us-iso-", "c2s.ic.gov"),
+        ("eu-isoe-", "cloud.adc-e.uk"),
+    ]
+    .iter()
+    .find(|(prefix, _)| region.starts_with(prefix))
+    .map_or("amazonaws.com", |(_, suffix)| suffix)
 }
 
 /// An unsigned AssumeRole request (sign it for service "sts" before sending).
@@ -190,25 +277,134 @@ mod tests {
         .unwrap()
     }
 
+    /// The expectations are botocore 1.44's answers for the same variables (the URL an STS
+    /// client sends to and the region of its signing scope).
     #[test]
-    fn the_endpoint_is_regional_unless_overridden() {
-        let none = |_: &str| None;
-        assert_eq!(
-            endpoint("eu-west-1", &none),
-            "https://sts.eu-west-1.amazonaws.com"
-        );
-        assert_eq!(
-            endpoint("cn-north-1", &none),
-            "https://sts.cn-north-1.amazonaws.com.cn"
-        );
-        let both = |k: &str| match k {
-            "AWS_ENDPOINT_URL_STS" => Some("http://127.0.0.1:5000/".to_string()),
-            "AWS_ENDPOINT_URL" => Some("http://other".to_string()),
-            _ => None,
+    fn the_endpoint_follows_the_region_variables_as_botocore_does() {
+        let at = |fallback: &str, vars: &[(&str, &str)]| {
+            let env = |k: &str| {
+                vars.iter()
+                    .find(|(name, _)| *name == k)
+                    .map(|(_, v)| v.to_string())
+            };
+            endpoint(fallback, &env).map(|e| (e.url, e.signing_region))
         };
-        assert_eq!(endpoint("eu-west-1", &both), "http://127.0.0.1:5000");
-        let general = |k: &str| (k == "AWS_ENDPOINT_URL").then(|| "http://other".to_string());
-        assert_eq!(endpoint("eu-west-1", &general), "http://other");
+        let ok = |url: &str, region: &str| Ok((url.to_string(), region.to_string()));
+        let legacy = ("AWS_STS_REGIONAL_ENDPOINTS", "legacy");
+        for (fallback, vars, want) in [
+            // No region variable: Cost Explorer's signing region, regionally.
+            (
+                "us-east-1",
+                &[][..],
+                ok("https://sts.us-east-1.amazonaws.com", "us-east-1"),
+            ),
+            (
+                "cn-northwest-1",
+                &[],
+                ok(
+                    "https://sts.cn-northwest-1.amazonaws.com.cn",
+                    "cn-northwest-1",
+                ),
+            ),
+            (
+                "us-east-1",
+                &[("AWS_REGION", "eu-west-1")],
+                ok("https://sts.eu-west-1.amazonaws.com", "eu-west-1"),
+            ),
+            (
+                "us-east-1",
+                &[("AWS_DEFAULT_REGION", "eu-west-1")],
+                ok("https://sts.eu-west-1.amazonaws.com", "eu-west-1"),
+            ),
+            (
+                "us-east-1",
+                &[
+                    ("AWS_REGION", "ap-east-1"),
+                    ("AWS_DEFAULT_REGION", "eu-west-1"),
+                ],
+                ok("https://sts.ap-east-1.amazonaws.com", "ap-east-1"),
+            ),
+            (
+                "us-east-1",
+                &[("AWS_REGION", "eu-west-1"), legacy],
+                ok("https://sts.amazonaws.com", "us-east-1"),
+            ),
+            (
+                "us-east-1",
+                &[("AWS_REGION", "ap-east-1"), legacy],
+                ok("https://sts.ap-east-1.amazonaws.com", "ap-east-1"),
+            ),
+            (
+                "us-east-1",
+                &[("AWS_REGION", "cn-north-1"), legacy],
+                ok("https://sts.cn-north-1.amazonaws.com.cn", "cn-north-1"),
+            ),
+            (
+                "us-east-1",
+                &[("AWS_REGION", "aws-global")],
+                ok("https://sts.amazonaws.com", "us-east-1"),
+            ),
+            (
+                "us-east-1",
+                &[("AWS_REGION", "us-gov-west-1"), legacy],
+                ok("https://sts.us-gov-west-1.amazonaws.com", "us-gov-west-1"),
+            ),
+            (
+                "us-east-1",
+                &[("AWS_REGION", "eusc-de-east-1")],
+                ok("https://sts.eusc-de-east-1.amazonaws.eu", "eusc-de-east-1"),
+            ),
+            (
+                "us-east-1",
+                &[("AWS_REGION", "us-iso-east-1")],
+                ok("https://sts.us-iso-east-1.c2s.ic.gov", "us-iso-east-1"),
+            ),
+            (
+                "us-east-1",
+                &[
+                    ("AWS_REGION", "eu-west-1"),
+                    ("AWS_STS_REGIONAL_ENDPOINTS", ""),
+                ],
+                ok("https://sts.eu-west-1.amazonaws.com", "eu-west-1"),
+            ),
+            // An override is signed for the region, in either mode.
+            (
+                "us-east-1",
+                &[
+                    ("AWS_REGION", "eu-west-1"),
+                    legacy,
+                    ("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:5000/"),
+                    ("AWS_ENDPOINT_URL", "http://other"),
+                ],
+                ok("http://127.0.0.1:5000", "eu-west-1"),
+            ),
+            (
+                "us-east-1",
+                &[("AWS_ENDPOINT_URL", "http://other")],
+                ok("http://other", "us-east-1"),
+            ),
+            (
+                "us-east-1",
+                &[
+                    ("AWS_REGION", "eu-west-1"),
+                    ("AWS_STS_REGIONAL_ENDPOINTS", "REGIONAL"),
+                ],
+                Err(
+                    "AWS_STS_REGIONAL_ENDPOINTS: expected regional or legacy, found \"REGIONAL\""
+                        .to_string(),
+                ),
+            ),
+            (
+                "us-east-1",
+                &[("AWS_REGION", "eu west 1")],
+                Err(
+                    "AWS_REGION: expected a region name like eu-west-1, found \"eu west 1\""
+                        .to_string(),
+                ),
+            ),
+        ] {
+            assert_eq!(at(fallback, vars), want, "{fallback} {vars:?}");
+        }
     }
 
     #[test]

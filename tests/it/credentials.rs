@@ -541,3 +541,126 @@ fn a_service_restarted_after_a_clean_stop_is_alive_while_sts_throttles_its_start
     );
     support::runner::stop(service);
 }
+
+/// EKS sets AWS_REGION (and AWS_DEFAULT_REGION): STS is that region's, signed for it, while
+/// Cost Explorer keeps its own signing region (us-east-1 here); the fake STS on loopback
+/// stands in for sts.eu-west-1.amazonaws.com through AWS_ENDPOINT_URL_STS.
+#[test]
+fn sts_is_signed_for_the_region_of_aws_region_and_cost_explorer_for_its_own() {
+    let answer = sts_fixture("assume_role.xml");
+    let ce = FakeCostExplorer::start(CeOptions {
+        groups_per_day: 1,
+        key_id: Some(element(&answer, "AccessKeyId")),
+        session_token: Some(element(&answer, "SessionToken")),
+        ..CeOptions::default()
+    });
+    let (sts, seen) = fake_sts(vec![(200, answer.clone())]);
+    let sandbox = Sandbox::new("sts-region");
+    let config = sandbox.write_config(&ce.url(), "-", ROLE);
+    let secret = sandbox.write_secret();
+    let run = Cmd::new()
+        .env("AWS_ENDPOINT_URL_STS", &sts.url())
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_DEFAULT_REGION", "us-west-2")
+        .config(&config)
+        .secret(&secret)
+        .args(["once", "--date", DAY])
+        .run(WITHIN);
+    run.assert_code(0);
+    ce.assert_no_violations();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{}", run.describe());
+    // Credential=KEY/DATE/REGION/SERVICE/aws4_request
+    let scope = |auth: &str| -> Vec<String> {
+        let credential = auth
+            .split("Credential=")
+            .nth(1)
+            .expect("a SigV4 Authorization");
+        let credential = credential.split(',').next().unwrap();
+        credential.split('/').skip(2).map(str::to_string).collect()
+    };
+    assert_eq!(
+        scope(&seen[0]),
+        ["eu-west-1", "sts", "aws4_request"],
+        "{seen:?}"
+    );
+    let ce_auth = ce.requests()[0]
+        .header("authorization")
+        .unwrap()
+        .to_string();
+    assert_eq!(scope(&ce_auth), ["us-east-1", "ce", "aws4_request"]);
+}
+
+#[test]
+fn a_bad_sts_region_variable_is_one_line_exit_2() {
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    let sandbox = Sandbox::new("sts-mode");
+    let config = sandbox.write_config(&ce.url(), "-", ROLE);
+    let secret = sandbox.write_secret();
+    let run = Cmd::new()
+        .env("AWS_STS_REGIONAL_ENDPOINTS", "global")
+        .config(&config)
+        .secret(&secret)
+        .args(["once", "--date", DAY])
+        .run(WITHIN);
+    run.assert_code(2);
+    assert_eq!(
+        run.stderr_lines_with(&[
+            "ERROR AWS_STS_REGIONAL_ENDPOINTS: expected regional or legacy, found \"global\""
+        ])
+        .len(),
+        1,
+        "{}",
+        run.describe()
+    );
+    assert_eq!(run.stderr_lines().len(), 1, "{}", run.describe());
+    assert_eq!(ce.request_count(), 0);
+}
+
+#[test]
+fn the_aws_credentials_file_spelling_in_a_secret_file_is_read() {
+    let ce = FakeCostExplorer::with_groups(2, 100);
+    let sandbox = Sandbox::new("aws-spelling");
+    let config = sandbox.write_config(&ce.url(), "-", "");
+    let secret = sandbox.write(
+        "secret.yml",
+        &format!(
+            "aws_access_key_id: {ACCESS_KEY_ID}\naws_secret_access_key: \"{SECRET_ACCESS_KEY}\"\n"
+        ),
+    );
+    let run = Cmd::new()
+        .config(&config)
+        .secret(&secret)
+        .args(["once", "--date", DAY])
+        .run(WITHIN);
+    run.assert_code(0);
+    ce.assert_no_violations();
+    assert!(
+        run.stderr_lines_with(&["WARN"]).is_empty(),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(run.stdout_lines().len(), 2);
+}
+
+#[test]
+fn an_access_key_id_in_the_environment_without_its_secret_is_named() {
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    let sandbox = Sandbox::new("env-half");
+    let config = sandbox.write_config(&ce.url(), "-", "");
+    let run = Cmd::new()
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        .config(&config)
+        .args(["once", "--date", DAY])
+        .run(WITHIN);
+    run.assert_code(2);
+    assert_eq!(run.stderr_lines().len(), 1, "{}", run.describe());
+    assert!(
+        run.stderr.trim_end().ends_with(
+            "ERROR AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not: set both, or unset AWS_ACCESS_KEY_ID"
+        ),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(ce.request_count(), 0);
+}
