@@ -15,6 +15,7 @@ pub(crate) mod heartbeat;
 pub(crate) mod http;
 pub(crate) mod keys;
 pub mod log;
+pub(crate) mod refusals;
 pub(crate) mod retry;
 pub(crate) mod revise;
 pub(crate) mod schedule;

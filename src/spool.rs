@@ -273,6 +273,17 @@ impl SpoolWriter {
     }
 }
 
+/// What `Batch::walk_pending` does with an event after its callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Acknowledge it: it needs no more sending.
+    Ack,
+    /// Leave it pending and go on to the next one.
+    Hold,
+    /// Leave it pending and stop.
+    Stop,
+}
+
 impl Batch {
     fn in_memory(first: Date, last: Date, lines: Vec<String>) -> Batch {
         let acked = vec![false; lines.len()];
@@ -369,18 +380,34 @@ impl Batch {
 
     /// Calls `f(event_json)` for each event not yet acknowledged, in order: `Ok(true)`
     /// acknowledges it (written at once), `Ok(false)` stops, an error stops and is returned.
+    #[cfg(test)]
     pub fn drain_pending(
         &mut self,
         mut f: impl FnMut(&str) -> Result<bool, String>,
+    ) -> Result<(), String> {
+        self.walk_pending(|_, json| {
+            Ok(match f(json)? {
+                true => Step::Ack,
+                false => Step::Stop,
+            })
+        })
+    }
+
+    /// Like `drain_pending`, with each event's index, and `Step::Hold` to go on without
+    /// acknowledging it (a caller that decides later calls `acknowledge`).
+    pub fn walk_pending(
+        &mut self,
+        mut f: impl FnMut(usize, &str) -> Result<Step, String>,
     ) -> Result<(), String> {
         let Some(path) = self.events.clone() else {
             for i in 0..self.memory.len() {
                 if !self.acked[i] {
                     let line = self.memory[i].clone();
-                    if !f(&line)? {
-                        break;
+                    match f(i, &line)? {
+                        Step::Ack => self.ack(i)?,
+                        Step::Hold => {}
+                        Step::Stop => break,
                     }
-                    self.ack(i)?;
                 }
             }
             return Ok(());
@@ -406,13 +433,22 @@ impl Batch {
                 }
             }
             if i < self.acked.len() && !self.acked[i] {
-                if !f(&line)? {
-                    break;
+                match f(i, &line)? {
+                    Step::Ack => self.ack(i)?,
+                    Step::Hold => {}
+                    Step::Stop => break,
                 }
-                self.ack(i)?;
             }
         }
         Ok(())
+    }
+
+    /// Acknowledges event `i` that `walk_pending` held (written at once).
+    pub fn acknowledge(&mut self, i: usize) -> Result<(), String> {
+        match self.acked.get(i) {
+            Some(false) => self.ack(i),
+            _ => Ok(()),
+        }
     }
 
     /// Records that event `i` needs no more sending (written at once; fsynced by `sync`).

@@ -5,9 +5,10 @@ use crate::costexplorer;
 use crate::event::Event;
 use crate::http::Request;
 use crate::log::peer;
+use crate::refusals::{Judged, PROBE, Refusals, what_to_check};
 use crate::retry::{Outcome, delivery_outcome, next_wait, retry_after};
 use crate::service::{Delivery, Runtime, describe_range};
-use crate::spool::Batch;
+use crate::spool::{Batch, Step};
 use crate::state::State;
 use crate::{debug, error, info, warn};
 use std::time::Instant;
@@ -15,7 +16,8 @@ use time::OffsetDateTime;
 
 impl Runtime {
     /// Sends every pending event of `batch`. Transient failures are retried until `deadline`
-    /// (forever without one); rejections go to the dead-letter file.
+    /// (forever without one); rejections go to the dead-letter file, unless they are the
+    /// setup's (refusals.rs): then nothing of the batch is dead-lettered or acknowledged.
     fn deliver(
         &self,
         state: &State,
@@ -23,35 +25,113 @@ impl Runtime {
         deadline: Option<Instant>,
     ) -> Result<Delivery, String> {
         let mut outcome = Delivery::default();
-        batch.drain_pending(|json| {
+        let mut refusals = Refusals::default();
+        // Refusals not yet judged: (index, status, reason, event); and the held ones judged
+        // the events' later, acknowledged once the walk lets go of the batch.
+        let mut held: Vec<(usize, u16, String, String)> = Vec::new();
+        let mut judged: Vec<usize> = Vec::new();
+        let mut setup: Option<(u16, String)> = None;
+        let mut stopped = false;
+        let mut dead_letter = |(status, reason, json): (u16, String, &str)| -> Result<(), String> {
+            let e = parsed(json);
+            error!(
+                "the target rejected the event for \"{}\" on {} with HTTP {status}: {reason}; kept in dead-letter.jsonl",
+                peer(&e.data.label()),
+                peer(&e.data.date)
+            );
+            state.spool().dead_letter(status, &reason, json)?;
+            outcome.rejected += 1;
+            Ok(())
+        };
+        let walked = batch.walk_pending(|i, json| {
             // Sent from the line as it is: no event is built for an accepted one.
             let (headers, body) = crate::event::http_parts(json, self.config.content_mode)
-                .map_err(|e| format!("spool line {}: {e}", costexplorer::snippet(json.as_bytes())))?;
+                .map_err(|e| {
+                    format!("spool line {}: {e}", costexplorer::snippet(json.as_bytes()))
+                })?;
             match self.send_event(headers, body, deadline) {
                 Sent::Delivered => {
+                    refusals.accepted();
+                    for (i, status, reason, json) in held.drain(..) {
+                        dead_letter((status, reason, &json))?;
+                        judged.push(i);
+                    }
                     if crate::log::enabled(crate::log::Level::Debug) {
                         let e = parsed(json);
-                        debug!("delivered {} / {} / {} {} (id {})", peer(&e.data.date), peer(&e.data.label()), peer(&e.data.amount), peer(&e.data.unit), peer(&e.id));
+                        debug!(
+                            "delivered {} / {} / {} {} (id {})",
+                            peer(&e.data.date),
+                            peer(&e.data.label()),
+                            peer(&e.data.amount),
+                            peer(&e.data.unit),
+                            peer(&e.id)
+                        );
                     }
                     outcome.delivered += 1;
-                    Ok(true)
+                    Ok(Step::Ack)
                 }
-                Sent::Rejected(status, reason) => {
-                    let e = parsed(json);
-                    error!(
-                        "the target rejected the event for \"{}\" on {} with HTTP {status}: {reason}; kept in dead-letter.jsonl",
-                        peer(&e.data.label()), peer(&e.data.date)
-                    );
-                    state.spool().dead_letter(status, &reason, json)?;
-                    outcome.rejected += 1;
-                    Ok(true)
+                Sent::Rejected(status, reason) => match refusals.refused(status) {
+                    Judged::Hold => {
+                        held.push((i, status, reason, json.to_string()));
+                        Ok(Step::Hold)
+                    }
+                    Judged::Setup => {
+                        held.push((i, status, reason.clone(), String::new()));
+                        setup = Some((status, reason));
+                        Ok(Step::Stop)
+                    }
+                    Judged::Event => {
+                        for (i, status, reason, json) in held.drain(..) {
+                            dead_letter((status, reason, &json))?;
+                            judged.push(i);
+                        }
+                        dead_letter((status, reason, json))?;
+                        Ok(Step::Ack)
+                    }
+                },
+                Sent::Setup => {
+                    outcome.setup = true;
+                    stopped = true;
+                    Ok(Step::Stop)
                 }
-                Sent::Stopped => Ok(false),
+                Sent::Stopped => {
+                    stopped = true;
+                    Ok(Step::Stop)
+                }
             }
-        })?;
+        });
+        let acknowledged = judged.iter().try_for_each(|i| batch.acknowledge(*i));
+        walked.and(acknowledged)?;
         batch.sync();
         outcome.left = batch.pending();
+        if setup.is_none() && !stopped && refusals.holding() {
+            // The whole batch, fewer than PROBE events, was refused alike.
+            debug_assert!(held.len() < PROBE);
+            setup = refusals.at_end().zip(held.first().map(|h| h.2.clone()));
+        }
+        if let Some((status, reason)) = setup {
+            error!("{}", self.setup_failure(batch, status, &reason, held.len()));
+            outcome.setup = true;
+        }
         Ok(outcome)
+    }
+
+    /// The one line for a batch the target refused as a whole.
+    fn setup_failure(&self, batch: &Batch, status: u16, reason: &str, tried: usize) -> String {
+        let target = match &self.config.target {
+            Target::Http(url) => crate::urls::redact(url),
+            Target::Stdout => "-".into(),
+        };
+        let left = batch.pending();
+        let reason = match reason {
+            EMPTY_BODY => String::new(),
+            r => format!(" ({r})"),
+        };
+        format!(
+            "the target answered HTTP {status}{reason} to each of the {tried} event(s) of {} it was sent, and accepted none: a setup problem, not the events'; {}; the {left} event(s) stay in the spool and go out with the same ids once the target takes them",
+            describe_range(batch.first, batch.last),
+            what_to_check(status, &target)
+        )
     }
 
     /// One event, retried on 408/429/5xx and network errors with backoff and Retry-After.
@@ -89,7 +169,7 @@ impl Runtime {
                                 .map(|l| peer(&crate::urls::redact(l)))
                                 .unwrap_or_else(|| "nowhere".into())
                         );
-                        return Sent::Stopped;
+                        return Sent::Setup;
                     }
                     Outcome::Transient => (
                         format!(
@@ -103,7 +183,7 @@ impl Runtime {
                 },
                 Err(e) if !e.transient => {
                     error!("the target cannot be used: {e} (the rest stays in the spool)");
-                    return Sent::Stopped;
+                    return Sent::Setup;
                 }
                 Err(e) => (format!("the target is unreachable: {e}"), None),
             };
@@ -174,6 +254,15 @@ impl Runtime {
                 continue;
             }
             match self.deliver_batch(state, batch, deadline) {
+                // The next batch would be refused alike: it waits with the rest.
+                Ok(d) if d.setup => {
+                    total += d;
+                    batches.for_each(|rest| {
+                        total.left += rest.pending();
+                        state.spool_mut().keep(rest);
+                    });
+                    break;
+                }
                 Ok(d) => total += d,
                 Err(e) => {
                     batches.for_each(|rest| state.spool_mut().keep(rest));
@@ -188,6 +277,9 @@ impl Runtime {
 enum Sent {
     Delivered,
     Rejected(u16, String),
+    /// The target cannot take any event as set up (a redirect, an untrusted certificate);
+    /// said in a line already: the event stays pending.
+    Setup,
     /// Stopped by a signal or by the deadline: the event stays pending.
     Stopped,
 }
@@ -197,9 +289,11 @@ fn parsed(json: &str) -> Event {
     serde_json::from_str(json).unwrap_or_default()
 }
 
+const EMPTY_BODY: &str = "(empty body)";
+
 fn body_reason(body: &[u8]) -> String {
     if body.is_empty() {
-        "(empty body)".to_string()
+        EMPTY_BODY.to_string()
     } else {
         costexplorer::snippet(body)
     }

@@ -87,6 +87,9 @@ pub struct Delivery {
     pub rejected: usize,
     /// Events still pending when it stopped or gave up.
     pub left: usize,
+    /// It stopped at a setup problem of the target (refusals.rs, a redirect, an untrusted
+    /// certificate), which a line has said already.
+    pub setup: bool,
 }
 
 impl std::ops::AddAssign for Delivery {
@@ -94,6 +97,7 @@ impl std::ops::AddAssign for Delivery {
         self.delivered += d.delivered;
         self.rejected += d.rejected;
         self.left += d.left;
+        self.setup |= d.setup;
     }
 }
 
@@ -281,10 +285,13 @@ pub(crate) fn finish_once(rt: &Runtime, total: Delivery) -> i32 {
         return 0;
     }
     if total.left > 0 {
-        error!(
-            "{} event(s) not delivered; they stay in the spool and go out on the next run",
-            total.left
-        );
+        // A setup problem's line already said what stays in the spool and why.
+        if !total.setup {
+            error!(
+                "{} event(s) not delivered; they stay in the spool and go out on the next run",
+                total.left
+            );
+        }
         return 1;
     }
     if total.rejected > 0 {

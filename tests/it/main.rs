@@ -19,6 +19,7 @@ mod manifest;
 mod network;
 mod no_panic;
 mod pull;
+mod refusals;
 mod reliability;
 mod revise;
 mod status;
