@@ -155,17 +155,28 @@ impl Client {
     }
 
     fn send_with(&self, agent: &ureq::Agent, request: &Request) -> Result<Response, SendError> {
-        let mut builder = agent.post(&request.url);
-        for (name, value) in &request.headers {
-            builder = builder.header(name, value);
-        }
-        let result = if request.method == "POST" {
-            builder.send(&request.body[..])
-        } else {
-            return Err(SendError {
-                message: format!("unsupported method {}", request.method),
-                transient: false,
-            });
+        let result = match request.method {
+            "POST" => {
+                let mut builder = agent.post(&request.url);
+                for (name, value) in &request.headers {
+                    builder = builder.header(name, value);
+                }
+                builder.send(&request.body[..])
+            }
+            // `check`'s look at the target: a request without side effects.
+            "OPTIONS" => {
+                let mut builder = agent.options(&request.url);
+                for (name, value) in &request.headers {
+                    builder = builder.header(name, value);
+                }
+                builder.call()
+            }
+            other => {
+                return Err(SendError {
+                    message: format!("unsupported method {other}"),
+                    transient: false,
+                });
+            }
         };
         let mut response = result.map_err(|e| describe(&request.url, &e, self.extra.is_some()))?;
         let status = response.status().as_u16();

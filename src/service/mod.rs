@@ -354,7 +354,8 @@ fn print_events(rt: &Runtime, first: Date, last: Date) -> Result<(usize, usize),
     }
 }
 
-/// `check`: config, secret and state_dir are usable and Cost Explorer accepts a signed call.
+/// `check`: config, secret and state_dir are usable, Cost Explorer accepts a signed call,
+/// and the target answers (OPTIONS). Both are tried, so one run names every problem.
 pub fn check(rt: &Runtime) -> i32 {
     if rt.target.is_some()
         && let Err(e) = crate::state::usable(&rt.config.state_dir)
@@ -365,21 +366,70 @@ pub fn check(rt: &Runtime) -> i32 {
     }
     let day = yesterday();
     // One page (one paid request) proves keys, signature and permission.
-    match rt.pull(day, day, 1, &mut |_| Ok(())) {
-        Ok((_, n)) => {
-            info!(
-                "check passed: Cost Explorer at {} accepted the signed request ({n} groups on the first page for {}); credentials: {}; target {}",
-                crate::urls::redact(&rt.config.endpoint),
-                format_date(day),
-                rt.credentials.source(),
-                target_name(&rt.config.target)
-            );
+    let pulled = match rt.pull(day, day, 1, &mut |_| Ok(())) {
+        Ok((_, n)) => Ok(format!(
+            "Cost Explorer at {} accepted the signed request ({n} groups on the first page for {}); credentials: {}",
+            crate::urls::redact(&rt.config.endpoint),
+            format_date(day),
+            rt.credentials.source(),
+        )),
+        Err(Failure::Stopped) => return 0,
+        Err(e) => Err(e.to_string()),
+    };
+    let target = rt.check_target();
+    match (pulled, target) {
+        (Ok(pulled), Ok(target)) => {
+            info!("check passed: {pulled}; {target}");
             0
         }
-        Err(Failure::Stopped) => 0,
-        Err(e) => {
-            error!("check failed: {e}");
+        (pulled, target) => {
+            for e in [pulled.err(), target.err()].into_iter().flatten() {
+                error!("check failed: {e}");
+            }
             1
+        }
+    }
+}
+
+impl Runtime {
+    /// One OPTIONS request to the target, not retried: what it answered, or why it could
+    /// not be reached (Err). OPTIONS, not HEAD: it is the CloudEvents webhook spec's own
+    /// handshake and safe by definition (RFC 9110), and a receiver that does not know it
+    /// still answers it (405, 404), which proves the target is there.
+    fn check_target(&self) -> Result<String, String> {
+        let (Some(client), Target::Http(url)) = (&self.target, &self.config.target) else {
+            return Ok("target stdout".into());
+        };
+        let shown = crate::urls::redact(url);
+        let request = crate::http::Request {
+            method: "OPTIONS",
+            url: url.clone(),
+            headers: vec![("webhook-request-origin".into(), "source-aws-billing".into())],
+            body: Vec::new(),
+        };
+        let r = client
+            .send(&request)
+            .map_err(|e| format!("the target {shown} cannot be reached: {e}"))?;
+        match r.status {
+            300..=399 => Err(format!(
+                "the target {shown} answered OPTIONS with HTTP {} redirecting to {}: set target to the final URL (events are not sent to a redirect)",
+                r.status,
+                r.header("location")
+                    .map(|l| crate::log::peer(&crate::urls::redact(l)))
+                    .unwrap_or_else(|| "nowhere".into())
+            )),
+            status if crate::refusals::setup_status(status) => {
+                warn!(
+                    "the target answered OPTIONS with HTTP {status}: if it refuses the events alike, they stay in the spool; {}",
+                    crate::refusals::what_to_check(status, &shown)
+                );
+                Ok(format!(
+                    "target {shown} answered OPTIONS with HTTP {status}"
+                ))
+            }
+            status => Ok(format!(
+                "target {shown} answered OPTIONS with HTTP {status}"
+            )),
         }
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::support;
 use crate::support::cost_explorer::{self, CeOptions};
 use crate::support::sorted;
-use crate::support::{Event, FakeCostExplorer, FakeReceiver, Line, SESSION_TOKEN, Sandbox};
+use crate::support::{Event, FakeCostExplorer, FakeReceiver, Line, Reply, SESSION_TOKEN, Sandbox};
 
 const DAY: &str = "2022-06-13";
 const DAY_END: &str = "2022-06-14";
@@ -362,9 +362,10 @@ fn access_denied_and_invalid_signature_are_named_and_not_retried() {
 #[test]
 fn check_passes_with_one_signed_call_and_names_a_refusal() {
     let ce = FakeCostExplorer::with_groups(2, 1);
+    let receiver = FakeReceiver::start();
     let sandbox = Sandbox::new("check");
     let run = sandbox
-        .cmd(&ce.url(), "http://127.0.0.1:9/", "")
+        .cmd(&ce.url(), &receiver.url(), "")
         .arg("check")
         .run(WITHIN);
     run.assert_code(0);
@@ -380,7 +381,7 @@ fn check_passes_with_one_signed_call_and_names_a_refusal() {
     let ce = FakeCostExplorer::with_groups(2, 1);
     ce.always(cost_explorer::unrecognized_client());
     let run = sandbox
-        .cmd(&ce.url(), "http://127.0.0.1:9/", "")
+        .cmd(&ce.url(), &receiver.url(), "")
         .arg("check")
         .run(WITHIN);
     run.assert_code(1);
@@ -408,7 +409,85 @@ fn check_makes_one_cost_explorer_request_when_the_answer_has_three_pages() {
         ce.served()[0].next_token.is_some(),
         "the answer had more pages"
     );
-    assert_eq!(receiver.request_count(), 0);
+    let methods: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.request.method.clone())
+        .collect();
+    assert_eq!(methods, ["OPTIONS"], "no event is sent");
+}
+
+/// `check` asks the target with OPTIONS (no side effects) and says what it answered.
+#[test]
+fn check_says_what_the_target_answered_to_options() {
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    let receiver = FakeReceiver::start();
+    receiver.set_default(Reply::status(405));
+    let sandbox = Sandbox::new("check-target");
+    let run = sandbox
+        .cmd(&ce.url(), &receiver.url_with("/events"), "")
+        .arg("check")
+        .run(SOON);
+    run.assert_code(0);
+    let passed = run.stderr_lines_with(&["INFO check passed: Cost Explorer at "]);
+    assert_eq!(passed.len(), 1, "{}", run.describe());
+    assert!(
+        passed[0].ends_with(&format!(
+            "; target {} answered OPTIONS with HTTP 405",
+            receiver.url_with("/events")
+        )),
+        "{}",
+        run.describe()
+    );
+    let seen = receiver.received();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        (seen[0].request.method.as_str(), seen[0].request.path()),
+        ("OPTIONS", "/events")
+    );
+    assert!(seen[0].request.body.is_empty());
+
+    // A 404 may be a wrong path: said, though OPTIONS alone does not prove it.
+    receiver.set_default(Reply::status(404));
+    let run = sandbox
+        .cmd(&ce.url(), &receiver.url_with("/wrong"), "")
+        .arg("check")
+        .run(SOON);
+    run.assert_code(0);
+    assert_eq!(
+        run.stderr_lines_with(&[
+            "WARN the target answered OPTIONS with HTTP 404",
+            "check the path of target"
+        ])
+        .len(),
+        1,
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn check_fails_when_the_target_cannot_be_reached_and_names_it() {
+    let ce = FakeCostExplorer::with_groups(1, 100);
+    // A loopback port with nothing listening: refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap();
+    drop(closed);
+    let dead = format!("http://user:pw@{address}/hook?token=t0k");
+    let sandbox = Sandbox::new("check-dead");
+    let run = sandbox.cmd(&ce.url(), &dead, "").arg("check").run(SOON);
+    run.assert_code(1);
+    assert_eq!(ce.request_count(), 1, "Cost Explorer is checked too");
+    let shown = format!("http://{address}/hook");
+    let failed = run.stderr_lines_with(&["ERROR check failed: the target "]);
+    assert_eq!(failed.len(), 1, "{}", run.describe());
+    assert!(
+        failed[0].contains(&format!("the target {shown} cannot be reached: ")),
+        "{}",
+        run.describe()
+    );
+    assert!(!run.stderr.contains("pw@") && !run.stderr.contains("t0k"));
+    assert!(run.stderr_lines_with(&["check passed"]).is_empty());
 }
 
 #[test]
