@@ -21,8 +21,11 @@ usage:
                                 letters, last pull, requests this month, heartbeat (no lock,
                                 no request, no credentials)
   source-aws-billing status --check [--grace SECONDS]
-                                exit 0 while the service keeps its own schedule, 1 once it is
-                                more than SECONDS (default 600) late or never ran
+                                liveness: exit 0 while the service keeps its own schedule, 1
+                                once it is more than SECONDS (default 600) late or never ran
+  source-aws-billing status --healthy
+                                health: exit 0 while the last pull went well and the newest
+                                delivered day is at most a day behind, else 1 and the reason
   source-aws-billing --help | --version
 
 options:
@@ -36,7 +39,7 @@ exit status: 0 delivered (or check passed), 1 runtime failure, 2 bad usage, conf
 ";
 
 const COMMANDS: [&str; 5] = ["run", "once", "check", "revise", "status"];
-const FLAGS: [&str; 13] = [
+const FLAGS: [&str; 14] = [
     "--help",
     "--version",
     "--config",
@@ -49,6 +52,7 @@ const FLAGS: [&str; 13] = [
     "--days",
     "--json",
     "--check",
+    "--healthy",
     "--grace",
 ];
 
@@ -65,10 +69,12 @@ pub enum Action {
     Revise {
         days: Option<u32>,
     },
-    /// `status`: print (`json`), or with `check` the liveness decision.
+    /// `status`: print (`json`), or with `check` the liveness decision, or with `healthy`
+    /// the health decision.
     Status {
         json: bool,
         check: bool,
+        healthy: bool,
         grace_s: u64,
     },
     Help,
@@ -89,7 +95,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     let (mut config, mut secret, mut target) = (None, None, None);
     let (mut date, mut from, mut to, mut force) = (None, None, None, false);
     let mut revise_days: Option<u32> = None;
-    let (mut json, mut check, mut grace_s) = (false, false, None);
+    let (mut json, mut check, mut healthy, mut grace_s) = (false, false, false, None);
     let mut i = 0;
     while i < args.len() {
         let arg = args[i].as_str();
@@ -133,6 +139,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             }
             "--json" => json = true,
             "--check" => check = true,
+            "--healthy" => healthy = true,
             "--grace" => grace_s = Some(parse_grace(&value(flag)?)?),
             _ if arg.starts_with('-') => {
                 return Err(match crate::spelling::nearest(flag, &FLAGS) {
@@ -164,13 +171,13 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             "--days goes with the revise command, not {command}"
         ));
     }
-    if command != "status" && (json || check || grace_s.is_some()) {
+    if command != "status" && (json || check || healthy || grace_s.is_some()) {
         return Err(format!(
-            "--json, --check and --grace go with the status command, not {command}"
+            "--json, --check, --healthy and --grace go with the status command, not {command}"
         ));
     }
-    if json && check {
-        return Err("status: use either --json or --check, not both".into());
+    if [json, check, healthy].iter().filter(|f| **f).count() > 1 {
+        return Err("status: use one of --json, --check or --healthy".into());
     }
     if grace_s.is_some() && !check {
         return Err("--grace goes with status --check".into());
@@ -181,6 +188,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
         "status" => Action::Status {
             json,
             check,
+            healthy,
             grace_s: grace_s.unwrap_or(crate::status::DEFAULT_GRACE_S),
         },
         "check" => Action::Check,
@@ -359,6 +367,7 @@ mod tests {
             Action::Status {
                 json: false,
                 check: false,
+                healthy: false,
                 grace_s: 600
             }
         );
@@ -367,6 +376,7 @@ mod tests {
             Action::Status {
                 json: false,
                 check: true,
+                healthy: false,
                 grace_s: 30
             }
         );
@@ -412,7 +422,15 @@ mod tests {
             (&["once", "--days", "3"], "goes with the revise command"),
             (&["status", "--grace", "soon"], "--grace: expected seconds"),
             (&["status", "--grace", "5"], "goes with status --check"),
-            (&["status", "--json", "--check"], "either --json or --check"),
+            (
+                &["status", "--json", "--check"],
+                "one of --json, --check or --healthy",
+            ),
+            (
+                &["status", "--check", "--healthy"],
+                "one of --json, --check or --healthy",
+            ),
+            (&["once", "--healthy"], "go with the status command"),
             (&["once", "--check"], "go with the status command"),
             (&["oncee"], "unknown command \"oncee\"; did you mean once?"),
             (&["stauts", "--json"], "did you mean status?"),

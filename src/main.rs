@@ -64,10 +64,12 @@ fn real_main() -> i32 {
     if let Action::Status {
         json,
         check,
+        healthy,
         grace_s,
     } = cli.action
     {
-        return status::command(&config, json, check, Duration::from_secs(grace_s));
+        let grace = Duration::from_secs(grace_s);
+        return status::command(&config, json, check, healthy, grace);
     }
     let runtime = match Runtime::new(config, signals, &env) {
         Ok(r) => r,

@@ -90,6 +90,118 @@ pub fn next_pull(now: OffsetDateTime, pull_hour: u8, at_cap: bool) -> OffsetDate
     crate::schedule::next_pull(now, pull_hour)
 }
 
+/// The one time the service will act next, and why: while it waits (asleep until a pull
+/// hour, backing off before a retry) the time its heartbeat names; else, working, stopped
+/// or never run, the schedule's next pull (`next_pull`).
+pub fn next_wake(
+    heartbeat: Option<&Heartbeat>,
+    next_pull: OffsetDateTime,
+    now: OffsetDateTime,
+) -> (OffsetDateTime, String) {
+    let waiting = heartbeat
+        .filter(|h| !h.stopped && h.doing != "working" && !h.doing.starts_with("starting"));
+    match waiting.and_then(|h| Some((h, parse_utc(&h.next_act)?))) {
+        // Its heartbeat's time is to the second: the schedule's, when it is that one.
+        Some((_, at)) if at == next_pull.replace_nanosecond(0).unwrap_or(next_pull) => {
+            (next_pull, "pull_hour".into())
+        }
+        Some((h, at)) if at >= now => {
+            // The sleep after a round is a retry when it is not the pull hour's.
+            let why = match h.doing.as_str() {
+                "sleeping until the next pull or retry" => "a retry",
+                doing => doing,
+            };
+            (at, why.to_string())
+        }
+        _ => {
+            let why = match heartbeat {
+                Some(h) if !h.stopped && h.doing == "working" => {
+                    "pull_hour, after the work now in hand"
+                }
+                Some(h) if !h.stopped => "pull_hour",
+                _ => "pull_hour, for a service; none is running",
+            };
+            (next_pull, why.into())
+        }
+    }
+}
+
+/// The health decision: Ok(one line) while the last pull went well and the newest
+/// delivered day is at most one day behind the latest due day; Err(the reason, one line)
+/// once a pull failed or a whole day more is overdue (the target refusing or down for a
+/// day, pulls not happening). Nothing pulled yet is healthy: nothing has gone wrong.
+pub fn health(
+    last_pull: Option<&LastPull>,
+    delivered: &BTreeSet<Date>,
+    now: OffsetDateTime,
+    pull_hour: u8,
+) -> Result<String, String> {
+    let latest = crate::schedule::latest_due_day(now, pull_hour);
+    let Some(pull) = last_pull else {
+        return match delivered.last() {
+            None => Ok(format!(
+                "healthy: nothing pulled yet; the first pull is at {}",
+                rfc3339(crate::schedule::next_pull(now, pull_hour))
+            )),
+            Some(d) => behind(*d, Some(*d), latest, pull_hour)
+                .map(|()| format!("healthy: delivered through {}", format_date(*d))),
+        };
+    };
+    let days = if pull.days.first == pull.days.last {
+        pull.days.first.clone()
+    } else {
+        format!("{} to {}", pull.days.first, pull.days.last)
+    };
+    if let Some(e) = &pull.error {
+        return Err(format!(
+            "the last pull ({days}, at {}) failed: {}",
+            pull.time,
+            crate::log::peer(e)
+        ));
+    }
+    // Nothing delivered yet: measured as if the day before the first pulled one were.
+    let newest = delivered.last().copied();
+    let baseline = newest.or_else(|| parse_date(&pull.days.first)?.previous_day());
+    match baseline {
+        Some(b) => behind(b, newest, latest, pull_hour).map(|()| {
+            let through = newest.map_or("nothing delivered yet".into(), |d| {
+                format!("delivered through {}", format_date(d))
+            });
+            format!(
+                "healthy: the last pull ({days}, at {}) went well; {through}",
+                pull.time
+            )
+        }),
+        None => Ok(format!(
+            "healthy: the last pull ({days}, at {}) went well",
+            pull.time
+        )),
+    }
+}
+
+/// Err when the day after `baseline` has been due for more than a day.
+fn behind(baseline: Date, newest: Option<Date>, latest: Date, pull_hour: u8) -> Result<(), String> {
+    let Some(owed) = baseline.next_day() else {
+        return Ok(());
+    };
+    if latest < owed + time::Duration::days(1) {
+        return Ok(());
+    }
+    let due = owed
+        .next_day()
+        .unwrap_or(owed)
+        .with_hms(pull_hour.min(23), 0, 0)
+        .map_or(OffsetDateTime::UNIX_EPOCH, |t| t.assume_utc());
+    let newest = newest.map_or("nothing is delivered".into(), |d| {
+        format!("the newest delivered day is {}", format_date(d))
+    });
+    Err(format!(
+        "{newest}, more than a day behind: {} has been due since {}",
+        format_date(owed),
+        rfc3339(due)
+    ))
+}
+
 /// Everything `status` prints; the field names are the JSON keys (documented in README).
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -100,6 +212,9 @@ pub struct Report {
     pub dead_letters: u64,
     pub last_pull: Option<LastPull>,
     pub next_pull: String,
+    /// When the service acts next (see `next_wake`), and why.
+    pub next_wake: String,
+    pub next_wake_reason: String,
     pub month: String,
     pub ce_requests_this_month: u64,
     pub ce_cost_this_month_usd: String,
@@ -118,6 +233,9 @@ pub fn gather(config: &Config, now: OffsetDateTime) -> Result<Report, String> {
     let month = spend::month_of(now);
     let requests = spend::this_month(spend::read(dir)?.as_ref(), &month);
     let max = config.max_monthly_requests;
+    let next = next_pull(now, config.pull_hour, max > 0 && requests >= max);
+    let heartbeat: Option<Heartbeat> = read_json(&dir.join(HEARTBEAT))?;
+    let (wake, why) = next_wake(heartbeat.as_ref(), next, now);
     Ok(Report {
         state_dir: dir.display().to_string(),
         delivered_through: delivered.last().map(|d| format_date(*d)),
@@ -128,13 +246,15 @@ pub fn gather(config: &Config, now: OffsetDateTime) -> Result<Report, String> {
         spool_events: spool_pending(&dir.join("spool"))?,
         dead_letters: count_lines(&dir.join("dead-letter.jsonl"))?,
         last_pull: read_json(&dir.join(LAST_PULL))?,
-        next_pull: rfc3339(next_pull(now, config.pull_hour, max > 0 && requests >= max)),
+        next_pull: rfc3339(next),
+        next_wake: rfc3339(wake),
+        next_wake_reason: why,
         ce_cost_this_month_usd: spend::cost_usd(requests),
         ce_requests_this_month: requests,
         month,
         max_monthly_requests: max,
         revision_days: revision_days(config, now),
-        heartbeat: read_json(&dir.join(HEARTBEAT))?,
+        heartbeat,
     })
 }
 
@@ -174,18 +294,16 @@ pub fn human(r: &Report) -> String {
     let heartbeat = match &r.heartbeat {
         None => "none (no service has run on this state_dir)".to_string(),
         Some(h) if h.stopped => format!("stopped at {} (pid {})", h.acted, h.pid),
-        Some(h) => format!(
-            "acted at {}, {} (next by {}, pid {})",
-            h.acted, h.doing, h.next_act, h.pid
-        ),
+        Some(h) => format!("acted at {}, {} (pid {})", h.acted, h.doing, h.pid),
     };
     let mut out = format!(
-        "state_dir          {}\ndelivered through  {}\nmissing days       {missing}\nspool              {} event(s)\ndead letters       {}\nlast pull          {last_pull}\nnext pull          {}\nCost Explorer      {} request(s) in {}, ${} ({cap})\n",
+        "state_dir          {}\ndelivered through  {}\nmissing days       {missing}\nspool              {} event(s)\ndead letters       {}\nlast pull          {last_pull}\nnext               {} ({})\nCost Explorer      {} request(s) in {}, ${} ({cap})\n",
         r.state_dir,
         or_none(&r.delivered_through),
         r.spool_events,
         r.dead_letters,
-        r.next_pull,
+        r.next_wake,
+        r.next_wake_reason,
         r.ce_requests_this_month,
         r.month,
         r.ce_cost_this_month_usd,
@@ -197,9 +315,27 @@ pub fn human(r: &Report) -> String {
     out
 }
 
-/// `status [--json]` and `status --check [--grace S]`: prints, returns the exit status.
-pub fn command(config: &Config, json: bool, check: bool, grace: Duration) -> i32 {
+/// `status [--json]`, `status --check [--grace S]` and `status --healthy`: prints,
+/// returns the exit status.
+pub fn command(config: &Config, json: bool, check: bool, healthy: bool, grace: Duration) -> i32 {
     let now = OffsetDateTime::now_utc();
+    if healthy {
+        let dir = config.state_dir.as_path();
+        let read = read_json::<LastPull>(&dir.join(LAST_PULL))
+            .and_then(|pull| Ok((pull, read_delivered(dir)?)));
+        let verdict = read
+            .and_then(|(pull, delivered)| health(pull.as_ref(), &delivered, now, config.pull_hour));
+        return match verdict {
+            Ok(line) => {
+                println!("{line}");
+                0
+            }
+            Err(line) => {
+                println!("{line}");
+                1
+            }
+        };
+    }
     if check {
         let heartbeat = match read_json::<Heartbeat>(&config.state_dir.join(HEARTBEAT)) {
             Ok(h) => h,
@@ -485,5 +621,110 @@ mod tests {
         .unwrap();
         assert_eq!(spool_pending(&dir).unwrap(), 2);
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn pull(first: &str, last: &str, error: Option<&str>) -> LastPull {
+        LastPull {
+            time: "2026-11-30T02:00:01Z".into(),
+            days: crate::heartbeat::Days {
+                first: first.into(),
+                last: last.into(),
+            },
+            ok: error.is_none(),
+            error: error.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn unhealthy_after_a_failed_pull_healthy_again_after_a_good_one() {
+        let now = datetime!(2026-11-30 03:00 UTC);
+        let delivered: BTreeSet<Date> = [date!(2026 - 11 - 28)].into();
+        let failed = pull(
+            "2026-11-29",
+            "2026-11-29",
+            Some("AccessDenied\u{1b}[2J: no"),
+        );
+        assert_eq!(
+            health(Some(&failed), &delivered, now, 2),
+            Err("the last pull (2026-11-29, at 2026-11-30T02:00:01Z) failed: AccessDenied\\u{1b}[2J: no".into())
+        );
+        let good = pull("2026-11-29", "2026-11-29", None);
+        let delivered: BTreeSet<Date> = [date!(2026 - 11 - 29)].into();
+        assert_eq!(
+            health(Some(&good), &delivered, now, 2),
+            Ok("healthy: the last pull (2026-11-29, at 2026-11-30T02:00:01Z) went well; delivered through 2026-11-29".into())
+        );
+    }
+
+    #[test]
+    fn unhealthy_once_a_day_more_than_one_is_overdue() {
+        let good = pull("2026-11-28", "2026-11-28", None);
+        let delivered: BTreeSet<Date> = [date!(2026 - 11 - 27)].into();
+        // 2026-11-28 was pulled and waits in the spool; 2026-11-29 is due at 11-30 02:00.
+        assert!(health(Some(&good), &delivered, datetime!(2026-11-30 01:59 UTC), 2).is_ok());
+        assert_eq!(
+            health(Some(&good), &delivered, datetime!(2026-11-30 02:00 UTC), 2),
+            Err("the newest delivered day is 2026-11-27, more than a day behind: 2026-11-28 has been due since 2026-11-29T02:00:00Z".into())
+        );
+        // Nothing delivered since the first pull: the same measure from that day.
+        let none = BTreeSet::new();
+        assert!(health(Some(&good), &none, datetime!(2026-11-30 01:00 UTC), 2).is_ok());
+        let late = health(Some(&good), &none, datetime!(2026-11-30 03:00 UTC), 2).unwrap_err();
+        assert!(
+            late.starts_with("nothing is delivered, more than a day behind: 2026-11-28 "),
+            "{late}"
+        );
+        // Nothing pulled yet: nothing has gone wrong.
+        assert_eq!(
+            health(None, &none, datetime!(2026-11-30 01:00 UTC), 2),
+            Ok("healthy: nothing pulled yet; the first pull is at 2026-11-30T02:00:00Z".into())
+        );
+    }
+
+    #[test]
+    fn the_one_next_time_is_the_heartbeats_while_the_service_waits() {
+        let now = datetime!(2026-11-30 10:00 UTC);
+        let pull_at = datetime!(2026-12-01 02:00 UTC);
+        let beat = |doing: &str, next: &str, stopped| Heartbeat {
+            pid: 1,
+            acted: "2026-11-30T09:59:00Z".into(),
+            next_act: next.into(),
+            doing: doing.into(),
+            stopped,
+        };
+        let asleep = beat(
+            "sleeping until the next pull or retry",
+            "2026-12-01T02:00:00Z",
+            false,
+        );
+        assert_eq!(
+            next_wake(Some(&asleep), pull_at, now),
+            (pull_at, "pull_hour".into())
+        );
+        let retry = beat(
+            "sleeping until the next pull or retry",
+            "2026-11-30T11:00:00Z",
+            false,
+        );
+        assert_eq!(
+            next_wake(Some(&retry), pull_at, now),
+            (datetime!(2026-11-30 11:00 UTC), "a retry".into())
+        );
+        let target = beat("retrying the target", "2026-11-30T10:00:30Z", false);
+        assert_eq!(
+            next_wake(Some(&target), pull_at, now),
+            (
+                datetime!(2026-11-30 10:00:30 UTC),
+                "retrying the target".into()
+            )
+        );
+        let working = beat("working", "2026-11-30T10:02:00Z", false);
+        assert_eq!(next_wake(Some(&working), pull_at, now).0, pull_at);
+        let stopped = beat("stopped", "2026-11-30T09:59:00Z", true);
+        assert_eq!(
+            next_wake(Some(&stopped), pull_at, now),
+            (pull_at, "pull_hour, for a service; none is running".into())
+        );
+        assert_eq!(next_wake(None, pull_at, now).0, pull_at);
     }
 }

@@ -165,6 +165,8 @@ fn the_json_fields_match_what_happened() {
         "dead_letters",
         "last_pull",
         "next_pull",
+        "next_wake",
+        "next_wake_reason",
         "month",
         "ce_requests_this_month",
         "ce_cost_this_month_usd",
@@ -210,6 +212,11 @@ fn the_json_fields_match_what_happened() {
     assert_eq!(
         report["next_pull"],
         format!("{pull_day}T02:00:00Z").as_str()
+    );
+    assert_eq!(report["next_wake"], report["next_pull"], "no service waits");
+    assert_eq!(
+        report["next_wake_reason"],
+        "pull_hour, for a service; none is running"
     );
 
     let human = status(&sandbox, &[]);
@@ -261,6 +268,22 @@ fn a_sleeping_service_is_alive() {
         "{report}"
     );
     assert_eq!(report["delivered_through"], days_ago(1));
+    // One next time, the one it sleeps until; the heartbeat line names none.
+    let human = status(&sandbox, &[]);
+    let next: Vec<&str> = human
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("next") || l.contains("next by"))
+        .collect();
+    assert_eq!(
+        next,
+        [format!(
+            "next               {}T00:00:00Z (pull_hour)",
+            support::next_day(&days_ago(0))
+        )],
+        "{}",
+        human.describe()
+    );
     stop(service);
     let after = status(&sandbox, &["--check"]);
     after.assert_code(1);
@@ -282,6 +305,22 @@ fn a_service_retrying_a_dead_target_is_alive_and_a_stopped_process_is_not() {
         support::wait_until(WITHIN, retrying),
         "{}",
         service.stderr()
+    );
+    // The one next time is the retry's, not the pull hour's.
+    let human = || status(&sandbox, &[]).stdout;
+    assert!(
+        support::wait_until(WITHIN, || human().contains(") (retrying the target)\n")
+            || human()
+                .lines()
+                .any(|l| l.starts_with("next ") && l.ends_with("(retrying the target)"))),
+        "{}",
+        human()
+    );
+    assert_eq!(
+        human().lines().filter(|l| l.contains("next")).count(),
+        1,
+        "{}",
+        human()
     );
     // Retrying is working: every check while it retries says so.
     for retries in 2..5 {
@@ -569,4 +608,62 @@ fn a_pull_whose_batch_cannot_be_spooled_is_recorded_as_failed() {
     assert_eq!(report["last_pull"]["ok"], false, "{report}");
     let error = report["last_pull"]["error"].as_str().unwrap_or_default();
     assert!(error.to_ascii_lowercase().contains("too large"), "{report}");
+}
+
+/// `status --healthy`, its exit code and its one line.
+fn healthy(sandbox: &Sandbox) -> (Option<i32>, String) {
+    let run = status(sandbox, &["--healthy"]);
+    let lines = run.stdout_lines();
+    assert_eq!(lines.len(), 1, "one line\n{}", run.describe());
+    (run.code, lines[0].to_string())
+}
+
+#[test]
+fn health_fails_after_a_failed_pull_and_recovers_after_a_good_one() {
+    let sandbox = Sandbox::new("health");
+    let receiver = FakeReceiver::start();
+    let yesterday = days_ago(1);
+    let denied = FakeCostExplorer::with_groups(2, 100);
+    denied.always(support::cost_explorer::access_denied());
+    once(&sandbox, &denied, &receiver.url(), "", &yesterday).assert_code(1);
+    // Alive is not healthy: the liveness check knows nothing of pulls.
+    let (code, line) = healthy(&sandbox);
+    assert_eq!(code, Some(1), "{line}");
+    assert!(
+        line.starts_with(&format!("the last pull ({yesterday}, at "))
+            && line.contains(
+                ") failed: Cost Explorer refused the request (HTTP 400): AccessDeniedException"
+            ),
+        "{line}"
+    );
+
+    let ce = FakeCostExplorer::with_groups(2, 100);
+    once(&sandbox, &ce, &receiver.url(), "", &yesterday).assert_code(0);
+    let (code, line) = healthy(&sandbox);
+    assert_eq!(code, Some(0), "{line}");
+    assert!(
+        line.starts_with("healthy: the last pull (")
+            && line.ends_with(&format!("went well; delivered through {yesterday}")),
+        "{line}"
+    );
+}
+
+#[test]
+fn health_fails_once_the_newest_delivered_day_is_more_than_a_day_behind() {
+    let sandbox = Sandbox::new("health-behind");
+    let ce = FakeCostExplorer::with_groups(2, 100);
+    let receiver = FakeReceiver::start();
+    // pull_hour 0: the day after the delivered one has been due since yesterday 00:00.
+    let old = days_ago(3);
+    once(&sandbox, &ce, &receiver.url(), "pull_hour: 0\n", &old).assert_code(0);
+    let (code, line) = healthy(&sandbox);
+    assert_eq!(code, Some(1), "{line}");
+    assert_eq!(
+        line,
+        format!(
+            "the newest delivered day is {old}, more than a day behind: {} has been due since {}T00:00:00Z",
+            days_ago(2),
+            days_ago(1)
+        )
+    );
 }
