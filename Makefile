@@ -59,10 +59,12 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-## Build the real binary and run it against a local fixture Cost Explorer, printing the events.
+## Build the real binary and run it against a local fixture Cost Explorer, printing the events:
+## only the events on stdout (one JSON line each), the build and the logs on stderr; the
+## build goes where CARGO_TARGET_DIR says (target/ without it).
 demo:
-	$(CARGO) build --bin source-aws-billing --example fake-cost-explorer
-	tests/support/demo.sh
+	@$(CARGO) build --bin source-aws-billing --example fake-cost-explorer >&2
+	@tests/support/demo.sh
 
 ## A static, stripped musl binary for x86_64 (what the amd64 image holds).
 static:
