@@ -1,4 +1,4 @@
-//! source-aws-billing.yaml: every document parses, the Deployment is locked down and wired to its ConfigMap, Secret and PVC, and the binary's own loader accepts the config and secret it ships.
+//! source-aws-billing.yaml: every document parses, the Deployment runs this project's image, locked down and wired to its ConfigMap, Secret and PVC, with liveness and health probes the binary parses, and the binary's own loader accepts the config and secret it ships.
 
 use std::path::{Path, PathBuf};
 
@@ -6,7 +6,8 @@ use serde::Deserialize;
 use serde_yaml::Value;
 use source_aws_billing::config::{self, Overrides, Target};
 
-const IMAGE: &str = "public.ecr.aws/vanus/connector/source-aws-billing";
+/// The image `make image` builds, at the registry the user pushes it to (a placeholder).
+const IMAGE: &str = "REGISTRY/source-aws-billing";
 const USER: i64 = 65532;
 
 fn manifest_path() -> PathBuf {
@@ -116,6 +117,25 @@ fn bytes(quantity: &str) -> u64 {
     quantity.parse().expect("memory bytes")
 }
 
+/// The old connector's image (which this project does not publish) is named nowhere a user
+/// copies from.
+#[test]
+fn no_file_names_the_old_connectors_image() {
+    for file in [
+        "source-aws-billing.yaml",
+        "README.md",
+        "Makefile",
+        "Dockerfile.scratch",
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(
+            !text.contains("public.ecr.aws/vanus"),
+            "{file} names the old image"
+        );
+    }
+}
+
 #[test]
 fn every_document_parses_and_none_names_a_namespace() {
     let docs = documents();
@@ -161,9 +181,11 @@ fn the_deployment_is_one_recreated_replica_of_the_image() {
     }
     let container = container(&deployment);
     let image = text(&container["image"], "image");
-    assert!(
-        image == IMAGE || image.starts_with(&format!("{IMAGE}:")),
-        "{image}"
+    // This project's image, tagged with the version `make image` tags it with (Cargo's).
+    assert_eq!(
+        image,
+        format!("{IMAGE}:{}", env!("CARGO_PKG_VERSION")),
+        "the image is the one `make image` builds"
     );
     // The image's entrypoint is the binary; the args, if any, name a service-mode command.
     if let Some(args) = container["args"].as_sequence() {
@@ -386,4 +408,37 @@ fn the_liveness_probe_runs_status_check_and_restarts_only_a_real_hang() {
         grace as i64 + period * threshold <= 3600,
         "a hang is noticed within the hour"
     );
+}
+
+/// The probes' command lines, as the binary parses them.
+fn probe(container: &Value, name: &str) -> source_aws_billing::cli::Action {
+    let command: Vec<String> = container[name]["exec"]["command"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{name}.exec.command"))
+        .iter()
+        .map(|v| text(v, "exec.command").to_string())
+        .collect();
+    assert_eq!(command[0], "/source-aws-billing");
+    source_aws_billing::cli::parse(&command[1..])
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .action
+}
+
+#[test]
+fn health_is_the_readiness_probe_so_a_failed_pull_never_restarts_the_pod() {
+    use source_aws_billing::cli::Action;
+    let container = container(&only("Deployment"));
+    assert!(matches!(
+        probe(&container, "readinessProbe"),
+        Action::Status { healthy: true, .. }
+    ));
+    assert!(matches!(
+        probe(&container, "livenessProbe"),
+        Action::Status {
+            check: true,
+            healthy: false,
+            ..
+        }
+    ));
+    assert!(container["startupProbe"].is_null());
 }
