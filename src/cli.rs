@@ -12,7 +12,8 @@ usage:
   source-aws-billing once [--date YYYY-MM-DD | --from YYYY-MM-DD --to YYYY-MM-DD] [--force]
                                 pull one day (default: yesterday, UTC) or an inclusive range,
                                 deliver, exit (--force pulls a day that was already delivered)
-  source-aws-billing check      validate config and secret, make one signed Cost Explorer call
+  source-aws-billing check      validate config and secret, make one signed Cost Explorer
+                                call, ask the target (OPTIONS), say what each answered
   source-aws-billing revise [--days N]
                                 pull again the delivered days of the last revise_days (or N)
                                 days whose numbers were estimates; deliver what changed

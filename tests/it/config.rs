@@ -473,3 +473,42 @@ fn a_day_that_is_not_over_is_refused_before_any_pull() {
     assert_eq!(ce.request_count(), 0, "{}", run.describe());
     assert!(!sandbox.state_dir().join("delivered.json").exists());
 }
+
+/// The Quickstart's config.yml and secret.yml, as the README shows them, load as they are.
+#[test]
+fn the_quickstart_files_load_as_written() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let quickstart = &readme[readme.find("## Quickstart").expect("a Quickstart")..];
+    let quickstart = &quickstart[..quickstart.find("\n## ").expect("the next section")];
+    let blocks: Vec<String> = quickstart
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| {
+            let block = &b[..b.find("```").expect("a closed block")];
+            block
+                .lines()
+                .map(str::trim_start)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect();
+    assert_eq!(blocks.len(), 2, "config.yml and secret.yml");
+    let sandbox = Sandbox::new("quickstart");
+    let overrides = source_aws_billing::config::Overrides {
+        config: Some(sandbox.write("config.yml", &blocks[0])),
+        secret: Some(sandbox.write("secret.yml", &blocks[1])),
+        ..Default::default()
+    };
+    let (config, warnings) = source_aws_billing::config::load(&overrides, &|_| None)
+        .unwrap_or_else(|e| panic!("the Quickstart's files: {e}"));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        config.target,
+        source_aws_billing::config::Target::Http("http://localhost:8080/".into())
+    );
+    let keys = source_aws_billing::credentials::load_credentials(&config.secret)
+        .expect("keys")
+        .0;
+    assert!(keys.access_key_id.starts_with("AKIA"));
+}
