@@ -113,6 +113,13 @@ pub fn next_wake(
             };
             (at, why.to_string())
         }
+        Some((h, _)) => (
+            next_pull,
+            format!(
+                "pull_hour; the service was due at {} and has not acted since (status --check)",
+                h.next_act
+            ),
+        ),
         _ => {
             let why = match heartbeat {
                 Some(h) if !h.stopped && h.doing == "working" => {
@@ -726,5 +733,14 @@ mod tests {
             (pull_at, "pull_hour, for a service; none is running".into())
         );
         assert_eq!(next_wake(None, pull_at, now).0, pull_at);
+        // A service that stopped acting (killed, hung) wakes at no time of its own.
+        let late = beat("retrying the target", "2026-11-30T09:00:00Z", false);
+        assert_eq!(
+            next_wake(Some(&late), pull_at, now),
+            (
+                pull_at,
+                "pull_hour; the service was due at 2026-11-30T09:00:00Z and has not acted since (status --check)".into()
+            )
+        );
     }
 }
