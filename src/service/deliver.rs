@@ -22,6 +22,9 @@ impl Runtime {
         batch: &mut Batch,
         deadline: Option<Instant>,
     ) -> Result<Delivery, String> {
+        if let Target::EventBridge(bus) = &self.config.target {
+            return self.put_spooled(state, batch, bus, deadline);
+        }
         let mut outcome = Delivery::default();
         batch.drain_pending(|json| {
             // Sent from the line as it is: no event is built for an accepted one.

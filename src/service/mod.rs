@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use time::{Date, OffsetDateTime};
 
 mod deliver;
+mod eventbridge;
 mod pull;
 pub mod revise;
 mod wake;
@@ -107,6 +108,12 @@ impl Runtime {
         let ce = Client::new(&config.endpoint, ca, crate::bounds::CE_LIMITS, env)?;
         let target = match &config.target {
             Target::Http(url) => Some(Client::new(url, ca, crate::bounds::TARGET_LIMITS, env)?),
+            Target::EventBridge(bus) => Some(Client::new(
+                &bus.endpoint,
+                ca,
+                crate::bounds::TARGET_LIMITS,
+                env,
+            )?),
             Target::Stdout => None,
         };
         Ok(Runtime {
@@ -360,8 +367,19 @@ pub fn check(rt: &Runtime) -> i32 {
     // One page (one paid request) proves keys, signature and permission.
     match rt.pull(day, day, 1, &mut |_| Ok(())) {
         Ok((_, n)) => {
+            let described = match &rt.config.target {
+                Target::EventBridge(bus) => match rt.describe_bus(bus) {
+                    Ok(arn) => format!(" (DescribeEventBus: {arn})"),
+                    Err(_) if rt.signals.stopping() => return 0,
+                    Err(e) => {
+                        error!("check failed: {e}");
+                        return 1;
+                    }
+                },
+                _ => String::new(),
+            };
             info!(
-                "check passed: Cost Explorer at {} accepted the signed request ({n} groups on the first page for {}); credentials: {}; target {}",
+                "check passed: Cost Explorer at {} accepted the signed request ({n} groups on the first page for {}); credentials: {}; target {}{described}",
                 crate::urls::redact(&rt.config.endpoint),
                 format_date(day),
                 rt.credentials.source(),
@@ -509,5 +527,6 @@ fn target_name(target: &Target) -> String {
     match target {
         Target::Http(url) => crate::urls::redact(url),
         Target::Stdout => "stdout".into(),
+        Target::EventBridge(bus) => bus.to_string(),
     }
 }
