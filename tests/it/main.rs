@@ -11,6 +11,7 @@ mod breakdown;
 mod config;
 mod credentials;
 mod deliver;
+mod eventbridge;
 mod fakes;
 mod hostile_peers;
 mod layering;
