@@ -59,7 +59,12 @@ class Bus:
         self.queues = {}
         patterns = {
             "all-lines": {"source": ["cloud.aws.billing"]},
-            "one-account": {"source": ["cloud.aws.billing"], "detail": {"linkedaccount": [ONE_ACCOUNT]}},
+            # The README's pattern, word for word but the account.
+            "one-account": {
+                "source": ["cloud.aws.billing"],
+                "detail-type": ["aws.service.daily"],
+                "detail": {"linkedaccount": [ONE_ACCOUNT]},
+            },
         }
         for name, pattern in patterns.items():
             url = sqs.create_queue(QueueName=name)["QueueUrl"]
