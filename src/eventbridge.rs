@@ -5,7 +5,7 @@
 //! each result entry has an `EventId` or an `ErrorCode` and `ErrorMessage`, in the order sent.
 
 use crate::yaml::{ConfigError, err};
-use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::ops::Range;
 
 pub const PUT_EVENTS: &str = "AWSEvents.PutEvents";
@@ -138,48 +138,32 @@ pub struct Entry {
     pub size: usize,
 }
 
-#[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(borrow)]
-    source: std::borrow::Cow<'a, str>,
-    #[serde(rename = "type", borrow)]
-    kind: std::borrow::Cow<'a, str>,
-    #[serde(default, borrow)]
-    time: Option<std::borrow::Cow<'a, str>>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct EntryJson<'a> {
-    source: &'a str,
-    detail_type: &'a str,
-    detail: &'a str,
-    event_bus_name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    time: Option<i64>,
-}
-
 /// The entry for a spooled event (a structured-mode CloudEvent line): `Source` its source,
 /// `DetailType` its type, `Detail` the whole event, `Time` its time in whole seconds. The
 /// error is the reason it can never be sent (too large, not an event).
 pub fn entry(line: &str, bus: &str) -> Result<Entry, String> {
-    let head: Head = serde_json::from_str(line)
-        .map_err(|e| format!("not a CloudEvent with source and type ({e})"))?;
-    let time = head.time.as_deref().and_then(epoch_seconds);
-    let size = entry_size(&head.source, &head.kind, line, time.is_some());
+    // A Value, not a type of its own: serde_json's Value code is in the binary already.
+    let event: Value = serde_json::from_str(line).map_err(|e| format!("not JSON ({e})"))?;
+    let text = |key: &str| event.get(key).and_then(Value::as_str);
+    let (Some(source), Some(kind)) = (text("source"), text("type")) else {
+        return Err("not a CloudEvent with a source and a type".into());
+    };
+    let time = text("time").and_then(epoch_seconds);
+    let size = entry_size(source, kind, line, time.is_some());
     if size > MAX_REQUEST_BYTES {
         return Err(format!(
             "too large for EventBridge: {size} bytes as a PutEvents entry, at most {MAX_REQUEST_BYTES}; not sent"
         ));
     }
-    let json = serde_json::to_string(&EntryJson {
-        source: &head.source,
-        detail_type: &head.kind,
-        detail: line,
-        event_bus_name: bus,
-        time,
-    })
-    .expect("plain strings always serialize");
+    let quoted = |s: &str| Value::from(s).to_string();
+    let json = format!(
+        "{{\"Source\":{},\"DetailType\":{},\"Detail\":{},\"EventBusName\":{}{}}}",
+        quoted(source),
+        quoted(kind),
+        quoted(line),
+        quoted(bus),
+        time.map(|t| format!(",\"Time\":{t}")).unwrap_or_default()
+    );
     Ok(Entry { json, size })
 }
 
@@ -225,7 +209,7 @@ pub fn body<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> String {
 
 /// The DescribeEventBus body for `bus` (a name or an ARN).
 pub fn describe_body(bus: &str) -> String {
-    serde_json::json!({ "Name": bus }).to_string()
+    format!("{{\"Name\":{}}}", Value::from(bus))
 }
 
 /// What EventBridge did with one entry.
@@ -237,21 +221,6 @@ pub enum Put {
     Transient(String),
     /// Any other error code: sending it again will not help. The code and message.
     Rejected(String),
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Answer {
-    failed_entry_count: Option<u64>,
-    entries: Option<Vec<ResultEntry>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ResultEntry {
-    event_id: Option<String>,
-    error_code: Option<String>,
-    error_message: Option<String>,
 }
 
 /// The error codes PutEvents documents as retryable (InternalFailure, ThrottlingException),
@@ -266,36 +235,39 @@ const TRANSIENT_CODES: [&str; 3] = [
 /// answer that does not account for every entry exactly is an error (the request is sent
 /// again): nothing is taken as accepted that EventBridge did not give an id.
 pub fn outcomes(body: &[u8], sent: usize) -> Result<Vec<Put>, String> {
-    let answer: Answer = serde_json::from_slice(body).map_err(|e| {
+    let answer: Value = serde_json::from_slice(body).map_err(|e| {
         format!(
             "not a PutEvents result ({}): {}",
             crate::log::peer(&e.to_string()),
             crate::costexplorer::snippet(body)
         )
     })?;
-    let entries = answer.entries.unwrap_or_default();
-    if entries.len() != sent {
-        return Err(format!(
-            "a PutEvents result with {} entries for {sent} sent",
-            entries.len()
-        ));
-    }
+    let entries = match answer.get("Entries").and_then(Value::as_array) {
+        Some(list) if list.len() == sent => list,
+        list => {
+            let n = list.map_or(0, Vec::len);
+            return Err(format!(
+                "a PutEvents result with {n} entries for {sent} sent"
+            ));
+        }
+    };
     let mut out = Vec::with_capacity(sent);
-    for (i, e) in entries.into_iter().enumerate() {
-        out.push(match (e.event_id, e.error_code) {
-            (_, Some(code)) if !code.is_empty() => {
-                let message = e.error_message.unwrap_or_default();
+    for (i, e) in entries.iter().enumerate() {
+        let text = |key: &str| e.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
+        out.push(match (text("EventId"), text("ErrorCode")) {
+            (_, Some(code)) => {
+                let message = text("ErrorMessage").unwrap_or_default();
                 let reason = format!(
                     "{}: {}",
-                    crate::log::peer(&code),
-                    crate::costexplorer::one_line(&message, crate::log::PEER_TEXT_MAX)
+                    crate::log::peer(code),
+                    crate::costexplorer::one_line(message, crate::log::PEER_TEXT_MAX)
                 );
-                match TRANSIENT_CODES.contains(&code.as_str()) {
+                match TRANSIENT_CODES.contains(&code) {
                     true => Put::Transient(reason),
                     false => Put::Rejected(reason),
                 }
             }
-            (Some(id), _) if !id.is_empty() => Put::Accepted(id),
+            (Some(id), _) => Put::Accepted(id.to_string()),
             _ => {
                 return Err(format!(
                     "a PutEvents result whose entry {} has neither EventId nor ErrorCode",
@@ -308,7 +280,7 @@ pub fn outcomes(body: &[u8], sent: usize) -> Result<Vec<Put>, String> {
         .iter()
         .filter(|p| !matches!(p, Put::Accepted(_)))
         .count();
-    match answer.failed_entry_count {
+    match answer.get("FailedEntryCount").and_then(Value::as_u64) {
         Some(n) if n != failed as u64 => Err(format!(
             "a PutEvents result with FailedEntryCount {n} and {failed} failed entries"
         )),
@@ -318,13 +290,9 @@ pub fn outcomes(body: &[u8], sent: usize) -> Result<Vec<Put>, String> {
 
 /// The bus's ARN from a 2xx DescribeEventBus answer.
 pub fn described(body: &[u8]) -> Result<String, String> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct Described {
-        arn: Option<String>,
-    }
-    match serde_json::from_slice::<Described>(body) {
-        Ok(Described { arn: Some(arn) }) if !arn.is_empty() => Ok(crate::log::peer(&arn)),
+    let answer = serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
+    match answer.get("Arn").and_then(Value::as_str) {
+        Some(arn) if !arn.is_empty() => Ok(crate::log::peer(arn)),
         _ => Err(format!(
             "EventBridge sent an answer that is not a DescribeEventBus result: {}",
             crate::costexplorer::snippet(body)

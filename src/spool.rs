@@ -448,30 +448,38 @@ impl Batch {
     }
 
     /// The pending events with their line numbers, read as `drain_pending` reads them.
-    fn pending_lines(&self) -> Result<PendingLines, String> {
-        let acked = self.acked.clone();
-        let pending = move |i: usize| i < acked.len() && !acked[i];
-        let Some(path) = self.events.clone() else {
-            let lines: Vec<_> = self.memory.iter().cloned().enumerate().collect();
-            return Ok(Box::new(
-                lines.into_iter().filter(move |(i, _)| pending(*i)).map(Ok),
-            ));
-        };
-        let file = File::open(&path)
-            .map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
-        let mut reader = BufReader::new(file);
-        let mut next = 0;
-        Ok(Box::new(std::iter::from_fn(move || {
-            loop {
-                let mut line = String::new();
-                match reader.read_line(&mut line) {
-                    Ok(0) => return None,
-                    Ok(_) => {}
-                    Err(e) => {
-                        let e = format!("{}: cannot read: {}", path.display(), plain_io(&e));
-                        return Some(Err(e));
+    fn pending_lines(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<(usize, String), String>> + use<>, String> {
+        let mut read: Box<dyn FnMut() -> Result<Option<String>, String>> = match &self.events {
+            None => {
+                let mut lines = self.memory.clone().into_iter();
+                Box::new(move || Ok(lines.next()))
+            }
+            Some(path) => {
+                let path = path.clone();
+                let file = File::open(&path)
+                    .map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
+                let mut reader = BufReader::new(file);
+                Box::new(move || {
+                    let mut line = String::new();
+                    match reader.read_line(&mut line) {
+                        Ok(0) => Ok(None),
+                        Ok(_) => Ok(Some(line)),
+                        Err(e) => Err(format!("{}: cannot read: {}", path.display(), plain_io(&e))),
                     }
-                }
+                })
+            }
+        };
+        let acked = self.acked.clone();
+        let mut next = 0;
+        Ok(std::iter::from_fn(move || {
+            loop {
+                let mut line = match read() {
+                    Ok(Some(line)) => line,
+                    Ok(None) => return None,
+                    Err(e) => return Some(Err(e)),
+                };
                 if line.ends_with('\n') {
                     line.pop();
                     if line.ends_with('\r') {
@@ -480,11 +488,11 @@ impl Batch {
                 }
                 let i = next;
                 next += 1;
-                if pending(i) {
+                if i < acked.len() && !acked[i] {
                     return Some(Ok((i, line)));
                 }
             }
-        })))
+        }))
     }
 
     /// Records that event `i` needs no more sending (written at once; fsynced by `sync`).
@@ -503,9 +511,6 @@ impl Batch {
         }
     }
 }
-
-/// Pending events with their line numbers (`Batch::pending_lines`), or a read error.
-type PendingLines = Box<dyn Iterator<Item = Result<(usize, String), String>>>;
 
 /// Keeps a spool file with bad lines under an aside name and puts back only the good lines
 /// (none left: no batch, so its days stay undelivered). Each step leaves a usable spool.
