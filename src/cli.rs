@@ -13,7 +13,8 @@ usage:
                                 pull one day (default: yesterday, UTC) or an inclusive range,
                                 deliver, exit (--force pulls a day that was already delivered)
   source-aws-billing check      validate config and secret, make one signed Cost Explorer
-                                call, ask the target (OPTIONS), say what each answered
+                                call, ask the target (OPTIONS; DescribeEventBus for eventbridge:),
+                                say what each answered
   source-aws-billing revise [--days N]
                                 pull again the delivered days of the last revise_days (or N)
                                 days whose numbers were estimates; deliver what changed
@@ -32,7 +33,9 @@ usage:
 options:
   --config PATH     config file (default: $CONNECTOR_CONFIG, else /vance/config/config.yml)
   --secret PATH     secret file (default: $CONNECTOR_SECRET, else /vance/secret/secret.yml)
-  --target URL|-    where events go ($CONNECTOR_TARGET, else the config's target);
+  --target URL|-|eventbridge:BUS
+                    where events go ($CONNECTOR_TARGET, else the config's target);
+                    eventbridge:BUS (a bus name or ARN) sends them by PutEvents;
                     - prints structured JSON lines on stdout and touches no state
                     (its Cost Explorer requests are still counted, see status)
 

@@ -2,6 +2,8 @@
 
 use crate::credentials::static_keys::{self, SecretSource, check_static_keys};
 use crate::event::ContentMode;
+pub use crate::target::Target;
+use crate::target::parse as parse_target;
 use crate::urls::url_host;
 use crate::yaml::{ConfigError, Doc, Keys, check_unknown, err, read_optional};
 use serde_yaml::Mapping;
@@ -51,13 +53,6 @@ fn keys() -> Keys<'static> {
         known: CONFIG_KEYS.as_slice(),
         secret: &static_keys::SECRET_KEYS,
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// `-`: structured JSON lines on stdout; no state is read or written.
-    Stdout,
-    Http(String),
 }
 
 #[derive(Debug, Clone)]
@@ -131,7 +126,7 @@ pub fn load_reporting(
         name: &name,
         map: &map,
     };
-    let target = match resolve_target(overrides, env, &file)? {
+    let mut target = match resolve_target(overrides, env, &file)? {
         Some(target) => target,
         None if overrides.without_target => Target::Stdout,
         None if text.is_none() => {
@@ -159,6 +154,9 @@ pub fn load_reporting(
             .unwrap_or("us-east-1")
             .to_string(),
     };
+    if let Target::EventBridge(bus) = &mut target {
+        bus.locate(&region, env)?;
+    }
     let breakdown = crate::breakdown::settings(&file)?;
     let content_mode = match file
         .one_of(
@@ -279,15 +277,6 @@ fn choose(flag: &Option<PathBuf>, env: Option<String>, default: &str) -> (PathBu
         (None, Some(e)) => (PathBuf::from(e), true),
         (None, None) => (PathBuf::from(default), false),
     }
-}
-
-fn parse_target(from: &str, value: &str) -> Result<Target, ConfigError> {
-    let value = value.trim();
-    if value == "-" {
-        return Ok(Target::Stdout);
-    }
-    check_http_url(from, value)?;
-    Ok(Target::Http(value.to_string()))
 }
 
 fn check_http_url(from: &str, value: &str) -> Result<(), ConfigError> {

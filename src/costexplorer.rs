@@ -219,6 +219,11 @@ struct ErrorBody {
 
 /// Interprets a non-2xx answer: a readable line and whether retrying can help.
 pub fn parse_error(status: u16, body: &[u8]) -> CeError {
+    refusal("Cost Explorer", status, body)
+}
+
+/// `parse_error` for any AWS JSON service (EventBridge too), named `service` in the line.
+pub fn refusal(service: &str, status: u16, body: &[u8]) -> CeError {
     let parsed = serde_json::from_slice::<ErrorBody>(body)
         .ok()
         .or_else(|| xml_error(body));
@@ -239,7 +244,7 @@ pub fn parse_error(status: u16, body: &[u8]) -> CeError {
         };
         return CeError {
             kind,
-            message: format!("Cost Explorer answered HTTP {status} with {what}"),
+            message: format!("{service} answered HTTP {status} with {what}"),
         };
     };
     // "com.amazon.coral.service#InvalidSignatureException" → "InvalidSignatureException"
@@ -291,7 +296,7 @@ pub fn parse_error(status: u16, body: &[u8]) -> CeError {
     CeError {
         kind,
         message: format!(
-            "Cost Explorer refused the request (HTTP {status}): {}{message}",
+            "{service} refused the request (HTTP {status}): {}{message}",
             crate::log::peer(&name)
         ),
     }

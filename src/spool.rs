@@ -451,6 +451,86 @@ impl Batch {
         }
     }
 
+    /// `drain_pending` a group at a time (EventBridge takes up to 10 events a request):
+    /// calls `f` with up to `max` pending events, in order, and acknowledges each one it
+    /// marks done (`true` at its place in the list it returns); a group with one not done
+    /// stops the drain, as an error does.
+    pub fn drain_groups(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(&[String]) -> Result<Vec<bool>, String>,
+    ) -> Result<(), String> {
+        let mut lines = self.pending_lines()?;
+        loop {
+            let (mut numbers, mut group) = (Vec::new(), Vec::new());
+            while group.len() < max.max(1)
+                && let Some(line) = lines.next()
+            {
+                let (i, line) = line?;
+                numbers.push(i);
+                group.push(line);
+            }
+            if group.is_empty() {
+                return Ok(());
+            }
+            let done = f(&group)?;
+            for (i, _) in numbers.iter().zip(&done).filter(|(_, d)| **d) {
+                self.ack(*i)?;
+            }
+            if done.len() < group.len() || done.contains(&false) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The pending events with their line numbers, read as `drain_pending` reads them.
+    fn pending_lines(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<(usize, String), String>> + use<>, String> {
+        let mut read: Box<dyn FnMut() -> Result<Option<String>, String>> = match &self.events {
+            None => {
+                let mut lines = self.memory.clone().into_iter();
+                Box::new(move || Ok(lines.next()))
+            }
+            Some(path) => {
+                let path = path.clone();
+                let file = File::open(&path)
+                    .map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?;
+                let mut reader = BufReader::new(file);
+                Box::new(move || {
+                    let mut line = String::new();
+                    match reader.read_line(&mut line) {
+                        Ok(0) => Ok(None),
+                        Ok(_) => Ok(Some(line)),
+                        Err(e) => Err(format!("{}: cannot read: {}", path.display(), plain_io(&e))),
+                    }
+                })
+            }
+        };
+        let acked = self.acked.clone();
+        let mut next = 0;
+        Ok(std::iter::from_fn(move || {
+            loop {
+                let mut line = match read() {
+                    Ok(Some(line)) => line,
+                    Ok(None) => return None,
+                    Err(e) => return Some(Err(e)),
+                };
+                if line.ends_with('\n') {
+                    line.pop();
+                    if line.ends_with('\r') {
+                        line.pop();
+                    }
+                }
+                let i = next;
+                next += 1;
+                if i < acked.len() && !acked[i] {
+                    return Some(Ok((i, line)));
+                }
+            }
+        }))
+    }
+
     /// Records that event `i` needs no more sending (written at once; fsynced by `sync`).
     fn ack(&mut self, i: usize) -> Result<(), String> {
         self.acked[i] = true;
@@ -631,6 +711,46 @@ mod tests {
         let again: Vec<String> = take(&mut batches[0], 0).into_iter().map(|e| e.id).collect();
         assert_eq!(again, ids[1..]);
         assert_eq!(pending(&mut batches[0]), ["b", "c"]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn groups_are_acknowledged_entry_by_entry_and_one_not_done_stops() {
+        let dir = tmpdir();
+        let mut spool = opened(&dir);
+        let mut batch = spooled(&mut spool, &["a", "b", "c", "d", "e"]);
+        let mut groups = Vec::new();
+        batch
+            .drain_groups(2, |lines| {
+                let services = lines.iter().map(|l| {
+                    serde_json::from_str::<Event>(l)
+                        .unwrap()
+                        .data
+                        .service
+                        .unwrap()
+                });
+                groups.push(services.collect::<Vec<_>>());
+                // The second group: its first event is done, its second is not.
+                Ok(if groups.len() == 2 {
+                    vec![true, false]
+                } else {
+                    vec![true; lines.len()]
+                })
+            })
+            .unwrap();
+        assert_eq!(groups, [["a", "b"], ["c", "d"]]);
+        drop(batch);
+        drop(spool);
+        let mut batches = opened(&dir).batches().unwrap();
+        let mut groups = Vec::new();
+        batches[0]
+            .drain_groups(10, |lines| {
+                groups.push(lines.len());
+                Ok(vec![false; lines.len()])
+            })
+            .unwrap();
+        assert_eq!(groups, [2], "d and e, in one group");
+        assert_eq!(pending(&mut batches[0]), ["d", "e"]);
         fs::remove_dir_all(dir).unwrap();
     }
 

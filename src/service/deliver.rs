@@ -24,6 +24,9 @@ impl Runtime {
         batch: &mut Batch,
         deadline: Option<Instant>,
     ) -> Result<Delivery, String> {
+        if let Target::EventBridge(bus) = &self.config.target {
+            return self.put_spooled(state, batch, bus, deadline);
+        }
         let mut outcome = Delivery::default();
         let mut refusals = Refusals::default();
         // Refusals not yet judged: (index, status, reason, event); and the held ones judged
@@ -120,7 +123,7 @@ impl Runtime {
     fn setup_failure(&self, batch: &Batch, status: u16, reason: &str, tried: usize) -> String {
         let target = match &self.config.target {
             Target::Http(url) => crate::urls::redact(url),
-            Target::Stdout => "-".into(),
+            other => super::target_name(other),
         };
         let left = batch.pending();
         let reason = match reason {

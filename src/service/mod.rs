@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use time::{Date, OffsetDateTime};
 
 mod deliver;
+mod eventbridge;
 mod pull;
 pub mod revise;
 mod wake;
@@ -111,6 +112,12 @@ impl Runtime {
         let ce = Client::new(&config.endpoint, ca, crate::bounds::CE_LIMITS, env)?;
         let target = match &config.target {
             Target::Http(url) => Some(Client::new(url, ca, crate::bounds::TARGET_LIMITS, env)?),
+            Target::EventBridge(bus) => Some(Client::new(
+                &bus.endpoint,
+                ca,
+                crate::bounds::TARGET_LIMITS,
+                env,
+            )?),
             Target::Stdout => None,
         };
         Ok(Runtime {
@@ -397,6 +404,11 @@ impl Runtime {
     /// handshake and safe by definition (RFC 9110), and a receiver that does not know it
     /// still answers it (405, 404), which proves the target is there.
     fn check_target(&self) -> Result<String, String> {
+        if let Target::EventBridge(bus) = &self.config.target {
+            let arn = self.describe_bus(bus)?;
+            let name = target_name(&self.config.target);
+            return Ok(format!("target {name} (DescribeEventBus: {arn})"));
+        }
         let (Some(client), Target::Http(url)) = (&self.target, &self.config.target) else {
             return Ok("target stdout".into());
         };
@@ -566,5 +578,6 @@ fn target_name(target: &Target) -> String {
     match target {
         Target::Http(url) => crate::urls::redact(url),
         Target::Stdout => "stdout".into(),
+        Target::EventBridge(bus) => bus.to_string(),
     }
 }

@@ -94,7 +94,7 @@ impl Runtime {
         loop {
             crate::spend::before_request(
                 &self.config.state_dir,
-                matches!(self.config.target, Target::Http(_)),
+                !matches!(self.config.target, Target::Stdout),
                 self.config.state_dir_named,
                 self.config.max_monthly_requests,
             )?;
@@ -314,7 +314,7 @@ impl Runtime {
 
 /// A peer's body with the signing secrets hidden, before any message quotes and cuts it
 /// (hidden after the cut, a secret straddling it would show in part).
-fn hidden<'a>(credentials: &Credentials, body: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+pub(super) fn hidden<'a>(credentials: &Credentials, body: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
     let text = String::from_utf8_lossy(body);
     match credentials.hide_in(&text) {
         h if h == text => std::borrow::Cow::Borrowed(body),

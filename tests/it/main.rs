@@ -12,6 +12,7 @@ mod config;
 mod credentials;
 mod deliver;
 mod demo;
+mod eventbridge;
 mod fakes;
 mod hostile_peers;
 mod layering;

@@ -1,6 +1,7 @@
 //! Shared by the integration tests and the demo: a fake Cost Explorer, a fake receiver, and a runner for the built binary.
 
 pub mod cost_explorer;
+pub mod eventbridge;
 pub mod http;
 #[allow(dead_code)] // tests/image.rs and tests/scratch.rs
 pub mod process;
