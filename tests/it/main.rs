@@ -22,3 +22,4 @@ mod pull;
 mod reliability;
 mod revise;
 mod status;
+mod stop_signals;
