@@ -21,5 +21,6 @@ mod no_panic;
 mod pull;
 mod reliability;
 mod revise;
+mod state_records;
 mod status;
 mod stop_signals;
