@@ -14,6 +14,7 @@ mod deliver;
 mod fakes;
 mod hostile_peers;
 mod layering;
+mod ledger;
 mod lying_answers;
 mod manifest;
 mod network;
