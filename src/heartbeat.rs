@@ -2,12 +2,17 @@
 //!
 //! The service (`run`) writes `state_dir/heartbeat.json` whenever it acts and before every
 //! wait, with the time by which it will act next; each pull leaves `state_dir/last-pull.json`.
-//! Both files are replaced by rename, so a reader (`status`) sees the old or the new one.
+//! Both are written to a temporary file, synced and renamed, so a reader (`status`) and a
+//! power cut leave the old or the new one; a damaged one is kept aside and replaced at the
+//! next write.
 
-use crate::files::plain_io;
+use crate::files::{aside_name, move_aside, plain_io, write_atomic, write_error};
 use crate::schedule::{format_date, rfc3339};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::fs;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -30,7 +35,7 @@ pub struct Heartbeat {
     pub next_act: String,
     /// What it is doing until then, for people.
     pub doing: String,
-    /// It exited cleanly (SIGTERM/SIGINT).
+    /// It exited cleanly (SIGTERM, SIGINT, SIGHUP or SIGQUIT).
     #[serde(default)]
     pub stopped: bool,
 }
@@ -81,9 +86,11 @@ pub fn working() {
     write_beat("working", now + WORK_BOUND, false, true);
 }
 
-/// The service exits cleanly: `status --check` then says it stopped.
+/// The service exits cleanly: `status --check` then says it stopped. Later beats are
+/// no-ops (a stop at the end of the grace period races the main thread).
 pub fn stopped() {
     write_beat("stopped", OffsetDateTime::now_utc(), true, false);
+    *SERVICE.lock().unwrap_or_else(|e| e.into_inner()) = None;
 }
 
 fn write_beat(doing: &str, next_act: OffsetDateTime, stopped: bool, only_if_stale: bool) {
@@ -103,7 +110,9 @@ fn write_beat(doing: &str, next_act: OffsetDateTime, stopped: bool, only_if_stal
         stopped,
     };
     let json = serde_json::to_string(&beat).unwrap_or_default();
-    if let Err(e) = replace(&dir.join(HEARTBEAT), format!("{json}\n").as_bytes()) {
+    let path = dir.join(HEARTBEAT);
+    keep_if_damaged::<Heartbeat>(&path);
+    if let Err(e) = replace_synced(&path, format!("{json}\n").as_bytes()) {
         crate::debug!("heartbeat not recorded: {e}");
     }
 }
@@ -122,17 +131,100 @@ pub fn record_pull(dir: Option<&Path>, first: Date, last: Date, error: Option<St
         error,
     };
     let json = serde_json::to_string(&record).unwrap_or_default();
-    if let Err(e) = replace(&dir.join(LAST_PULL), format!("{json}\n").as_bytes()) {
+    let path = dir.join(LAST_PULL);
+    keep_if_damaged::<LastPull>(&path);
+    if let Err(e) = write_atomic(&path, format!("{json}\n").as_bytes()) {
         crate::warn!("{e}");
     }
 }
 
-/// Temporary file and rename, no fsync: a record of the moment, not state to keep.
-fn replace(path: &Path, bytes: &[u8]) -> Result<(), String> {
+/// What a heartbeat or last-pull file holds.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Record<T> {
+    /// No such file: nothing written yet.
+    Absent,
+    Good(T),
+    /// One line naming the file and what is wrong with it.
+    Damaged(String),
+}
+
+/// Far more than a record ever takes (about 200 bytes).
+const MAX_RECORD: u64 = 64 * 1024;
+
+/// Reads and checks a record file; Err only when the system refuses the read (permissions,
+/// I/O errors). A FIFO or a device is never waited on: it is damage, like an empty file,
+/// bytes that are not UTF-8 or text that is not the record.
+pub fn read<T: DeserializeOwned>(path: &Path) -> Result<Record<T>, String> {
+    let damaged = |what: &str| {
+        Ok(Record::Damaged(format!(
+            "{}: damaged: {what}",
+            path.display()
+        )))
+    };
+    let cannot = |e: std::io::Error| format!("{}: cannot read: {}", path.display(), plain_io(&e));
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Record::Absent),
+        Err(e) => return Err(cannot(e)),
+    };
+    if !file.metadata().map_err(cannot)?.is_file() {
+        return damaged("not a regular file");
+    }
+    let bytes = crate::files::read_capped(file, MAX_RECORD).map_err(cannot)?;
+    if bytes.len() as u64 > MAX_RECORD {
+        return damaged(&format!("larger than {} KiB", MAX_RECORD / 1024));
+    }
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return damaged("not UTF-8 text");
+    };
+    if text.trim().is_empty() {
+        return damaged("empty");
+    }
+    match serde_json::from_str(text) {
+        Ok(record) => Ok(Record::Good(record)),
+        Err(e) => damaged(&format!("not the record it should hold ({e})")),
+    }
+}
+
+/// Before a record is replaced: a damaged one is kept beside it as
+/// `<name>.corrupt-<UTC time>` and named in one line (a copy, so that a reader never
+/// finds no file; a FIFO or a directory is renamed, as nothing can be written over it).
+fn keep_if_damaged<T: DeserializeOwned>(path: &Path) {
+    let Ok(Record::Damaged(what)) = read::<T>(path) else {
+        return;
+    };
+    let kept = match fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => {
+            let aside = aside_name(path);
+            fs::copy(path, &aside)
+                .map(|_| aside.clone())
+                .map_err(|e| write_error(&aside, &e))
+        }
+        _ => move_aside(path),
+    };
+    match kept {
+        Ok(aside) => crate::error!("{what}; kept it as {} and wrote a new one", aside.display()),
+        Err(e) => crate::error!("{what}; could not keep it aside ({e}); writing a new one"),
+    }
+}
+
+/// Temporary file, fdatasync, rename, without a sync of the directory: the heartbeat is
+/// written often (before every wait), so it costs one disk flush, not two. A power cut then
+/// leaves the old or the new file, whole: the rename may be lost, and a heartbeat one write
+/// old is right for a service that a power cut stopped.
+fn replace_synced(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    fs::write(&tmp, bytes)
-        .and_then(|_| fs::rename(&tmp, path))
-        .map_err(|e| format!("cannot write {}: {}", path.display(), plain_io(&e)))
+    let result = File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_data()))
+        .and_then(|()| fs::rename(&tmp, path));
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        write_error(path, &e)
+    })
 }
 
 #[cfg(test)]

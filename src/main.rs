@@ -9,6 +9,8 @@ use std::io::Write;
 use std::time::Duration;
 
 fn main() {
+    // First of all: a stop signal from now on is a clean stop, never the default action.
+    signal::block();
     std::process::exit(real_main());
 }
 
@@ -37,7 +39,7 @@ fn real_main() -> i32 {
         _ => {}
     }
     // Before any thread starts, so that every thread inherits the blocked signals.
-    let signals = signal::install();
+    let signals = signal::install(service::mark_stopped);
     let overrides = Overrides {
         config: cli.config,
         secret: cli.secret,

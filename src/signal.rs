@@ -1,4 +1,4 @@
-//! SIGTERM/SIGINT handling and sleeps that a signal or a clock change ends early.
+//! Stop signals (SIGTERM, SIGINT, SIGHUP, SIGQUIT) and sleeps that a signal or a clock change ends early.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,6 +9,10 @@ use time::OffsetDateTime;
 /// Every state write is crash-safe, so exiting at any instant loses nothing.
 pub const GRACE: Duration = Duration::from_millis(1500);
 
+/// The signals that ask the process to stop: each is a clean stop (exit 0), also as PID 1.
+pub const STOP_SIGNALS: [libc::c_int; 4] =
+    [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
+
 pub struct Signals {
     stop: Arc<AtomicBool>,
     wake_read: libc::c_int,
@@ -18,24 +22,52 @@ pub struct Signals {
 pub enum Wake {
     /// The time was reached.
     Due,
-    /// SIGTERM or SIGINT: finish up and exit.
+    /// A stop signal: finish up and exit.
     Stop,
     /// The wall clock was set (NTP step, manual change): compute again.
     ClockChanged,
 }
 
-/// Blocks SIGTERM and SIGINT in every thread and waits for them in a thread of their own,
-/// which works for PID 1 too (a blocked signal is never discarded). Call before any thread.
-pub fn install() -> Signals {
+fn stop_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise and fill a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in STOP_SIGNALS {
+            libc::sigaddset(&mut set, signal);
+        }
+        set
+    }
+}
+
+/// Blocks the stop signals in this thread and in every thread started after it: a signal
+/// that comes now stays pending (never the default action, which kills) until `install`
+/// waits for it. The first thing `main` does.
+pub fn block() {
+    let set = stop_set();
+    // SAFETY: a valid, initialised set; the old mask is not wanted.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+}
+
+fn name(signal: libc::c_int) -> &'static str {
+    match signal {
+        libc::SIGINT => "SIGINT",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGQUIT => "SIGQUIT",
+        _ => "SIGTERM",
+    }
+}
+
+/// Waits for the stop signals in a thread of their own, which works for PID 1 too (a
+/// blocked signal is never discarded). Blocks them first (see `block`), so call it before
+/// any other thread starts. `on_exit` runs before the process exits without returning
+/// through main: after GRACE, or at a second signal (it marks the service stopped).
+pub fn install(on_exit: fn()) -> Signals {
+    block();
     let stop = Arc::new(AtomicBool::new(false));
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: plain libc calls with valid pointers to local storage.
     unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         // Past a file-size limit, a write should fail with EFBIG (reported, state intact)
         // rather than kill the process.
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
@@ -45,36 +77,30 @@ pub fn install() -> Signals {
     }
     let (flag, wake_write) = (stop.clone(), fds[1]);
     std::thread::spawn(move || {
+        let set = stop_set();
         let mut first = true;
         loop {
             let mut signal: libc::c_int = 0;
-            // SAFETY: set is initialised above in this closure; signal is a valid out pointer.
-            let received = unsafe {
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                libc::sigaddset(&mut set, libc::SIGTERM);
-                libc::sigaddset(&mut set, libc::SIGINT);
-                libc::sigwait(&set, &mut signal) == 0
-            };
-            if !received {
+            // SAFETY: a valid set and a valid out pointer.
+            if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
                 continue;
             }
-            let name = if signal == libc::SIGINT {
-                "SIGINT"
-            } else {
-                "SIGTERM"
-            };
+            let name = name(signal);
             if !first {
                 crate::warn!("second {name}: exiting now");
+                on_exit();
                 std::process::exit(128 + signal);
             }
             first = false;
-            crate::info!("{name} received: finishing the request in flight, then exiting");
+            crate::info!(
+                "{name} received: no new request is made; finishing the one in flight, then exiting"
+            );
             flag.store(true, Ordering::SeqCst);
             // SAFETY: writing one byte from a local buffer to our own pipe.
             unsafe { libc::write(wake_write, [1u8].as_ptr().cast(), 1) };
-            std::thread::spawn(|| {
+            std::thread::spawn(move || {
                 std::thread::sleep(GRACE);
+                on_exit();
                 crate::info!(
                     "stopped (the request in flight was abandoned; it will be sent again)"
                 );

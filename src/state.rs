@@ -8,6 +8,7 @@ use crate::schedule::{format_date, parse_date};
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use time::Date;
 
@@ -76,15 +77,32 @@ impl State {
             fs::create_dir_all(dir.join("spool"))
                 .map_err(|e| write_error(&dir.join("spool"), &e))?;
             let path = dir.join("lock");
-            let mut options = OpenOptions::new();
-            let file = options
+            // Non-blocking: a FIFO put there must not hold the open forever.
+            let file = OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
+                .custom_flags(libc::O_NONBLOCK)
                 .open(&path)
                 // flock needs no write access: a lock file made by another user is fine.
-                .or_else(|_| File::open(&path))
+                .or_else(|_| {
+                    OpenOptions::new()
+                        .read(true)
+                        .custom_flags(libc::O_NONBLOCK)
+                        .open(&path)
+                })
                 .map_err(|e| write_error(&path, &e))?;
+            let kind = file
+                .metadata()
+                .map_err(|e| format!("{}: cannot read: {}", path.display(), plain_io(&e)))?
+                .file_type();
+            if !kind.is_file() {
+                return Err(format!(
+                    "{}: not a regular file ({}), so state_dir cannot be locked; remove it (it is made again as an empty file)",
+                    path.display(),
+                    file_kind(&kind)
+                ));
+            }
             let mode = if wait {
                 libc::LOCK_EX
             } else {
@@ -205,6 +223,22 @@ impl State {
         }
         self.delivered = days;
         Ok(())
+    }
+}
+
+/// A file type in words, for a line about a file that should be a regular one.
+fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a plain file"
     }
 }
 

@@ -5,7 +5,7 @@
 
 use crate::config::Config;
 use crate::files::plain_io;
-use crate::heartbeat::{HEARTBEAT, Heartbeat, LAST_PULL, LastPull};
+use crate::heartbeat::{HEARTBEAT, Heartbeat, LAST_PULL, LastPull, Record};
 use crate::schedule::{format_date, parse_date, rfc3339};
 use crate::spend;
 use serde::{Deserialize, Serialize};
@@ -223,14 +223,39 @@ pub struct Report {
     pub next_wake: String,
     pub next_wake_reason: String,
     pub month: String,
-    pub ce_requests_this_month: u64,
-    pub ce_cost_this_month_usd: String,
+    /// `null` when the month's count was lost to a damaged ledger.
+    pub ce_requests_this_month: Option<u64>,
+    pub ce_cost_this_month_usd: Option<String>,
     pub max_monthly_requests: u64,
     /// Days still inside the revise window of which a line went out as a revision;
     /// absent from the JSON when there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revision_days: Option<Vec<String>>,
     pub heartbeat: Option<Heartbeat>,
+    /// Records damaged now (the ledger, last-pull.json, heartbeat.json), one line each
+    /// naming the file and what is wrong; absent from the JSON when there is none. The
+    /// next write keeps each aside and replaces it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged_records: Vec<String>,
+    /// Requests counted since the month's count was lost (`ce_requests_this_month` is null).
+    #[serde(skip)]
+    pub requests_since_lost: Option<u64>,
+    #[serde(skip)]
+    pub last_pull_damaged: bool,
+    #[serde(skip)]
+    pub heartbeat_damaged: bool,
+}
+
+/// A record's value, its damage noted in `damaged`.
+fn record<T>(read: Record<T>, damaged: &mut Vec<String>) -> (Option<T>, bool) {
+    match read {
+        Record::Absent => (None, false),
+        Record::Good(t) => (Some(t), false),
+        Record::Damaged(line) => {
+            damaged.push(line);
+            (None, true)
+        }
+    }
 }
 
 /// Reads state_dir without a lock.
@@ -238,10 +263,19 @@ pub fn gather(config: &Config, now: OffsetDateTime) -> Result<Report, String> {
     let dir = config.state_dir.as_path();
     let delivered = read_delivered(dir)?;
     let month = spend::month_of(now);
-    let requests = spend::this_month(spend::read(dir)?.as_ref(), &month);
+    let mut damaged = Vec::new();
+    let ledger = spend::read(dir, &month)?;
+    if let Some(d) = &ledger.damage {
+        damaged.push(format!("{}: {d}", dir.join(spend::FILE).display()));
+    }
+    let (requests, lost) = spend::this_month(ledger.tally.as_ref(), &month);
     let max = config.max_monthly_requests;
-    let next = next_pull(now, config.pull_hour, max > 0 && requests >= max);
-    let heartbeat: Option<Heartbeat> = read_json(&dir.join(HEARTBEAT))?;
+    let at_cap = max > 0 && (lost || requests >= max);
+    let next = next_pull(now, config.pull_hour, at_cap);
+    let (last_pull, last_pull_damaged) =
+        record(crate::heartbeat::read(&dir.join(LAST_PULL))?, &mut damaged);
+    let (heartbeat, heartbeat_damaged) =
+        record(crate::heartbeat::read(&dir.join(HEARTBEAT))?, &mut damaged);
     let (wake, why) = next_wake(heartbeat.as_ref(), next, now);
     Ok(Report {
         state_dir: dir.display().to_string(),
@@ -252,16 +286,20 @@ pub fn gather(config: &Config, now: OffsetDateTime) -> Result<Report, String> {
             .collect(),
         spool_events: spool_pending(&dir.join("spool"))?,
         dead_letters: count_lines(&dir.join("dead-letter.jsonl"))?,
-        last_pull: read_json(&dir.join(LAST_PULL))?,
+        last_pull,
         next_pull: rfc3339(next),
         next_wake: rfc3339(wake),
         next_wake_reason: why,
-        ce_cost_this_month_usd: spend::cost_usd(requests),
-        ce_requests_this_month: requests,
+        ce_cost_this_month_usd: (!lost).then(|| spend::cost_usd(requests)),
+        ce_requests_this_month: (!lost).then_some(requests),
         month,
         max_monthly_requests: max,
         revision_days: revision_days(config, now),
         heartbeat,
+        damaged_records: damaged,
+        requests_since_lost: lost.then_some(requests),
+        last_pull_damaged,
+        heartbeat_damaged,
     })
 }
 
@@ -280,6 +318,7 @@ pub fn human(r: &Report) -> String {
         r.missing_days.join(", ")
     };
     let last_pull = match &r.last_pull {
+        None if r.last_pull_damaged => "damaged (written anew at the next pull)".to_string(),
         None => "none".to_string(),
         Some(p) => {
             let days = if p.days.first == p.days.last {
@@ -299,26 +338,37 @@ pub fn human(r: &Report) -> String {
         n => format!("cap {n}"),
     };
     let heartbeat = match &r.heartbeat {
+        None if r.heartbeat_damaged => {
+            "damaged (written anew when the service next acts)".to_string()
+        }
         None => "none (no service has run on this state_dir)".to_string(),
         Some(h) if h.stopped => format!("stopped at {} (pid {})", h.acted, h.pid),
         Some(h) => format!("acted at {}, {} (pid {})", h.acted, h.doing, h.pid),
     };
+    let spend = match (r.ce_requests_this_month, &r.ce_cost_this_month_usd) {
+        (Some(n), Some(usd)) => format!("{n} request(s) in {}, ${usd} ({cap})", r.month),
+        _ => format!(
+            "count of {} lost to a damaged ledger, {} request(s) since ({cap}, taken as reached until the month ends)",
+            r.month,
+            r.requests_since_lost.unwrap_or(0)
+        ),
+    };
     let mut out = format!(
-        "state_dir          {}\ndelivered through  {}\nmissing days       {missing}\nspool              {} event(s)\ndead letters       {}\nlast pull          {last_pull}\nnext               {} ({})\nCost Explorer      {} request(s) in {}, ${} ({cap})\n",
+        "state_dir          {}\ndelivered through  {}\nmissing days       {missing}\nspool              {} event(s)\ndead letters       {}\nlast pull          {last_pull}\nnext               {} ({})\nCost Explorer      {spend}\n",
         r.state_dir,
         or_none(&r.delivered_through),
         r.spool_events,
         r.dead_letters,
         r.next_wake,
         r.next_wake_reason,
-        r.ce_requests_this_month,
-        r.month,
-        r.ce_cost_this_month_usd,
     );
     if let Some(days) = &r.revision_days {
         out.push_str(&format!("revised days       {}\n", days.join(", ")));
     }
     out.push_str(&format!("heartbeat          {heartbeat}\n"));
+    for line in &r.damaged_records {
+        out.push_str(&format!("damaged            {line}\n"));
+    }
     out
 }
 
@@ -326,9 +376,22 @@ pub fn human(r: &Report) -> String {
 /// returns the exit status.
 pub fn command(config: &Config, json: bool, check: bool, healthy: bool, grace: Duration) -> i32 {
     let now = OffsetDateTime::now_utc();
+    if let Err(line) = existing(&config.state_dir) {
+        if check {
+            println!("{line}");
+        } else {
+            crate::error!("{line}");
+        }
+        return 1;
+    }
     if healthy {
         let dir = config.state_dir.as_path();
-        let read = read_json::<LastPull>(&dir.join(LAST_PULL))
+        // A damaged record of the last pull tells nothing: the delivered days still do.
+        let read = crate::heartbeat::read::<LastPull>(&dir.join(LAST_PULL))
+            .map(|r| match r {
+                Record::Good(pull) => Some(pull),
+                _ => None,
+            })
             .and_then(|pull| Ok((pull, read_delivered(dir)?)));
         let verdict = read
             .and_then(|(pull, delivered)| health(pull.as_ref(), &delivered, now, config.pull_hour));
@@ -344,8 +407,18 @@ pub fn command(config: &Config, json: bool, check: bool, healthy: bool, grace: D
         };
     }
     if check {
-        let heartbeat = match read_json::<Heartbeat>(&config.state_dir.join(HEARTBEAT)) {
-            Ok(h) => h,
+        let heartbeat = match crate::heartbeat::read::<Heartbeat>(&config.state_dir.join(HEARTBEAT))
+        {
+            Ok(Record::Absent) => None,
+            Ok(Record::Good(h)) => Some(h),
+            // Whether the service is alive cannot be told: a probe that fails restarts it,
+            // and the service writes a heartbeat as soon as it starts.
+            Ok(Record::Damaged(line)) => {
+                println!(
+                    "{line}: whether the service is alive cannot be told (the service writes a new heartbeat when it next acts; a restart writes one at once)"
+                );
+                return 1;
+            }
             Err(e) => {
                 println!("{e}");
                 return 1;
@@ -375,6 +448,23 @@ pub fn command(config: &Config, json: bool, check: bool, healthy: bool, grace: D
         print!("{}", human(&report));
     }
     0
+}
+
+/// state_dir is a directory, or the line that says what it is instead.
+fn existing(dir: &Path) -> Result<(), String> {
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!("state_dir {}: not a directory", dir.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "state_dir {} does not exist: no source-aws-billing has run with it (is state_dir set as for the service?)",
+            dir.display()
+        )),
+        Err(e) => Err(format!(
+            "state_dir {}: cannot read: {}",
+            dir.display(),
+            plain_io(&e)
+        )),
+    }
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, String> {

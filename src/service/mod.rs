@@ -167,6 +167,12 @@ impl Runtime {
     }
 }
 
+/// The process exits on a signal without returning through `run` (the grace after a stop
+/// ran out, or a second signal): the service's heartbeat says it stopped.
+pub fn mark_stopped() {
+    crate::heartbeat::stopped();
+}
+
 pub(crate) fn describe_range(first: Date, last: Date) -> String {
     if first == last {
         format_date(first)

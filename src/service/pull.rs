@@ -92,6 +92,11 @@ impl Runtime {
     ) -> Result<Answer, Failure> {
         let mut attempt = 0;
         loop {
+            // Once a stop was asked for, no new request is paid for (nor counted): the
+            // pull ends here and its days stay due.
+            if self.signals.stopping() {
+                return Err(Failure::Stopped);
+            }
             crate::spend::before_request(
                 &self.config.state_dir,
                 !matches!(self.config.target, Target::Stdout),
@@ -102,6 +107,11 @@ impl Runtime {
             // Fetched for every attempt, not once a pull: cached ones are only sure to
             // last 5 more minutes, and a long catch-up with retries takes longer.
             let credentials = self.signing_credentials()?;
+            // A stop while the credentials were fetched: counted, never sent (a count too
+            // many is the safe side of the cap).
+            if self.signals.stopping() {
+                return Err(Failure::Stopped);
+            }
             let started = Instant::now();
             let (result, hint) = self.attempt(&credentials, body);
             let result = result.and_then(|answer| {

@@ -198,6 +198,7 @@ mod tests {
             }
         );
         let cap = Failure::SpendCap(CapReached {
+            lost: false,
             max: 10,
             requests: 10,
             month: "2026-12".into(),

@@ -649,7 +649,7 @@ fn file_name(path: &Path) -> String {
 
 // 7
 /// Runs `run` as PID 1 of a new PID namespace, or says why it cannot.
-fn as_pid_1(cmd: Cmd) -> Option<(Running, u32)> {
+pub(crate) fn as_pid_1(cmd: Cmd) -> Option<(Running, u32)> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         println!("skipped: unshare --pid needs root");

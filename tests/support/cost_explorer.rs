@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use serde_json::{Value, json};
 use time::Date;
@@ -100,6 +100,9 @@ struct State {
 struct Shared {
     options: CeOptions,
     state: Mutex<State>,
+    /// Answers to requests from this number on wait until released (see `hold_from`).
+    held_from: Mutex<Option<usize>>,
+    released: Condvar,
 }
 
 pub struct FakeCostExplorer {
@@ -112,10 +115,24 @@ impl FakeCostExplorer {
         let shared = Arc::new(Shared {
             options,
             state: Mutex::new(State::default()),
+            held_from: Mutex::new(None),
+            released: Condvar::new(),
         });
         let handler_shared = Arc::clone(&shared);
         let server = Server::bind_loopback(Arc::new(move |request: &Request| {
-            handle(&handler_shared, request)
+            let response = handle(&handler_shared, request);
+            let number = handler_shared.state.lock().map_or(0, |s| s.requests.len());
+            let mut held = handler_shared
+                .held_from
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            while held.is_some_and(|from| number >= from) {
+                held = handler_shared
+                    .released
+                    .wait(held)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            response
         }))
         .expect("bind fake Cost Explorer");
         FakeCostExplorer { shared, server }
@@ -137,6 +154,29 @@ impl FakeCostExplorer {
 
     pub fn options(&self) -> &CeOptions {
         &self.shared.options
+    }
+
+    /// From now on the answer to the `n`th request (1 for the first) and to every later one
+    /// waits until `release`; requests are still recorded as they come. A page in flight
+    /// for as long as a test needs.
+    #[allow(dead_code)] // the demo's fake and the benchmark's servers
+    pub fn hold_from(&self, n: usize) {
+        *self
+            .shared
+            .held_from
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(n);
+    }
+
+    /// Answers every held request, and no longer holds any.
+    #[allow(dead_code)]
+    pub fn release(&self) {
+        *self
+            .shared
+            .held_from
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        self.shared.released.notify_all();
     }
 
     /// Serve this before any generated answer (queued in order).
