@@ -18,7 +18,7 @@ impl Runtime {
     /// (forever without one); rejections go to the dead-letter file.
     fn deliver(
         &self,
-        state: &State,
+        state: &mut State,
         batch: &mut Batch,
         deadline: Option<Instant>,
     ) -> Result<Delivery, String> {
@@ -42,7 +42,7 @@ impl Runtime {
                         "the target rejected the event for \"{}\" on {} with HTTP {status}: {reason}; kept in dead-letter.jsonl",
                         peer(&e.data.label()), peer(&e.data.date)
                     );
-                    state.spool().dead_letter(status, &reason, json)?;
+                    state.dead_letter(status, &reason, json)?;
                     outcome.rejected += 1;
                     Ok(true)
                 }
@@ -144,6 +144,9 @@ impl Runtime {
             state.finish(batch)?;
         } else {
             state.spool_mut().keep(batch);
+            if outcome.rejected > 0 {
+                state.save_dead_letters()?;
+            }
         }
         info!(
             "{range}: {} events, delivered {}, rejected {}{}",
@@ -166,7 +169,7 @@ impl Runtime {
         deadline: Option<Instant>,
     ) -> Result<Delivery, String> {
         let mut total = Delivery::default();
-        let mut batches = state.spool_mut().batches()?.into_iter();
+        let mut batches = state.spool_mut().batches().into_iter();
         while let Some(batch) = batches.next() {
             if self.signals.stopping() {
                 total.left += batch.pending();
