@@ -1,7 +1,8 @@
 //! What was last delivered per line of the revise window, kept crash-safe in state_dir/revise/.
 //!
 //! `revise/<date>.jsonl` holds one line per billing line of a delivered day whose numbers
-//! were estimated: `{"r":<revision>,"e":<estimated>,"d":<event data>}`. Only days inside
+//! were estimated: `{"r":<revision>,"e":<estimated>,"d":<event data>}`, after a header line
+//! with their count and sum (files.rs), as does a batch's snapshot. Only days inside
 //! the revise window are kept, so the directory holds at most `revise_days` + 1 days
 //! of lines (about 260 bytes a line with two group keys).
 //!
@@ -12,9 +13,17 @@
 //! leaves the old snapshot, so the next pull finds the same revisions again (never sent,
 //! so never doubled); a crash after it leaves the batch and its snapshot, delivered and
 //! promoted on the next start (never lost).
+//!
+//! A damaged day file is found when state_dir is locked (`check_days`): the state records its
+//! day to be pulled again, then `repair_day` keeps it aside and puts back its readable lines,
+//! so that the day's lines that vanished still get their zero; the pull goes out as revisions
+//! above the highest sent before (sent.json, state.rs), and its new snapshot replaces the file.
 
 use crate::event::{Data, ESTIMATED, Event, REVISION};
-use crate::files::{sync_dir, write_error};
+use crate::files::{
+    Checked, Line, Lines, Sum, header, keep_aside_and_replace, read_checked, read_error, sync_dir,
+    write_error,
+};
 use crate::revise::{Index, SLOT, Slots, Vanished, Verdict, capacity_for, window_start};
 use crate::schedule::{format_date, parse_date};
 use crate::summary::Totals;
@@ -22,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use time::Date;
 
@@ -38,9 +47,11 @@ struct Stored {
     x: BTreeMap<String, serde_json::Value>,
 }
 
-/// Of a stored line, only what `promote` sorts it by (the rest is skipped, not built).
+/// Of a stored line, only what `promote` sorts it by and what `status` and a rebuilt
+/// sent.json read (the rest is skipped, not built).
 #[derive(Deserialize)]
 struct DayOf<'a> {
+    r: u32,
     e: bool,
     #[serde(borrow)]
     d: DateOf<'a>,
@@ -56,6 +67,8 @@ struct DateOf<'a> {
 pub struct Writer {
     tmp: PathBuf,
     file: Option<BufWriter<File>>,
+    lines: usize,
+    sum: Sum,
 }
 
 impl Drop for Writer {
@@ -84,6 +97,8 @@ impl Writer {
         };
         let mut text = serde_json::to_vec(&line).expect("plain strings always serialize");
         text.push(b'\n');
+        self.lines += 1;
+        self.sum.add(&text[..text.len() - 1]);
         file.write_all(&text)
             .map_err(|e| write_error(&self.tmp, &e))
     }
@@ -126,9 +141,15 @@ impl Serialize for Routing<'_> {
 pub struct Round {
     dir: Option<PathBuf>,
     days: BTreeSet<Date>,
-    /// Days with a snapshot pulled as undelivered (`once --force`): every line goes out
-    /// again, as the next revision of its line, so the numbering continues.
+    /// Days with a snapshot pulled as undelivered (`once --force`), and days to pull again
+    /// after damage: every line goes out again, as the next revision of its line, so the
+    /// numbering continues.
     resend: BTreeSet<Date>,
+    /// Days to pull again after damage, with the highest revision that may have been sent
+    /// for them: every event of theirs goes out above it.
+    floors: BTreeMap<Date, u32>,
+    /// Per day, the highest revision this round sends (0: first deliveries only).
+    sent: BTreeMap<Date, u32>,
     /// On disk, in an unlinked file (`FileSlots`): only one bit per line stays in memory.
     index: Option<Index<FileSlots>>,
     keep_days: u32,
@@ -148,6 +169,32 @@ fn revise_dir(state_dir: &Path) -> PathBuf {
 
 fn day_file(state_dir: &Path, day: Date) -> PathBuf {
     revise_dir(state_dir).join(format!("{}.jsonl", format_date(day)))
+}
+
+/// What a pull asks of its round (see `Round::start`).
+pub struct Plan<'a> {
+    pub revise_days: u32,
+    /// Delivered days this many days before the last one are revised (None: none).
+    pub window: Option<u32>,
+    pub days: (Date, Date),
+    pub delivered: &'a dyn Fn(Date) -> bool,
+    /// Days whose record of what was sent was damaged: pulled again, every line above `sent`.
+    pub again: &'a dyn Fn(Date) -> bool,
+    /// The highest revision that may have been sent for a day (sent.json), if known.
+    pub sent: &'a dyn Fn(Date) -> Option<u32>,
+    /// Write the batch's snapshot and drop day files older than the window.
+    pub record: bool,
+}
+
+/// A stored line's `T`: read as text (one parser per type in the binary; bytes that are not
+/// UTF-8 are no line).
+fn parse<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Option<T> {
+    serde_json::from_str(std::str::from_utf8(line).ok()?).ok()
+}
+
+/// A stored line as written (`Stored`, data not built): for checking an earlier version's files.
+pub fn is_stored(line: &[u8]) -> bool {
+    parse::<Stored>(line).is_some()
 }
 
 /// Days with a snapshot (delivered while estimated), oldest first.
@@ -242,12 +289,31 @@ impl Slots for FileSlots {
     }
 }
 
-fn count_lines(path: &Path) -> usize {
+/// Lines of a day file: the count its header names (it was checked when state_dir was
+/// locked), or, without a header, its lines.
+fn day_lines(path: &Path) -> usize {
     let Ok(file) = File::open(path) else { return 0 };
-    BufReader::new(file).split(b'\n').count()
+    let mut lines = Lines::new(BufReader::new(file));
+    if let Ok(Some(Line::Whole(first))) = lines.next()
+        && let Some(n) = header_lines(first)
+    {
+        return n;
+    }
+    let mut count = 1;
+    while let Ok(Some(_)) = lines.next() {
+        count += 1;
+    }
+    count
 }
 
-/// Calls `f` for each stored line of `day` (none when the day has no snapshot).
+/// The line count of a header line, or None when `line` is not one.
+fn header_lines(line: &[u8]) -> Option<usize> {
+    crate::files::parse_header(line).map(|(lines, _)| lines)
+}
+
+/// Calls `f` for each stored line of `day` (none when the day has no snapshot), at most as
+/// many as its header names. A line that is not one is left out with a warning naming the
+/// file (the file was checked when state_dir was locked; a preview reads it unchecked).
 fn each_stored(
     state_dir: &Path,
     day: Date,
@@ -257,27 +323,29 @@ fn each_stored(
     let file = match File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(format!(
-                "{}: cannot read: {}",
-                path.display(),
-                crate::files::plain_io(&e)
-            ));
-        }
+        Err(e) => return Err(read_error(&path, &e)),
     };
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| {
-            format!(
-                "{}: cannot read: {}",
-                path.display(),
-                crate::files::plain_io(&e)
-            )
-        })?;
-        match serde_json::from_str::<Stored>(&line) {
-            Ok(s) => f(s)?,
+    let mut lines = Lines::new(BufReader::new(file));
+    let mut limit = usize::MAX;
+    for n in 0.. {
+        let line = match lines.next().map_err(|e| read_error(&path, &e))? {
+            None => break,
+            _ if limit == 0 => break,
+            Some(Line::Whole(l) | Line::Torn(l)) => l,
+            Some(Line::Long) => &[],
+        };
+        if n == 0
+            && let Some(count) = header_lines(line)
+        {
+            limit = count;
+            continue;
+        }
+        limit -= 1;
+        match parse::<Stored>(line) {
+            Some(s) => f(s)?,
             // A damaged line cannot be compared: that line is treated as new if it shows up.
-            Err(e) => crate::warn!(
-                "{} line {}: not a snapshot line ({e}); ignored",
+            None => crate::warn!(
+                "{} line {}: not a snapshot line; ignored",
                 path.display(),
                 n + 1
             ),
@@ -287,26 +355,23 @@ fn each_stored(
 }
 
 impl Round {
-    /// Plans a pull of `first..=last`: with `window` (days), the delivered days from
-    /// `window` days before `last` up to `last` whose last numbers were estimated are pulled
-    /// again too. A day of `first..=last` that is not `delivered` (a forced re-pull) but
-    /// has a snapshot continues its numbering: each line goes out as its next revision. With `record`, the batch's snapshot is written and day files older than
-    /// `revise_days` before `last` are dropped; without a state_dir nothing is revised or
-    /// recorded.
-    pub fn start(
-        dir: Option<&Path>,
-        revise_days: u32,
-        window: Option<u32>,
-        (first, last): (Date, Date),
-        delivered: &dyn Fn(Date) -> bool,
-        record: bool,
-    ) -> Result<Round, String> {
+    /// Plans a pull of `plan.days`: with `window` (days), the delivered days from `window`
+    /// days before the last one up to it whose last numbers were estimated are pulled again
+    /// too. A day of the range that is not `delivered` (a forced re-pull) but has a snapshot
+    /// continues its numbering: each line goes out as its next revision; a day to pull `again`
+    /// goes out whole as revisions above what may have been sent for it. With `record`, the
+    /// batch's snapshot is written and day files older than `revise_days` before the last day
+    /// are dropped; without a state_dir nothing is revised or recorded.
+    pub fn start(dir: Option<&Path>, plan: &Plan) -> Result<Round, String> {
+        let (first, last) = plan.days;
         let mut round = Round {
             dir: dir.map(Path::to_path_buf),
             days: BTreeSet::new(),
             resend: BTreeSet::new(),
+            floors: BTreeMap::new(),
+            sent: BTreeMap::new(),
             index: None,
-            keep_days: revise_days,
+            keep_days: plan.revise_days,
             writer: None,
             now_estimated: BTreeMap::new(),
             totals: None,
@@ -316,30 +381,43 @@ impl Round {
         let Some(dir) = dir else {
             return Ok(round);
         };
-        let oldest = window_start(last, revise_days);
-        let revise_from = window.map(|w| window_start(last, w));
+        let oldest = window_start(last, plan.revise_days);
+        let revise_from = plan.window.map(|w| window_start(last, w));
         for day in snapshot_days(dir) {
-            if day < oldest || revise_days == 0 {
-                if record {
+            if day < oldest || plan.revise_days == 0 {
+                if plan.record {
                     let _ = fs::remove_file(day_file(dir, day));
                 }
-            } else if day >= first && day <= last && !delivered(day) {
+            } else if day >= first && day <= last && !(plan.delivered)(day) {
                 round.days.insert(day);
                 round.resend.insert(day);
-            } else if revise_from.is_some_and(|f| day >= f) && day <= last && delivered(day) {
+            } else if revise_from.is_some_and(|f| day >= f) && day <= last && (plan.delivered)(day)
+            {
                 round.days.insert(day);
+            }
+        }
+        let mut day = first;
+        while day <= last {
+            if (plan.again)(day) {
+                round.days.insert(day);
+                round.resend.insert(day);
+                round.floors.insert(day, (plan.sent)(day).unwrap_or(0));
+            }
+            match day.next_day() {
+                Some(next) => day = next,
+                None => break,
             }
         }
         // Counted first: the table is made once, at its final size.
         let lines: usize = round
             .days
             .iter()
-            .map(|d| count_lines(&day_file(dir, *d)))
+            .map(|d| day_lines(&day_file(dir, *d)))
             .sum();
         let mut index = match round.days.is_empty() {
             true => None,
             false => Some(Index::new(
-                FileSlots::new(dir, capacity_for(lines), record)?,
+                FileSlots::new(dir, capacity_for(lines), plan.record)?,
                 lines,
             )),
         };
@@ -360,12 +438,34 @@ impl Round {
         Ok(round)
     }
 
+    /// Per day, the highest revision this round sends (0: first deliveries only), for the
+    /// batch to record; taken once the round is over.
+    pub fn take_sent(&mut self) -> BTreeMap<Date, u32> {
+        std::mem::take(&mut self.sent)
+    }
+
+    /// Notes that an event of `day` goes out as `revision` (0: a first delivery).
+    fn note(&mut self, day: Option<Date>, revision: u32) {
+        if let Some(day) = day
+            && self.sent.get(&day).is_none_or(|m| *m < revision)
+        {
+            self.sent.insert(day, revision);
+        }
+    }
+
     /// Writes the batch's snapshot to `tmp` (the spool names it) as lines are judged.
     pub fn record_to(&mut self, tmp: PathBuf) -> Result<(), String> {
-        let file = File::create(&tmp).map_err(|e| write_error(&tmp, &e))?;
+        let mut file = File::create(&tmp)
+            .map(BufWriter::new)
+            .map_err(|e| write_error(&tmp, &e))?;
+        // Filled in by `into_writer`, once the lines are known.
+        file.write_all(&header(0, 0))
+            .map_err(|e| write_error(&tmp, &e))?;
         self.writer = Some(Writer {
             tmp,
-            file: Some(BufWriter::new(file)),
+            file: Some(file),
+            lines: 0,
+            sum: Sum::default(),
         });
         Ok(())
     }
@@ -408,17 +508,23 @@ impl Round {
             if let Some(t) = &mut self.totals {
                 t.add(&event.data, estimated, true)?;
             }
+            self.note(day, 0);
             return Ok(Some(event));
         }
         let verdict = match &mut self.index {
             Some(index) => index.judge(&event.data)?,
             None => Verdict::Revise(1),
         };
+        let floor = day.and_then(|d| self.floors.get(&d)).copied();
         let verdict = match verdict {
             Verdict::Unchanged(r) if day.is_some_and(|d| self.resend.contains(&d)) => {
                 Verdict::Revise(r + 1)
             }
             v => v,
+        };
+        let verdict = match (verdict, floor) {
+            (Verdict::Revise(n), Some(f)) => Verdict::Revise(n.max(f + 1)),
+            (v, _) => v,
         };
         if let Some(t) = &mut self.totals {
             t.add(
@@ -434,6 +540,7 @@ impl Round {
             }
             Verdict::Revise(n) => {
                 self.record_raw((data, &event.extensions), n, estimated)?;
+                self.note(day, n);
                 event.set_revision(n);
                 Ok(Some(event))
             }
@@ -452,6 +559,9 @@ impl Round {
             let Some(dir) = &dir else { break };
             // A day that came back final makes its vanished lines final too.
             let now = self.now_estimated.get(&day).copied();
+            // A day pulled again after damage: its zero goes out above anything sent, even
+            // for a line last recorded as zero (the lost record may have sent it otherwise).
+            let floor = self.floors.get(&day).copied();
             each_stored(dir, day, &mut |s| {
                 let estimated = now.unwrap_or(s.e);
                 if s.d.lines.is_some() {
@@ -460,18 +570,19 @@ impl Round {
                 let Some(index) = &mut self.index else {
                     return Ok(());
                 };
-                match index.vanished(&s.d)? {
-                    Vanished::Seen => Ok(()),
-                    Vanished::Keep(r) => self.record((&s.d, &s.x), r, estimated),
-                    Vanished::Revise(n) => {
-                        if let Some(t) = &mut self.totals {
-                            t.vanished(&s.d.date, estimated);
-                        }
-                        let data = crate::revise::zeroed(&s.d);
-                        self.record((&data, &s.x), n, estimated)?;
-                        out(revision_event(data, s.x, estimated, n, time))
-                    }
+                let n = match (index.vanished(&s.d)?, floor) {
+                    (Vanished::Seen, _) => return Ok(()),
+                    (Vanished::Keep(r), None) => return self.record((&s.d, &s.x), r, estimated),
+                    (Vanished::Keep(r), Some(f)) => (r + 1).max(f + 1),
+                    (Vanished::Revise(n), f) => f.map_or(n, |f| n.max(f + 1)),
+                };
+                if let Some(t) = &mut self.totals {
+                    t.vanished(&s.d.date, estimated);
                 }
+                let data = crate::revise::zeroed(&s.d);
+                self.record((&data, &s.x), n, estimated)?;
+                self.note(Some(day), n);
+                out(revision_event(data, s.x, estimated, n, time))
             })?;
         }
         self.summaries(time, out)
@@ -504,9 +615,14 @@ impl Round {
                 (true, true) => last.map(|r| r + 1),
                 (false, _) => None,
             };
+            let revision = match self.floors.get(&d) {
+                Some(f) => Some(revision.unwrap_or(1).max(f + 1)),
+                None => revision,
+            };
             if revised || (day.estimated && self.keep_days > 0) {
                 self.record((&data, &none), revision.unwrap_or(0), day.estimated)?;
             }
+            self.note(Some(d), revision.unwrap_or(0));
             let id = crate::event::new_id();
             out(crate::summary::event(data, revision, id, time.to_string()))?;
         }
@@ -538,12 +654,15 @@ impl Round {
         }
     }
 
-    /// The snapshot for the batch, flushed, to hand to `State::commit`.
+    /// The snapshot for the batch, its header filled in and flushed, to hand to `State::commit`.
     pub fn into_writer(mut self) -> Result<Option<Writer>, String> {
+        use std::os::unix::fs::FileExt;
         if let Some(w) = &mut self.writer
             && let Some(f) = &mut w.file
         {
+            let head = header(w.lines, w.sum.value());
             f.flush()
+                .and_then(|_| f.get_ref().write_all_at(&head, 0))
                 .and_then(|_| f.get_ref().sync_all())
                 .map_err(|e| write_error(&w.tmp, &e))?;
         }
@@ -586,60 +705,51 @@ pub fn commit(writer: Option<Writer>, target: &Path) -> Result<(), String> {
 
 /// A finished batch's snapshot replaces the day files it covers: a day whose lines are
 /// estimated gets its new file; a day that is final no longer has one. Repeatable after
-/// a crash: the batch and its snapshot are removed only afterwards.
-pub fn promote(snapshot: &Path, state_dir: &Path) -> Result<(), String> {
-    let file = match File::open(snapshot) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(write_error(snapshot, &e)),
-    };
+/// a crash: the batch and its snapshot are removed only afterwards. The snapshot is checked
+/// as it is read: Ok(Some(what is wrong)) when it is damaged, and then no day file changes.
+pub fn promote(snapshot: &Path, state_dir: &Path) -> Result<Option<String>, String> {
+    if !snapshot.exists() {
+        return Ok(None);
+    }
     let dir = revise_dir(state_dir);
     fs::create_dir_all(&dir).map_err(|e| write_error(&dir, &e))?;
-    // Per day: its temporary file and whether any line is still estimated.
-    let mut days: BTreeMap<Date, (PathBuf, BufWriter<File>, bool)> = BTreeMap::new();
-    let result = (|| -> Result<(), String> {
-        let mut reader = BufReader::new(file);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if reader
-                .read_line(&mut line)
-                .map_err(|e| write_error(snapshot, &e))?
-                == 0
-            {
-                break;
-            }
-            let line = line.trim_end_matches('\n');
-            let Ok(stored) = serde_json::from_str::<DayOf>(line) else {
-                continue;
-            };
-            let Some(day) = parse_date(&stored.d.date) else {
-                continue;
-            };
-            let (tmp, w, estimated) = match days.entry(day) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(v) => {
-                    let tmp = day_file(state_dir, day).with_extension("jsonl.tmp");
-                    let f = File::create(&tmp).map_err(|e| write_error(&tmp, &e))?;
-                    v.insert((tmp, BufWriter::new(f), false))
-                }
-            };
-            *estimated |= stored.e;
-            w.write_all(line.as_bytes())
-                .and_then(|_| w.write_all(b"\n"))
-                .map_err(|e| write_error(tmp, &e))?;
+    // Per day: its temporary file, its lines and their sum, and whether any is still estimated.
+    let mut days: BTreeMap<Date, DayWriter> = BTreeMap::new();
+    let mut failed = None;
+    let checked = read_checked(snapshot, &|l| is_stored(l), &mut |line, hash| {
+        if failed.is_some() {
+            return;
         }
-        for (day, (tmp, w, estimated)) in std::mem::take(&mut days) {
+        if let Err(e) = route(line, hash, state_dir, &mut days) {
+            failed = Some(e);
+        }
+    });
+    let result = (|| -> Result<Option<String>, String> {
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        match checked? {
+            None => return Ok(None),
+            Some(Checked::Damaged(problem)) => return Ok(Some(problem)),
+            Some(Checked::Whole { .. }) => {}
+        }
+        for (day, w) in std::mem::take(&mut days) {
             let path = day_file(state_dir, day);
-            if estimated {
-                w.into_inner()
+            if w.estimated {
+                let head = header(w.lines, w.sum.value());
+                w.file
+                    .into_inner()
                     .map_err(|e| e.into_error())
-                    .and_then(|f| f.sync_all())
-                    .and_then(|_| fs::rename(&tmp, &path))
+                    .and_then(|f| {
+                        use std::os::unix::fs::FileExt;
+                        f.write_all_at(&head, 0)?;
+                        f.sync_all()
+                    })
+                    .and_then(|_| fs::rename(&w.tmp, &path))
                     .map_err(|e| write_error(&path, &e))?;
             } else {
-                drop(w);
-                let _ = fs::remove_file(&tmp);
+                drop(w.file);
+                let _ = fs::remove_file(&w.tmp);
                 match fs::remove_file(&path) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                         return Err(write_error(&path, &e));
@@ -648,14 +758,183 @@ pub fn promote(snapshot: &Path, state_dir: &Path) -> Result<(), String> {
                 }
             }
         }
-        Ok(())
+        Ok(None)
     })();
-    for (tmp, _, _) in days.into_values() {
-        let _ = fs::remove_file(tmp);
+    for w in days.into_values() {
+        let _ = fs::remove_file(w.tmp);
     }
-    result?;
-    sync_dir(&dir);
-    fs::remove_file(snapshot).map_err(|e| write_error(snapshot, &e))
+    if let Ok(None) = result {
+        sync_dir(&dir);
+        fs::remove_file(snapshot).map_err(|e| write_error(snapshot, &e))?;
+    }
+    result
+}
+
+/// A day file being written by `promote`.
+struct DayWriter {
+    tmp: PathBuf,
+    file: BufWriter<File>,
+    lines: usize,
+    sum: Sum,
+    estimated: bool,
+}
+
+/// Appends a line of a batch's snapshot (whose `hash` is known) to the new file of its day.
+fn route(
+    line: &[u8],
+    hash: u64,
+    state_dir: &Path,
+    days: &mut BTreeMap<Date, DayWriter>,
+) -> Result<(), String> {
+    let Some((day, estimated)) =
+        parse::<DayOf>(line).and_then(|s| Some((parse_date(&s.d.date)?, s.e)))
+    else {
+        return Ok(());
+    };
+    let w = match days.entry(day) {
+        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::btree_map::Entry::Vacant(v) => {
+            let tmp = day_file(state_dir, day).with_extension("jsonl.tmp");
+            let mut file = File::create(&tmp)
+                .map(BufWriter::new)
+                .map_err(|e| write_error(&tmp, &e))?;
+            file.write_all(&header(0, 0))
+                .map_err(|e| write_error(&tmp, &e))?;
+            v.insert(DayWriter {
+                tmp,
+                file,
+                lines: 0,
+                sum: Sum::default(),
+                estimated: false,
+            })
+        }
+    };
+    w.estimated |= estimated;
+    w.lines += 1;
+    w.sum.add_hash(hash);
+    w.file
+        .write_all(line)
+        .and_then(|_| w.file.write_all(b"\n"))
+        .map_err(|e| write_error(&w.tmp, &e))
+}
+
+/// A day file found damaged (`check_days`).
+#[derive(Debug, Clone)]
+pub struct DamagedDay {
+    pub day: Date,
+    pub file: PathBuf,
+    pub problem: String,
+}
+
+/// Checks every day file in revise/: each must be whole. With `fix`, bytes appended after a
+/// whole file are cut off (the file kept aside, one error line); without, they go to `found`.
+/// Returns the damaged day files, for the state to record their days to pull again before
+/// `repair_day` sets them aside.
+pub fn check_days(
+    state_dir: &Path,
+    fix: bool,
+    found: &mut dyn FnMut(PathBuf, String),
+) -> Result<Vec<DamagedDay>, String> {
+    let mut damaged = Vec::new();
+    for day in snapshot_days(state_dir) {
+        let path = day_file(state_dir, day);
+        match read_checked(&path, &|l| is_stored(l), &mut |_, _| ())? {
+            Some(Checked::Damaged(problem)) => damaged.push(DamagedDay {
+                day,
+                file: path,
+                problem,
+            }),
+            Some(Checked::Whole {
+                lines,
+                extra: Some(end),
+                ..
+            }) => {
+                let len = fs::metadata(&path)
+                    .map_err(|e| read_error(&path, &e))?
+                    .len();
+                let problem = format!(
+                    "{} byte(s) follow its last line and are not part of it",
+                    len.saturating_sub(end)
+                );
+                if !fix {
+                    found(path, problem);
+                    continue;
+                }
+                let mut good = fs::read(&path).map_err(|e| read_error(&path, &e))?;
+                good.truncate(end as usize);
+                let aside = keep_aside_and_replace(&path, &good)?;
+                crate::error!(
+                    "{}: {problem}; kept the file as {}: its {lines} line(s) are whole and stay in use",
+                    path.display(),
+                    aside.display()
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(damaged)
+}
+
+/// Sets a damaged day file aside once its day is recorded to be pulled again: the file is
+/// kept under its aside name and its readable lines put back (with a header), so that lines
+/// which vanished since still get their zero; one error line says so.
+pub fn repair_day(d: &DamagedDay) -> Result<(), String> {
+    let file = File::open(&d.file).map_err(|e| read_error(&d.file, &e))?;
+    let (mut good, mut lines, mut sum) = (Vec::new(), 0, Sum::default());
+    let mut reader = Lines::new(BufReader::new(file));
+    while let Some(line) = reader.next().map_err(|e| read_error(&d.file, &e))? {
+        if let Line::Whole(line) = line
+            && header_lines(line).is_none()
+            && is_stored(line)
+        {
+            good.extend_from_slice(line);
+            good.push(b'\n');
+            lines += 1;
+            sum.add(line);
+        }
+    }
+    let mut text = header(lines, sum.value());
+    text.extend(good);
+    let aside = keep_aside_and_replace(&d.file, &text)?;
+    crate::error!(
+        "{}: {}; kept the file as {} and its {lines} readable line(s) in place: {} is pulled again and every line goes out as a revision above any sent before",
+        d.file.display(),
+        d.problem,
+        aside.display(),
+        format_date(d.day)
+    );
+    Ok(())
+}
+
+/// Per day, the highest revision the stored lines of a day file or a batch's snapshot at
+/// `path` name (their readable lines; none when there is no file): what sent.json is
+/// rebuilt from when it is lost.
+pub fn max_revisions(path: &Path) -> BTreeMap<Date, u32> {
+    let mut max = BTreeMap::new();
+    let Ok(file) = File::open(path) else {
+        return max;
+    };
+    let mut lines = Lines::new(BufReader::new(file));
+    while let Ok(Some(line)) = lines.next() {
+        let (Line::Whole(line) | Line::Torn(line)) = line else {
+            continue;
+        };
+        if let Some(l) = parse::<DayOf>(line)
+            && let Some(day) = parse_date(&l.d.date)
+            && max.get(&day).is_none_or(|m| *m < l.r)
+        {
+            max.insert(day, l.r);
+        }
+    }
+    max
+}
+
+/// The day files of revise/ (for rebuilding sent.json).
+pub fn day_files(state_dir: &Path) -> Vec<PathBuf> {
+    snapshot_days(state_dir)
+        .into_iter()
+        .map(|d| day_file(state_dir, d))
+        .collect()
 }
 
 /// Delivered days with estimated numbers inside the last `days` days up to `last` (for `revise`).
@@ -670,18 +949,20 @@ pub fn revisable(state_dir: &Path, last: Date, days: u32) -> BTreeSet<Date> {
 /// Days of [`revisable`] of which at least one line went out as a revision (for `status`):
 /// reads the day files a line at a time, writes nothing and takes no lock.
 pub fn revised(state_dir: &Path, last: Date, days: u32) -> BTreeSet<Date> {
-    #[derive(Deserialize)]
-    struct Revision {
-        r: u32,
-    }
     let any_revision = |day: Date| {
         let Ok(file) = File::open(day_file(state_dir, day)) else {
             return false;
         };
-        BufReader::new(file)
-            .lines()
-            .map_while(Result::ok)
-            .any(|l| serde_json::from_str::<Revision>(&l).is_ok_and(|s| s.r > 0))
+        // Bytes, not text: a damaged file is `status`'s to report, not to stop at.
+        let mut lines = Lines::new(BufReader::new(file));
+        while let Ok(Some(line)) = lines.next() {
+            if let Line::Whole(l) | Line::Torn(l) = line
+                && parse::<DayOf>(l).is_some_and(|s| s.r > 0)
+            {
+                return true;
+            }
+        }
+        false
     };
     match days {
         0 => BTreeSet::new(),
@@ -725,16 +1006,30 @@ mod tests {
         lines: &[Event],
         delivered: &[&str],
     ) -> Vec<Event> {
+        pull_again(dir, (first, last), lines, delivered, &[]).0
+    }
+
+    /// `pull` with days to pull `again` after damage (with the revision marked sent for them);
+    /// also returns what the round marks sent per day.
+    fn pull_again(
+        dir: &Path,
+        (first, last): (&str, &str),
+        lines: &[Event],
+        delivered: &[&str],
+        again: &[(&str, u32)],
+    ) -> (Vec<Event>, BTreeMap<Date, u32>) {
         let delivered: Vec<Date> = delivered.iter().map(|d| date(d)).collect();
-        let mut round = Round::start(
-            Some(dir),
-            3,
-            Some(3),
-            (date(first), date(last)),
-            &|d| delivered.contains(&d),
-            true,
-        )
-        .unwrap();
+        let again: BTreeMap<Date, u32> = again.iter().map(|(d, r)| (date(d), *r)).collect();
+        let plan = Plan {
+            revise_days: 3,
+            window: Some(3),
+            days: (date(first), date(last)),
+            delivered: &|d| delivered.contains(&d),
+            again: &|d| again.contains_key(&d),
+            sent: &|d| again.get(&d).copied(),
+            record: true,
+        };
+        let mut round = Round::start(Some(dir), &plan).unwrap();
         let name = format!("{}_{last}", format_date(round.first));
         round
             .record_to(dir.join("spool").join(format!("{name}.revise.tmp")))
@@ -751,9 +1046,10 @@ mod tests {
             })
             .unwrap();
         let snapshot = dir.join("spool").join(format!("{name}.revise"));
+        let sent = round.take_sent();
         commit(round.into_writer().unwrap(), &snapshot).unwrap();
-        promote(&snapshot, dir).unwrap();
-        out
+        assert_eq!(promote(&snapshot, dir).unwrap(), None);
+        (out, sent)
     }
 
     fn summary(events: &[Event]) -> Vec<(String, String, String, Option<u32>)> {
@@ -874,15 +1170,16 @@ mod tests {
         );
         let before = fs::read(day_file(&d, date("2026-11-20"))).unwrap();
         {
-            let mut round = Round::start(
-                Some(&d),
-                3,
-                Some(3),
-                (date("2026-11-21"), date("2026-11-21")),
-                &|d| d == date("2026-11-20"),
-                true,
-            )
-            .unwrap();
+            let plan = Plan {
+                revise_days: 3,
+                window: Some(3),
+                days: (date("2026-11-21"), date("2026-11-21")),
+                delivered: &|d| d == date("2026-11-20"),
+                again: &|_| false,
+                sent: &|_| None,
+                record: true,
+            };
+            let mut round = Round::start(Some(&d), &plan).unwrap();
             let tmp = d.join("spool").join("2026-11-20_2026-11-21.revise.tmp");
             round.record_to(tmp.clone()).unwrap();
             assert!(tmp.exists());
@@ -916,5 +1213,206 @@ mod tests {
             assert_eq!(slots.get(capacity - 1).unwrap(), [7; SLOT]);
             assert_eq!(slots.get(0).unwrap(), [0; SLOT]);
         }
+    }
+
+    fn day_text(d: &Path, day: &str) -> String {
+        fs::read_to_string(day_file(d, date(day))).unwrap()
+    }
+
+    #[test]
+    fn day_files_have_a_header_and_a_round_marks_the_highest_revision_it_sends() {
+        let d = dir();
+        let (_, sent) = pull_again(
+            &d,
+            ("2026-11-20", "2026-11-20"),
+            &[
+                event("2026-11-20", "EC2", "1", true),
+                event("2026-11-20", "S3", "2", true),
+            ],
+            &[],
+            &[],
+        );
+        assert_eq!(sent, BTreeMap::from([(date("2026-11-20"), 0)]));
+        let text = day_text(&d, "2026-11-20");
+        assert!(text.starts_with("{\"lines\":2,\"sum\":\""), "{text}");
+        assert_eq!(
+            check_days(&d, false, &mut |p, w| panic!("{p:?}: {w}"))
+                .unwrap()
+                .len(),
+            0
+        );
+        let (_, sent) = pull_again(
+            &d,
+            ("2026-11-21", "2026-11-21"),
+            &[
+                event("2026-11-20", "EC2", "1.5", true),
+                event("2026-11-21", "EC2", "3", false),
+            ],
+            &["2026-11-20"],
+            &[],
+        );
+        assert_eq!(
+            sent,
+            BTreeMap::from([(date("2026-11-20"), 1), (date("2026-11-21"), 0)])
+        );
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_day_pulled_again_goes_out_whole_above_the_mark_and_its_vanished_lines_get_their_zero() {
+        let d = dir();
+        pull(
+            &d,
+            "2026-11-20",
+            "2026-11-20",
+            &[
+                event("2026-11-20", "EC2", "1", true),
+                event("2026-11-20", "S3", "2", true),
+                event("2026-11-20", "Zero", "0", true),
+            ],
+            &[],
+        );
+        // The record says revision 0 everywhere; a lost batch may have sent up to 4.
+        let (out, sent) = pull_again(
+            &d,
+            ("2026-11-20", "2026-11-20"),
+            &[event("2026-11-20", "EC2", "1", true)],
+            &[],
+            &[("2026-11-20", 4)],
+        );
+        let mut got = summary(&out);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("2026-11-20".into(), "EC2".into(), "1".into(), Some(5)),
+                ("2026-11-20".into(), "S3".into(), "0".into(), Some(5)),
+                ("2026-11-20".into(), "Zero".into(), "0".into(), Some(5)),
+            ]
+        );
+        assert_eq!(sent, BTreeMap::from([(date("2026-11-20"), 5)]));
+        // A day pulled again with no record at all: every line above the mark.
+        let (out, _) = pull_again(
+            &d,
+            ("2026-11-22", "2026-11-22"),
+            &[event("2026-11-22", "EC2", "7", false)],
+            &[],
+            &[("2026-11-22", 0)],
+        );
+        assert_eq!(
+            summary(&out),
+            [("2026-11-22".into(), "EC2".into(), "7".into(), Some(1))]
+        );
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_day_file_is_found_and_repaired_with_its_readable_lines() {
+        let d = dir();
+        pull(
+            &d,
+            "2026-11-20",
+            "2026-11-20",
+            &[
+                event("2026-11-20", "EC2", "1", true),
+                event("2026-11-20", "S3", "2", true),
+            ],
+            &[],
+        );
+        let path = day_file(&d, date("2026-11-20"));
+        let good = fs::read(&path).unwrap();
+        // Appended bytes: cut off, the whole part stays.
+        let mut more = good.clone();
+        more.extend_from_slice(b"\0\0\0");
+        fs::write(&path, &more).unwrap();
+        let mut found = Vec::new();
+        assert!(
+            check_days(&d, false, &mut |p, w| found.push((p, w)))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            found,
+            [(
+                path.clone(),
+                "3 byte(s) follow its last line and are not part of it".to_string()
+            )]
+        );
+        assert!(check_days(&d, true, &mut |_, _| ()).unwrap().is_empty());
+        assert_eq!(fs::read(&path).unwrap(), good);
+        // A line cut in the middle: damaged; the readable line is put back under a new header.
+        let cut = &good[..good.len() - 20];
+        fs::write(&path, cut).unwrap();
+        let damaged = check_days(&d, true, &mut |_, _| ()).unwrap();
+        assert_eq!(damaged.len(), 1);
+        assert_eq!(
+            damaged[0].problem,
+            "holds 1 of the 2 lines its header names (its last line is cut short)"
+        );
+        repair_day(&damaged[0]).unwrap();
+        assert!(
+            check_days(&d, false, &mut |p, w| panic!("{p:?}: {w}"))
+                .unwrap()
+                .is_empty()
+        );
+        let text = day_text(&d, "2026-11-20");
+        assert!(text.starts_with("{\"lines\":1,"), "{text}");
+        assert!(text.contains("EC2") && !text.contains("S3"), "{text}");
+        let aside: Vec<_> = fs::read_dir(revise_dir(&d))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 2);
+        // Not UTF-8, emptied, zero-filled: damaged, never read as "nothing there".
+        for bad in [vec![0xff; 40], Vec::new(), vec![0; good.len()]] {
+            fs::write(&path, &bad).unwrap();
+            assert_eq!(
+                check_days(&d, false, &mut |_, _| ()).unwrap().len(),
+                1,
+                "{bad:?}"
+            );
+        }
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_batch_snapshot_is_not_promoted_and_a_file_of_an_earlier_version_is() {
+        let d = dir();
+        pull(
+            &d,
+            "2026-11-20",
+            "2026-11-20",
+            &[event("2026-11-20", "EC2", "1", true)],
+            &[],
+        );
+        let before = fs::read(day_file(&d, date("2026-11-20"))).unwrap();
+        let snapshot = d.join("spool").join("2026-11-20_2026-11-20.revise");
+        let line = String::from_utf8(before[crate::files::HEADER_BYTES..].to_vec()).unwrap();
+        let changed = line.replace("\"r\":0", "\"r\":7");
+        let mut one = Sum::default();
+        one.add(line.trim_end().as_bytes());
+        let mut text = header(1, one.value());
+        text.extend_from_slice(changed.as_bytes());
+        fs::write(&snapshot, &text).unwrap();
+        assert_eq!(
+            promote(&snapshot, &d).unwrap().as_deref(),
+            Some("its lines do not match the checksum in its header")
+        );
+        assert_eq!(fs::read(day_file(&d, date("2026-11-20"))).unwrap(), before);
+        assert!(snapshot.exists(), "left for the caller to set aside");
+        // An earlier version's snapshot: no header, every line readable.
+        fs::write(&snapshot, &changed).unwrap();
+        assert_eq!(promote(&snapshot, &d).unwrap(), None);
+        let promoted = day_text(&d, "2026-11-20");
+        assert!(
+            promoted.starts_with("{\"lines\":1,") && promoted.contains("\"r\":7"),
+            "{promoted}"
+        );
+        assert_eq!(
+            max_revisions(&day_file(&d, date("2026-11-20"))),
+            BTreeMap::from([(date("2026-11-20"), 7)])
+        );
+        fs::remove_dir_all(&d).unwrap();
     }
 }

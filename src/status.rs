@@ -8,7 +8,7 @@ use crate::files::plain_io;
 use crate::heartbeat::{HEARTBEAT, Heartbeat, LAST_PULL, LastPull, Record};
 use crate::schedule::{format_date, parse_date, rfc3339};
 use crate::spend;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -231,6 +231,10 @@ pub struct Report {
     /// absent from the JSON when there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revision_days: Option<Vec<String>>,
+    /// Damaged files, `{"file","problem"}` (`damaged_entry`): found now (the next run
+    /// repairs them) or kept aside earlier. JSON values, not a derived record: a new string
+    /// serializer call site costs the event serializer its inlining (measured).
+    pub damaged: Vec<serde_json::Value>,
     pub heartbeat: Option<Heartbeat>,
     /// Records damaged now (the ledger, last-pull.json, heartbeat.json), one line each
     /// naming the file and what is wrong; absent from the JSON when there is none. The
@@ -258,33 +262,79 @@ fn record<T>(read: Record<T>, damaged: &mut Vec<String>) -> (Option<T>, bool) {
     }
 }
 
+/// An entry of `damaged`: a file's path under state_dir, and what is wrong with it.
+pub fn damaged_entry(file: String, problem: String) -> serde_json::Value {
+    serde_json::json!({ "file": file, "problem": problem })
+}
+
+/// What a `.corrupt-` file is, in `damaged`.
+pub const KEPT_ASIDE: &str = "a damaged file kept aside (the error log of that run says what was wrong and what was recovered); delete it once read";
+
+/// Every damaged file of state_dir: what `state::inspect` finds, then every file kept aside
+/// under a `.corrupt-` name (in state_dir, spool/ and revise/), each under its path
+/// relative to state_dir.
+fn damaged(dir: &Path, found: Vec<(std::path::PathBuf, String)>) -> Vec<serde_json::Value> {
+    let relative = |p: &Path| {
+        p.strip_prefix(dir)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let mut out: Vec<serde_json::Value> = found
+        .into_iter()
+        .map(|(file, problem)| damaged_entry(relative(&file), problem))
+        .collect();
+    let mut aside = Vec::new();
+    for sub in ["", "spool", "revise"] {
+        let Ok(entries) = fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if crate::files::is_aside(&e.file_name().to_string_lossy()) {
+                aside.push(relative(&e.path()));
+            }
+        }
+    }
+    aside.sort();
+    out.extend(
+        aside
+            .into_iter()
+            .map(|file| damaged_entry(file, KEPT_ASIDE.into())),
+    );
+    out
+}
+
 /// Reads state_dir without a lock.
 pub fn gather(config: &Config, now: OffsetDateTime) -> Result<Report, String> {
     let dir = config.state_dir.as_path();
-    let delivered = read_delivered(dir)?;
+    let state = crate::state::inspect(dir)?;
+    let delivered = &state.record.delivered;
+    let mut missing: BTreeSet<Date> =
+        missing_days(delivered, now, config.pull_hour, config.max_catchup_days)
+            .into_iter()
+            .collect();
+    // Days to pull again after damage are missing too, wherever they are.
+    missing.extend(&state.record.again);
     let month = spend::month_of(now);
-    let mut damaged = Vec::new();
+    let mut records = Vec::new();
     let ledger = spend::read(dir, &month)?;
     if let Some(d) = &ledger.damage {
-        damaged.push(format!("{}: {d}", dir.join(spend::FILE).display()));
+        records.push(format!("{}: {d}", dir.join(spend::FILE).display()));
     }
     let (requests, lost) = spend::this_month(ledger.tally.as_ref(), &month);
     let max = config.max_monthly_requests;
     let at_cap = max > 0 && (lost || requests >= max);
     let next = next_pull(now, config.pull_hour, at_cap);
     let (last_pull, last_pull_damaged) =
-        record(crate::heartbeat::read(&dir.join(LAST_PULL))?, &mut damaged);
+        record(crate::heartbeat::read(&dir.join(LAST_PULL))?, &mut records);
     let (heartbeat, heartbeat_damaged) =
-        record(crate::heartbeat::read(&dir.join(HEARTBEAT))?, &mut damaged);
+        record(crate::heartbeat::read(&dir.join(HEARTBEAT))?, &mut records);
     let (wake, why) = next_wake(heartbeat.as_ref(), next, now);
     Ok(Report {
         state_dir: dir.display().to_string(),
         delivered_through: delivered.last().map(|d| format_date(*d)),
-        missing_days: missing_days(&delivered, now, config.pull_hour, config.max_catchup_days)
-            .into_iter()
-            .map(format_date)
-            .collect(),
-        spool_events: spool_pending(&dir.join("spool"))?,
+        missing_days: missing.into_iter().map(format_date).collect(),
+        spool_events: state.spool_events,
         dead_letters: count_lines(&dir.join("dead-letter.jsonl"))?,
         last_pull,
         next_pull: rfc3339(next),
@@ -295,8 +345,9 @@ pub fn gather(config: &Config, now: OffsetDateTime) -> Result<Report, String> {
         month,
         max_monthly_requests: max,
         revision_days: revision_days(config, now),
+        damaged: damaged(dir, state.damaged),
         heartbeat,
-        damaged_records: damaged,
+        damaged_records: records,
         requests_since_lost: lost.then_some(requests),
         last_pull_damaged,
         heartbeat_damaged,
@@ -365,6 +416,14 @@ pub fn human(r: &Report) -> String {
     if let Some(days) = &r.revision_days {
         out.push_str(&format!("revised days       {}\n", days.join(", ")));
     }
+    for d in &r.damaged {
+        let text = |key: &str| d[key].as_str().unwrap_or_default().to_string();
+        out.push_str(&format!(
+            "damaged            {}: {}\n",
+            text("file"),
+            text("problem")
+        ));
+    }
     out.push_str(&format!("heartbeat          {heartbeat}\n"));
     for line in &r.damaged_records {
         out.push_str(&format!("damaged            {line}\n"));
@@ -392,7 +451,7 @@ pub fn command(config: &Config, json: bool, check: bool, healthy: bool, grace: D
                 Record::Good(pull) => Some(pull),
                 _ => None,
             })
-            .and_then(|pull| Ok((pull, read_delivered(dir)?)));
+            .and_then(|pull| Ok((pull, crate::state::inspect(dir)?.record.delivered)));
         let verdict = read
             .and_then(|(pull, delivered)| health(pull.as_ref(), &delivered, now, config.pull_hour));
         return match verdict {
@@ -467,27 +526,6 @@ fn existing(dir: &Path) -> Result<(), String> {
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, String> {
-    match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| format!("{}: unreadable: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: cannot read: {}", path.display(), plain_io(&e))),
-    }
-}
-
-fn read_delivered(dir: &Path) -> Result<BTreeSet<Date>, String> {
-    #[derive(Deserialize)]
-    struct Delivered {
-        delivered: Vec<String>,
-    }
-    let record: Option<Delivered> = read_json(&dir.join("delivered.json"))?;
-    Ok(record
-        .map(|r| r.delivered.iter().filter_map(|d| parse_date(d)).collect())
-        .unwrap_or_default())
-}
-
 /// The most of a line `each_line` hands over: enough for an acknowledgement.
 const HEAD: usize = 32;
 
@@ -536,45 +574,6 @@ fn count_lines(path: &Path) -> Result<u64, String> {
     let mut count = 0;
     each_line(path, &mut |_, content, _| count += u64::from(content))?;
     Ok(count)
-}
-
-/// Events in the spool not yet acknowledged (complete ack lines only, as the service reads them).
-fn spool_pending(spool: &Path) -> Result<u64, String> {
-    let entries = match fs::read_dir(spool) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => {
-            return Err(format!(
-                "{}: cannot read: {}",
-                spool.display(),
-                plain_io(&e)
-            ));
-        }
-    };
-    let mut pending = 0;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().is_none_or(|e| e != "jsonl") {
-            continue;
-        }
-        let total = count_lines(&path)?;
-        // One bit per event: an event acknowledged twice counts once.
-        let mut acked = vec![0u64; total.div_ceil(64) as usize];
-        let mut count = 0;
-        each_line(&path.with_extension("acked"), &mut |head, _, complete| {
-            let index = std::str::from_utf8(head)
-                .ok()
-                .filter(|_| head.len() <= HEAD)
-                .and_then(|l| l.trim().parse::<u64>().ok());
-            if let (true, Some(i)) = (complete, index.filter(|i| *i < total)) {
-                let (word, bit) = ((i / 64) as usize, 1u64 << (i % 64));
-                count += u64::from(acked[word] & bit == 0);
-                acked[word] |= bit;
-            }
-        })?;
-        pending += total - count;
-    }
-    Ok(pending)
 }
 
 #[cfg(test)]
@@ -681,42 +680,60 @@ mod tests {
     }
 
     #[test]
-    fn spool_pending_counts_unacknowledged_lines_only() {
-        let dir = std::env::temp_dir().join(format!("sab-status-{}", std::process::id()));
+    fn damaged_lists_what_is_found_then_every_file_kept_aside() {
+        let dir = std::env::temp_dir().join(format!("sab-status-aside-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("2026-11-01_2026-11-01.jsonl"), "{}\n{}\n{}\n").unwrap();
-        fs::write(dir.join("2026-11-01_2026-11-01.acked"), "0\n2\n1").unwrap();
-        fs::write(dir.join("2026-11-02_2026-11-02.jsonl.tmp"), "{}\n").unwrap();
+        fs::create_dir_all(dir.join("spool")).unwrap();
+        fs::create_dir_all(dir.join("revise")).unwrap();
+        for name in [
+            "delivered.json.corrupt-20261130T020000Z",
+            "spool/2026-11-01_2026-11-01.jsonl.corrupt-20261130T020000Z",
+            "revise/2026-11-01.jsonl.corrupt-20261130T020000Z-2",
+            "heartbeat.json.corrupt-20261130T020000Z",
+            "delivered.json",
+        ] {
+            fs::write(dir.join(name), "x").unwrap();
+        }
+        let found = vec![(dir.join("spool/a.jsonl"), "is empty".to_string())];
+        let files: Vec<(String, bool)> = damaged(&dir, found)
+            .into_iter()
+            .map(|d| {
+                (
+                    d["file"].as_str().unwrap().into(),
+                    d["problem"] == KEPT_ASIDE,
+                )
+            })
+            .collect();
         assert_eq!(
-            spool_pending(&dir).unwrap(),
-            1,
-            "a torn ack line does not count"
+            files,
+            [
+                ("spool/a.jsonl".into(), false),
+                ("delivered.json.corrupt-20261130T020000Z".into(), true),
+                ("heartbeat.json.corrupt-20261130T020000Z".into(), true),
+                (
+                    "revise/2026-11-01.jsonl.corrupt-20261130T020000Z-2".into(),
+                    true
+                ),
+                (
+                    "spool/2026-11-01_2026-11-01.jsonl.corrupt-20261130T020000Z".into(),
+                    true
+                ),
+            ]
         );
         fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
-    fn lines_are_counted_across_buffers_and_acks_once_each() {
+    fn lines_are_counted_across_buffers() {
         let dir = std::env::temp_dir().join(format!("sab-status-lines-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         // A line longer than the read buffer, blank and whitespace-only lines, no final newline.
         let long = "x".repeat(200_000);
         let text = format!("{{}}\n\n  \t\r\n{long}\n{{}}\r\n{long}");
-        fs::write(dir.join("2026-11-01_2026-11-01.jsonl"), &text).unwrap();
-        assert_eq!(
-            count_lines(&dir.join("2026-11-01_2026-11-01.jsonl")).unwrap(),
-            4
-        );
+        fs::write(dir.join("dead-letter.jsonl"), &text).unwrap();
+        assert_eq!(count_lines(&dir.join("dead-letter.jsonl")).unwrap(), 4);
         assert_eq!(count_lines(&dir.join("none.jsonl")).unwrap(), 0);
-        // Twice acknowledged, out of range, not a number, torn: only 0 and 3 count.
-        fs::write(
-            dir.join("2026-11-01_2026-11-01.acked"),
-            "3\n 0 \n3\n9\nx\n2",
-        )
-        .unwrap();
-        assert_eq!(spool_pending(&dir).unwrap(), 2);
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -20,7 +20,7 @@ impl Runtime {
     /// setup's (refusals.rs): then nothing of the batch is dead-lettered or acknowledged.
     fn deliver(
         &self,
-        state: &State,
+        state: &mut State,
         batch: &mut Batch,
         deadline: Option<Instant>,
     ) -> Result<Delivery, String> {
@@ -42,7 +42,7 @@ impl Runtime {
                 peer(&e.data.label()),
                 peer(&e.data.date)
             );
-            state.spool().dead_letter(status, &reason, json)?;
+            state.dead_letter(status, &reason, json)?;
             outcome.rejected += 1;
             Ok(())
         };
@@ -227,6 +227,9 @@ impl Runtime {
             state.finish(batch)?;
         } else {
             state.spool_mut().keep(batch);
+            if outcome.rejected > 0 {
+                state.save_dead_letters()?;
+            }
         }
         info!(
             "{range}: {} events, delivered {}, rejected {}{}",
@@ -249,7 +252,7 @@ impl Runtime {
         deadline: Option<Instant>,
     ) -> Result<Delivery, String> {
         let mut total = Delivery::default();
-        let mut batches = state.spool_mut().batches()?.into_iter();
+        let mut batches = state.spool_mut().batches().into_iter();
         while let Some(batch) = batches.next() {
             if self.signals.stopping() {
                 total.left += batch.pending();

@@ -32,7 +32,7 @@ impl Runtime {
     /// until `deadline` (forever without one).
     pub(super) fn put_spooled(
         &self,
-        state: &State,
+        state: &mut State,
         batch: &mut Batch,
         bus: &Bus,
         deadline: Option<Instant>,
@@ -50,7 +50,7 @@ impl Runtime {
     /// retried with only its entries that failed in a way that waiting can help.
     fn put_group(
         &self,
-        state: &State,
+        state: &mut State,
         bus: &Bus,
         lines: &[String],
         deadline: Option<Instant>,
@@ -221,16 +221,14 @@ impl Runtime {
 }
 
 /// An event EventBridge will never take: logged and kept in dead-letter.jsonl.
-fn reject(state: &State, line: &str, status: u16, reason: &str) -> Result<(), String> {
+fn reject(state: &mut State, line: &str, status: u16, reason: &str) -> Result<(), String> {
     let e = parsed(line);
     error!(
         "EventBridge rejected the event for \"{}\" on {}: {reason}; kept in dead-letter.jsonl",
         peer(&e.data.label()),
         peer(&e.data.date)
     );
-    state
-        .spool()
-        .dead_letter(status, &format!("EventBridge: {reason}"), line)
+    state.dead_letter(status, &format!("EventBridge: {reason}"), line)
 }
 
 fn log_delivered(line: &str, event_id: &str) {

@@ -283,14 +283,55 @@ pub(crate) fn lock_and_drain(
         error!("{e}");
         return Err(1);
     }
-    let total = rt.deliver_spool(&mut state, deadline).map_err(|e| {
+    let mut total = rt.deliver_spool(&mut state, deadline).map_err(|e| {
         error!("{e}");
         1
     })?;
     if total.left > 0 || rt.signals.stopping() {
         return Err(finish_once(rt, total));
     }
-    Ok((state, total))
+    match pull_again(rt, &mut state, deadline) {
+        Ok(None) => Ok((state, total)),
+        Ok(Some(d)) => {
+            total += d;
+            if total.left > 0 || rt.signals.stopping() {
+                return Err(finish_once(rt, total));
+            }
+            Ok((state, total))
+        }
+        Err(Failure::Stopped) => Err(0),
+        Err(e) => {
+            error!("{e}");
+            Err(1)
+        }
+    }
+}
+
+/// Days whose record of what was sent was damaged (state.rs) are pulled again before
+/// anything else, in one range request: every line goes out as a revision above any sent
+/// before. None when there is none.
+pub(crate) fn pull_again(
+    rt: &Runtime,
+    state: &mut State,
+    deadline: Option<Instant>,
+) -> Result<Option<Delivery>, Failure> {
+    let days = state.again_days();
+    let (Some(first), Some(last)) = (days.first().copied(), days.last().copied()) else {
+        return Ok(None);
+    };
+    info!(
+        "pulling {} again: the record of what was sent for {} was damaged; every line goes out as a revision above any sent before",
+        describe_range(first, last),
+        days.iter()
+            .map(|d| format_date(*d))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let batch = rt.pull_to_spool(state, first, last, false, None)?;
+    let delivery = rt
+        .deliver_batch(state, batch, deadline)
+        .map_err(Failure::State)?;
+    Ok(Some(delivery))
 }
 
 pub(crate) fn finish_once(rt: &Runtime, total: Delivery) -> i32 {
@@ -520,6 +561,14 @@ fn service_step(rt: &Runtime, state: &mut State) -> Result<(), Failure> {
         }
         if spooled.left > 0 {
             return Err(Failure::Undelivered(spooled.left));
+        }
+        if let Some(again) = pull_again(rt, state, None)? {
+            if rt.signals.stopping() {
+                return Err(Failure::Stopped);
+            }
+            if again.left > 0 {
+                return Err(Failure::Undelivered(again.left));
+            }
         }
     }
     let due = due_days(

@@ -10,7 +10,7 @@ use crate::keys::Credentials;
 use crate::retry::{next_wait, retry_after};
 use crate::schedule::rfc3339;
 use crate::service::{Failure, MIB, Runtime, describe_range};
-use crate::snapshot::Round;
+use crate::snapshot::{Plan, Round};
 use crate::spool::Batch;
 use crate::state::State;
 use crate::{debug, info, warn};
@@ -253,16 +253,18 @@ impl Runtime {
             )));
         }
         let delivered = |d| !force && state.is_delivered(d);
-        let mut round = Round::start(
-            state.dir(),
-            self.config.revise.revise_days,
-            revise,
-            (first, last),
-            &delivered,
-            true,
-        )
-        .map_err(Failure::State)?
-        .with_summary(self.config.revise.summary);
+        let plan = Plan {
+            revise_days: self.config.revise.revise_days,
+            window: revise,
+            days: (first, last),
+            delivered: &delivered,
+            again: &|d| state.again_days().contains(&d),
+            sent: &|d| state.sent_mark(d),
+            record: true,
+        };
+        let mut round = Round::start(state.dir(), &plan)
+            .map_err(Failure::State)?
+            .with_summary(self.config.revise.summary);
         let first = round.first;
         let mut writer = state.spool().writer(first, last).map_err(Failure::State)?;
         if let Some(path) = writer.snapshot_path() {
@@ -292,6 +294,7 @@ impl Runtime {
             round
                 .vanished(&time, &mut |e| writer.push(&e))
                 .map_err(Failure::State)?;
+            writer.sent = round.take_sent();
             writer.snapshot = round.into_writer().map_err(Failure::State)?;
             Ok(r)
         });
@@ -307,7 +310,7 @@ impl Runtime {
                     "pulled {}: {groups} groups in {pages} page(s){note}",
                     describe_range(first, last)
                 );
-                state.spool_mut().commit(writer).map_err(Failure::State)
+                state.commit(writer).map_err(Failure::State)
             }
             Err(e) => {
                 writer.abandon();

@@ -3,7 +3,7 @@
 use crate::event::Event;
 use crate::schedule::{format_date, rfc3339};
 use crate::service::{Failure, Pull, Runtime, describe_range, pull_and_deliver, yesterday};
-use crate::snapshot::{Round, revisable};
+use crate::snapshot::{Plan, Round, revisable};
 use crate::{error, info};
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -57,10 +57,31 @@ fn preview(rt: &Runtime, dir: &std::path::Path, n: u32) -> i32 {
         );
         return 0;
     };
+    // A preview repairs nothing: a damaged day file is named, and read as far as it goes.
+    let damaged = crate::snapshot::check_days(dir, false, &mut |file, problem| {
+        crate::warn!("{}: {problem}", file.display())
+    });
+    for d in damaged.iter().flatten() {
+        crate::warn!(
+            "{}: {}; the preview reads what it can of it (a revise that records repairs it and sends {} again)",
+            d.file.display(),
+            d.problem,
+            format_date(d.day)
+        );
+    }
     let window = Some((last - first).whole_days() as u32);
     let keep = rt.config.revise.revise_days;
     // Every day with a snapshot was delivered: a snapshot is kept only once its batch is.
-    let mut round = match Round::start(Some(dir), keep, window, (first, last), &|_| true, false) {
+    let plan = Plan {
+        revise_days: keep,
+        window,
+        days: (first, last),
+        delivered: &|_| true,
+        again: &|_| false,
+        sent: &|_| None,
+        record: false,
+    };
+    let mut round = match Round::start(Some(dir), &plan) {
         Ok(r) => r.with_summary(rt.config.revise.summary),
         Err(e) => {
             error!("{e}");

@@ -10,6 +10,7 @@ mod bad_input;
 mod breakdown;
 mod config;
 mod credentials;
+mod damage;
 mod deliver;
 mod demo;
 mod eventbridge;

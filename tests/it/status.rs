@@ -171,6 +171,7 @@ fn the_json_fields_match_what_happened() {
         "ce_requests_this_month",
         "ce_cost_this_month_usd",
         "max_monthly_requests",
+        "damaged",
         "heartbeat",
     ];
     assert_eq!(
@@ -195,6 +196,7 @@ fn the_json_fields_match_what_happened() {
     );
     assert_eq!(report["spool_events"], 3);
     assert_eq!(report["dead_letters"], 1);
+    assert_eq!(report["damaged"], serde_json::json!([]));
     assert_eq!(report["last_pull"]["ok"], true);
     assert_eq!(report["last_pull"]["error"], Value::Null);
     assert_eq!(report["last_pull"]["days"]["last"], days_ago(2));
@@ -543,8 +545,20 @@ fn status_counts_large_files_within_a_small_pods_memory() {
         .run(WITHIN);
     run.assert_code(0);
     let report: Value = serde_json::from_str(run.stdout_lines()[0]).expect("JSON");
-    assert_eq!(report["spool_events"], 1, "{report}");
+    // Both are one line of zeros: damaged, named, and never read whole.
+    assert_eq!(report["spool_events"], 0, "{report}");
     assert_eq!(report["dead_letters"], 1, "{report}");
+    let damaged: Vec<&str> = report["damaged"]
+        .as_array()
+        .expect("a damaged list")
+        .iter()
+        .map(|d| d["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        damaged,
+        ["dead-letter.jsonl", "spool/2026-11-01_2026-11-01.jsonl"],
+        "{report}"
+    );
 }
 
 #[test]
