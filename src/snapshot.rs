@@ -127,7 +127,8 @@ pub struct Round {
     dir: Option<PathBuf>,
     days: BTreeSet<Date>,
     /// Days with a snapshot pulled as undelivered (`once --force`): every line goes out
-    /// again, as the next revision of its line, so the numbering continues.
+    /// again, an unchanged one as the revision it was last delivered as (so with the same
+    /// id), a changed one as its next revision, so the numbering continues.
     resend: BTreeSet<Date>,
     /// On disk, in an unlinked file (`FileSlots`): only one bit per line stays in memory.
     index: Option<Index<FileSlots>>,
@@ -290,7 +291,7 @@ impl Round {
     /// Plans a pull of `first..=last`: with `window` (days), the delivered days from
     /// `window` days before `last` up to `last` whose last numbers were estimated are pulled
     /// again too. A day of `first..=last` that is not `delivered` (a forced re-pull) but
-    /// has a snapshot continues its numbering: each line goes out as its next revision. With `record`, the batch's snapshot is written and day files older than
+    /// has a snapshot continues its numbering: each line goes out again (see `resend`). With `record`, the batch's snapshot is written and day files older than
     /// `revise_days` before `last` are dropped; without a state_dir nothing is revised or
     /// recorded.
     pub fn start(
@@ -414,12 +415,7 @@ impl Round {
             Some(index) => index.judge(&event.data)?,
             None => Verdict::Revise(1),
         };
-        let verdict = match verdict {
-            Verdict::Unchanged(r) if day.is_some_and(|d| self.resend.contains(&d)) => {
-                Verdict::Revise(r + 1)
-            }
-            v => v,
-        };
+        let resend = day.is_some_and(|d| self.resend.contains(&d));
         if let Some(t) = &mut self.totals {
             t.add(
                 &event.data,
@@ -430,7 +426,14 @@ impl Round {
         match verdict {
             Verdict::Unchanged(r) => {
                 self.record_raw((data, &event.extensions), r, estimated)?;
-                Ok(None)
+                if !resend {
+                    return Ok(None);
+                }
+                // Forced: sent again as it was last delivered, so with the same id.
+                if r > 0 {
+                    event.set_revision(r);
+                }
+                Ok(Some(event))
             }
             Verdict::Revise(n) => {
                 self.record_raw((data, &event.extensions), n, estimated)?;
@@ -494,6 +497,8 @@ impl Round {
             let last = self.summary_rev.get(&d).copied();
             let data = crate::summary::data(date, day);
             let revision = match (revised, day.changed) {
+                // Forced and unchanged: sent again as it was last delivered (the same id).
+                (true, false) if self.resend.contains(&d) => last,
                 (true, false) => {
                     // Nothing changed: the last summary stands and is kept as it was.
                     if let Some(r) = last {
@@ -507,8 +512,7 @@ impl Round {
             if revised || (day.estimated && self.keep_days > 0) {
                 self.record((&data, &none), revision.unwrap_or(0), day.estimated)?;
             }
-            let id = crate::event::new_id();
-            out(crate::summary::event(data, revision, id, time.to_string()))?;
+            out(crate::summary::event(data, revision, time.to_string()))?;
         }
         Ok(())
     }
@@ -562,7 +566,8 @@ fn revision_event(
     extensions.insert(REVISION.into(), revision.into());
     Event {
         specversion: "1.0".into(),
-        id: crate::event::new_id(),
+        // Set as it goes out (`Event::seal`), from its content.
+        id: String::new(),
         source: crate::event::SOURCE.into(),
         kind: crate::event::TYPE.into(),
         datacontenttype: "application/json".into(),
@@ -700,14 +705,14 @@ mod tests {
     fn event(date: &str, service: &str, amount: &str, estimated: bool) -> Event {
         let mut line = Line::service(date, service, "BlendedCost", amount, "USD");
         line.estimated = estimated;
-        Event::new(line, crate::event::new_id(), "2026-11-25T02:00:00Z".into())
+        Event::sealed(line, "2026-11-25T02:00:00Z")
     }
 
     fn dir() -> PathBuf {
         let d = std::env::temp_dir().join(format!(
             "snapshot-{}-{}",
             std::process::id(),
-            crate::event::new_id()
+            getrandom::u64().unwrap()
         ));
         fs::create_dir_all(d.join("spool")).unwrap();
         d

@@ -240,6 +240,7 @@ impl SpoolWriter {
         Some(tmp.with_file_name(format!("{}.revise.tmp", batch_name(self.first, self.last))))
     }
 
+    #[cfg(test)]
     pub fn push(&mut self, event: &Event) -> Result<(), String> {
         self.push_with(event, &event.raw_data())
     }
@@ -522,7 +523,7 @@ mod tests {
 
     fn event(service: &str) -> Event {
         let line = Line::service("2022-06-13", service, "BlendedCost", "1", "USD");
-        Event::new(line, crate::event::new_id(), "2022-06-14T00:00:00Z".into())
+        Event::sealed(line, "2022-06-14T00:00:00Z")
     }
 
     fn spooled(spool: &mut Spool, services: &[&str]) -> Batch {

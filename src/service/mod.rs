@@ -150,6 +150,27 @@ impl Runtime {
         }
     }
 
+    /// An event as it goes out: its data in the configured format (`None`: the seed's
+    /// data, `seed`, as it is), then sealed from that data (subject, partition key,
+    /// dataschema, id).
+    pub(crate) fn outgoing(
+        &self,
+        event: &mut Event,
+        seed: &serde_json::value::RawValue,
+    ) -> Option<Box<serde_json::value::RawValue>> {
+        let wire = None;
+        let group_by = &self.config.breakdown.group_by;
+        event.seal(wire.as_deref().unwrap_or(seed), group_by, None);
+        wire
+    }
+
+    /// `outgoing` as the structured JSON line, for `--target -`.
+    pub(crate) fn outgoing_line(&self, mut event: Event) -> String {
+        let seed = event.raw_data();
+        let wire = self.outgoing(&mut event, &seed);
+        event.to_json_with(wire.as_deref().unwrap_or(&seed))
+    }
+
     /// The first look at start (see Provider::first_fetch).
     pub fn first_credentials(&self) -> Result<(), String> {
         self.credentials.first_fetch(&|d| self.signals.sleep_for(d))
@@ -331,8 +352,8 @@ fn print_events(rt: &Runtime, first: Date, last: Date) -> Result<(usize, usize),
     let mut out = std::io::stdout().lock();
     let mut closed = false;
     let result = rt.pull(first, last, usize::MAX, &mut |line| {
-        let event = Event::new(line, crate::event::new_id(), time.clone());
-        writeln!(out, "{}", event.to_json()).map_err(|e| {
+        let line = rt.outgoing_line(Event::new(line, time.clone()));
+        writeln!(out, "{line}").map_err(|e| {
             closed = e.kind() == std::io::ErrorKind::BrokenPipe;
             format!("stdout: {e}")
         })
