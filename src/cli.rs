@@ -23,6 +23,9 @@ usage:
   source-aws-billing status --check [--grace SECONDS]
                                 exit 0 while the service keeps its own schedule, 1 once it is
                                 more than SECONDS (default 600) late or never ran
+  source-aws-billing schema [--format seed|focus]
+                                print the JSON Schema of the data of every event type the
+                                config produces (in its format, or the one named)
   source-aws-billing --help | --version
 
 options:
@@ -47,6 +50,10 @@ pub enum Action {
     /// `days` overrides revise_days.
     Revise {
         days: Option<u32>,
+    },
+    /// `schema`: the JSON Schema of the data, in the config's format or `format`.
+    Schema {
+        format: Option<String>,
     },
     /// `status`: print (`json`), or with `check` the liveness decision.
     Status {
@@ -73,6 +80,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     let (mut date, mut from, mut to, mut force) = (None, None, None, false);
     let mut revise_days: Option<u32> = None;
     let (mut json, mut check, mut grace_s) = (false, false, None);
+    let mut format: Option<String> = None;
     let mut i = 0;
     while i < args.len() {
         let arg = args[i].as_str();
@@ -111,7 +119,11 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
                     }
                 }
             }
-            "run" | "once" | "check" | "revise" | "status" if command.is_none() => {
+            "--format" => match value(flag)?.as_str() {
+                f @ ("seed" | "focus") => format = Some(f.to_string()),
+                other => return Err(format!("--format: expected seed or focus, found {other:?}")),
+            },
+            "run" | "once" | "check" | "revise" | "status" | "schema" if command.is_none() => {
                 command = Some(arg)
             }
             "--json" => json = true,
@@ -122,7 +134,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             }
             _ => {
                 return Err(format!(
-                    "unknown command {arg:?}; expected run, once, check, revise or status"
+                    "unknown command {arg:?}; expected run, once, check, revise, status or schema"
                 ));
             }
         }
@@ -144,6 +156,11 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             "--json, --check and --grace go with the status command, not {command}"
         ));
     }
+    if command != "schema" && format.is_some() {
+        return Err(format!(
+            "--format goes with the schema command, not {command}"
+        ));
+    }
     if json && check {
         return Err("status: use either --json or --check, not both".into());
     }
@@ -159,6 +176,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             grace_s: grace_s.unwrap_or(crate::status::DEFAULT_GRACE_S),
         },
         "check" => Action::Check,
+        "schema" => Action::Schema { format },
         _ => {
             let days = match (date, from, to) {
                 (None, None, None) => None,
@@ -324,6 +342,30 @@ mod tests {
         assert_eq!(
             p(&["revise", "--days=5", "--target", "-"]).unwrap().action,
             Action::Revise { days: Some(5) }
+        );
+    }
+
+    #[test]
+    fn schema_takes_a_format() {
+        assert_eq!(
+            p(&["schema"]).unwrap().action,
+            Action::Schema { format: None }
+        );
+        assert_eq!(
+            p(&["schema", "--format=focus"]).unwrap().action,
+            Action::Schema {
+                format: Some("focus".into())
+            }
+        );
+        assert!(
+            p(&["schema", "--format", "csv"])
+                .unwrap_err()
+                .contains("seed or focus")
+        );
+        assert!(
+            p(&["once", "--format", "seed"])
+                .unwrap_err()
+                .contains("goes with the schema command")
         );
     }
 

@@ -38,16 +38,18 @@ fn real_main() -> i32 {
     }
     // Before any thread starts, so that every thread inherits the blocked signals.
     let signals = signal::install();
+    let schema = matches!(cli.action, Action::Schema { .. });
     let overrides = Overrides {
         config: cli.config,
         secret: cli.secret,
-        target: cli.target,
+        // The schema needs no target: one that is missing is no error there.
+        target: cli.target.or_else(|| schema.then(|| "-".to_string())),
     };
     // Warnings go out as they are found: an error after them must not hide them.
     let mut warn = |w: String| warn!("{w}");
     let loaded = config::load_reporting(&overrides, &env, &mut warn).and_then(|c| {
-        // status reads state_dir only: it needs no credentials.
-        if !matches!(cli.action, Action::Status { .. }) {
+        // status reads state_dir only and schema only the config: no credentials.
+        if !matches!(cli.action, Action::Status { .. } | Action::Schema { .. }) {
             // Once: the chain reads the secret file again at every use (credentials::warn_once).
             credentials::check_static_keys(&c.secret, &mut credentials::warn_once)?;
         }
@@ -67,6 +69,9 @@ fn real_main() -> i32 {
     } = cli.action
     {
         return status::command(&config, json, check, Duration::from_secs(grace_s));
+    }
+    if let Action::Schema { format } = &cli.action {
+        return print_stdout(&service::schema(&config, format.as_deref()));
     }
     let runtime = match Runtime::new(config, signals, &env) {
         Ok(r) => r,

@@ -30,6 +30,7 @@ impl Runtime {
         max_pages: usize,
         sink: &mut dyn FnMut(Line) -> Result<(), String>,
     ) -> Result<(usize, usize), Failure> {
+        self.billing_account()?;
         // A pull cut short by `max_pages` (`check`'s one page) is never recorded: only
         // whether Cost Explorer accepts the signed request counts, not what it answers.
         let mut check = (max_pages == usize::MAX).then(|| {

@@ -16,7 +16,8 @@ use std::path::Path;
 const FLOORS: &[(u8, &[&str])] = &[
     (1, &["files", "yaml", "keys", "urls", "log",
           "schedule", "retry", "decimal", "socket", "signal"]),
-    (2, &["breakdown", "event", "event_de", "summary", "revise", "answer", "costexplorer", "sign"]),
+    (2, &["breakdown", "event", "event_de", "summary", "revise", "answer", "costexplorer", "sign",
+          "focus", "schema"]),
     (3, &["http", "bounds", "heartbeat", "spend", "snapshot", "spool", "state", "credentials"]),
     (4, &["config"]),
     (5, &["service", "status", "cli"]),
