@@ -13,6 +13,7 @@ mod credentials;
 mod deliver;
 mod fakes;
 mod hostile_peers;
+mod ids;
 mod layering;
 mod lying_answers;
 mod manifest;
