@@ -4,7 +4,6 @@ use crate::breakdown::GroupBy;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
@@ -256,20 +255,19 @@ impl Event {
     /// goes out: `raw_data`, or FOCUS columns. A day summary (it has `lines`) has no keys:
     /// its subject is its date and its partition key its type.
     pub fn seal(&mut self, data: &RawValue, group_by: &[GroupBy], dataschema: Option<&str>) {
-        let mut subject = self.data.date.clone();
-        let mut partition = String::new();
-        if self.data.lines.is_some() {
-            partition.push_str(&self.kind);
+        let date = &self.data.date;
+        let (subject, partition) = if self.data.lines.is_some() {
+            (date.clone(), self.kind.clone())
         } else {
-            for (i, value) in group_values(&self.data, group_by).enumerate() {
+            let mut subject = String::with_capacity(date.len() + 64);
+            subject.push_str(date);
+            for value in group_values(&self.data, group_by) {
                 subject.push('/');
                 key_segment(&mut subject, value);
-                if i > 0 {
-                    partition.push('/');
-                }
-                key_segment(&mut partition, value);
             }
-        }
+            let keys = subject.get(date.len() + 1..).unwrap_or("").to_string();
+            (subject, keys)
+        };
         let text = serde_json::Value::String;
         self.extensions.insert(SUBJECT.into(), text(subject));
         self.extensions
@@ -436,17 +434,15 @@ pub fn percent_encode(value: &str) -> String {
         return value.to_string();
     }
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(value.len() + 8);
+    let mut out = Vec::with_capacity(value.len() + 8);
     for b in value.bytes() {
         if plain(b) {
-            out.push(char::from(b));
+            out.push(b);
         } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
         }
     }
-    out
+    String::from_utf8(out).expect("printable ASCII only")
 }
 
 /// The values of a line's groups in `group_by` order (`""` for one its data lacks).
@@ -466,6 +462,9 @@ fn group_values<'a>(data: &'a Data, group_by: &'a [GroupBy]) -> impl Iterator<It
 /// the segments split back unambiguously; the rest as it is (binary mode percent-encodes
 /// the whole header value on top, as for every attribute).
 fn key_segment(out: &mut String, value: &str) {
+    if !value.bytes().any(|b| b == b'%' || b == b'/') {
+        return out.push_str(value);
+    }
     for c in value.chars() {
         match c {
             '%' => out.push_str("%25"),
@@ -490,44 +489,77 @@ pub const ID_NAMESPACE: [u8; 16] = [
 /// (Python: `json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`).
 /// `revision` is 0 for a first delivery.
 pub fn content_id(source: &str, kind: &str, revision: u32, data: &RawValue) -> String {
-    #[derive(Serialize)]
-    struct Name<'a> {
-        data: &'a serde_json::Value,
-        revision: u32,
-        source: &'a str,
-        #[serde(rename = "type")]
-        kind: &'a str,
-    }
-    // Parsed into a map sorted by key (serde_json without preserve_order): canonical order
-    // whatever order the data was written in.
-    let data: serde_json::Value =
-        serde_json::from_str(data.get()).expect("a RawValue holds valid JSON");
-    let name = Name {
-        data: &data,
-        revision,
-        source,
-        kind,
-    };
-    let mut hash = Hashing(Sha256::new());
-    hash.0.update(ID_NAMESPACE);
-    serde_json::to_writer(&mut hash, &name).expect("hashing cannot fail");
-    let digest = hash.0.finalize();
+    use std::io::Write;
+    let mut name = Vec::with_capacity(ID_NAMESPACE.len() + data.get().len() + 96);
+    name.extend_from_slice(&ID_NAMESPACE);
+    name.extend_from_slice(b"{\"data\":");
+    canonical(&mut name, data);
+    let _ = write!(name, ",\"revision\":{revision},\"source\":");
+    serde_json::to_writer(&mut name, source).expect("writing to memory cannot fail");
+    name.extend_from_slice(b",\"type\":");
+    serde_json::to_writer(&mut name, kind).expect("writing to memory cannot fail");
+    name.push(b'}');
+    let digest = ring::digest::digest(&ring::digest::SHA256, &name);
     let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
+    bytes.copy_from_slice(&digest.as_ref()[..16]);
     uuid_text(bytes, 8)
 }
 
-/// Writes into a hash.
-struct Hashing(Sha256);
-
-impl std::io::Write for Hashing {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.update(bytes);
-        Ok(bytes.len())
+/// The canonical JSON text of `value`, appended to `out`. The data of an event is an object
+/// whose members are mostly plain strings: those are copied as they are (a JSON string
+/// without a backslash has only one spelling), as are whole numbers, booleans and null;
+/// only members that are objects, or strings with escapes, are parsed and written again
+/// (`serde_json::Value` keeps object keys sorted).
+fn canonical(out: &mut Vec<u8>, value: &RawValue) {
+    let write_value = |out: &mut Vec<u8>, raw: &str| {
+        let value: serde_json::Value =
+            serde_json::from_str(raw).expect("a RawValue holds valid JSON");
+        serde_json::to_writer(out, &value).expect("writing to memory cannot fail");
+    };
+    // The members in their order (the reader binary mode uses), then sorted by key; an
+    // object with a key twice is parsed whole instead (the last one counts, as there).
+    let Ok(Fields(mut members)) = serde_json::from_str::<Fields>(value.get()) else {
+        return write_value(out, value.get());
+    };
+    for i in 1..members.len() {
+        let mut j = i;
+        while j > 0 && members[j - 1].0.0 > members[j].0.0 {
+            members.swap(j - 1, j);
+            j -= 1;
+        }
     }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+    if members.windows(2).any(|w| w[0].0.0 == w[1].0.0) {
+        return write_value(out, value.get());
     }
+    out.push(b'{');
+    for (i, (Text(key), member)) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match key {
+            // Borrowed: it had no escape, so it is written as it was.
+            Cow::Borrowed(key) => {
+                out.push(b'"');
+                out.extend_from_slice(key.as_bytes());
+                out.push(b'"');
+            }
+            Cow::Owned(key) => {
+                serde_json::to_writer(&mut *out, &key).expect("writing to memory cannot fail")
+            }
+        }
+        out.push(b':');
+        let text = member.get();
+        let plain = match text.as_bytes().first() {
+            Some(b'"') => !text.contains('\\'),
+            Some(b'0'..=b'9') => text.bytes().all(|b| b.is_ascii_digit()),
+            _ => matches!(text, "true" | "false" | "null"),
+        };
+        match plain {
+            true => out.extend_from_slice(text.as_bytes()),
+            false => write_value(out, text),
+        }
+    }
+    out.push(b'}');
 }
 
 /// 16 bytes as a UUID of `version` (RFC 9562 variant), in its lower-case text form.
@@ -535,15 +567,17 @@ fn uuid_text(mut bytes: [u8; 16], version: u8) -> String {
     bytes[6] = (bytes[6] & 0x0f) | (version << 4);
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(36);
+    let mut id = [b'-'; 36];
+    let mut at = 0;
     for (i, b) in bytes.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
-            id.push('-');
+            at += 1;
         }
-        id.push(char::from(HEX[usize::from(b >> 4)]));
-        id.push(char::from(HEX[usize::from(b & 15)]));
+        id[at] = HEX[usize::from(b >> 4)];
+        id[at + 1] = HEX[usize::from(b & 15)];
+        at += 2;
     }
-    id
+    String::from_utf8(id.to_vec()).expect("hex digits and dashes")
 }
 
 #[cfg(test)]
@@ -766,6 +800,41 @@ mod tests {
             ID_NAMESPACE,
             *b"\xd1\xbd\xd1\xf3\xbc\xd4\x50\x8c\x98\x49\x80\x3c\xc3\x50\x5a\x28"
         );
+    }
+
+    /// The canonical name the slow, obvious way: the whole data parsed into sorted maps.
+    fn reference_name(revision: u32, data: &str) -> String {
+        let data: serde_json::Value = serde_json::from_str(data).unwrap();
+        let name =
+            serde_json::json!({"data": data, "revision": revision, "source": SOURCE, "type": TYPE});
+        serde_json::to_string(&name).unwrap()
+    }
+
+    #[test]
+    fn the_canonical_form_is_the_sorted_json_of_the_whole_name() {
+        let seed = sample().raw_data();
+        let breakdown = Event::new(breakdown_line(), "t".into()).raw_data();
+        let summary = r#"{"date":"2026-11-20","lines":4,"totals":{"USD":"-0.2","N/A":"3.5"},"estimated":true}"#;
+        let focus = r#"{"BilledCost":"1","ListCost":null,"x_Revision":0,"x_Estimated":false,"Tags":{"b":"1","a":"\u00e9"},"RegionId":"eu\u002dwest-1"}"#;
+        for data in [
+            seed.get(),
+            breakdown.get(),
+            summary,
+            focus,
+            r#"{"b\u0061":"x","a":"y"}"#,
+            r#"{"a":"1","a":"2","\u0061":"3","b":{"d":1,"c":2}}"#,
+            "{}",
+        ] {
+            for revision in [0, 7] {
+                let mut fast = Vec::new();
+                canonical(&mut fast, &RawValue::from_string(data.into()).unwrap());
+                let name = format!(
+                    r#"{{"data":{},"revision":{revision},"source":"{SOURCE}","type":"{TYPE}"}}"#,
+                    String::from_utf8(fast).unwrap()
+                );
+                assert_eq!(name, reference_name(revision, data), "{data}");
+            }
+        }
     }
 
     #[test]

@@ -6,12 +6,10 @@
 //! or two keys), not a conformant FOCUS dataset: columns Cost Explorer has no value for
 //! are null.
 
-use crate::event::{Amount, Data, Event};
+use crate::event::{Data, Event};
 use crate::schedule::{format_date, parse_date};
 use crate::yaml::{ConfigError, Doc, show};
-use serde::Serialize;
 use serde_json::value::RawValue;
-use std::collections::BTreeMap;
 
 /// What `data` holds: the seed's fields (the default), or FOCUS columns.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -83,44 +81,8 @@ pub fn data(event: &Event, billing_account: Option<&str>) -> Option<Box<RawValue
     if event.data.lines.is_some() {
         return None;
     }
-    let columns = Columns::of(&event.data, billing_account, event);
-    Some(serde_json::value::to_raw_value(&columns).expect("plain strings always serialize"))
-}
-
-/// The columns, in the FOCUS specification's groups: costs, then periods, then who and what.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct Columns<'a> {
-    billed_cost: Option<&'a str>,
-    effective_cost: Option<&'a str>,
-    list_cost: Option<&'a str>,
-    contracted_cost: Option<&'a str>,
-    billing_currency: Option<&'a str>,
-    charge_period_start: Option<String>,
-    charge_period_end: Option<String>,
-    billing_period_start: Option<String>,
-    billing_period_end: Option<String>,
-    billing_account_id: Option<&'a str>,
-    sub_account_id: Option<&'a str>,
-    sub_account_name: Option<&'a str>,
-    provider_name: &'a str,
-    publisher_name: &'a str,
-    invoice_issuer_name: &'a str,
-    service_name: Option<&'a str>,
-    service_category: Option<&'a str>,
-    region_id: Option<&'a str>,
-    charge_category: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    availability_zone: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tags: Option<&'a BTreeMap<String, String>>,
-    /// The other grouped dimensions (`x_UsageType`, ...) and `x_CostCategories`.
-    #[serde(flatten)]
-    custom: BTreeMap<String, serde_json::Value>,
-    #[serde(rename = "x_Estimated")]
-    estimated: bool,
-    #[serde(rename = "x_Revision")]
-    revision: u32,
+    let json = columns(&event.data, billing_account, event);
+    Some(RawValue::from_string(json).expect("the columns are a JSON object"))
 }
 
 /// Grouped dimensions with a FOCUS column of their own (by their data field).
@@ -133,55 +95,115 @@ const OWN_COLUMNS: [&str; 6] = [
     "az",
 ];
 
-impl<'a> Columns<'a> {
-    fn of(data: &'a Data, billing_account: Option<&'a str>, event: &Event) -> Columns<'a> {
-        let metric = |name: &str| -> Option<&'a Amount> { data.metrics.get(name) };
-        let billed = metric(BILLED);
-        let dimension = |field: &str| data.dimensions.get(field).map(String::as_str);
-        let day = parse_date(&data.date);
-        let midnight = |d: time::Date| format!("{}T00:00:00Z", format_date(d));
-        let month = day.map(|d| d.replace_day(1).expect("every month has a first day"));
-        let next_month = month.map(|m| {
-            let after = m + time::Duration::days(31);
-            after.replace_day(1).expect("every month has a first day")
-        });
-        let mut custom = BTreeMap::new();
-        for (field, value) in &data.dimensions {
-            if !OWN_COLUMNS.contains(&field.as_str()) {
-                custom.insert(custom_name(field), value.clone().into());
+/// A JSON object written member by member (less code than a map or a derive).
+struct Object(Vec<u8>);
+
+impl Object {
+    /// A member whose value is JSON text as it is.
+    fn raw(&mut self, name: &str, json: &[u8]) {
+        self.0.push(if self.0.is_empty() { b'{' } else { b',' });
+        self.0.push(b'"');
+        self.0.extend_from_slice(name.as_bytes());
+        self.0.extend_from_slice(b"\":");
+        self.0.extend_from_slice(json);
+    }
+
+    /// A string member, or null.
+    fn text(&mut self, name: &str, value: Option<&str>) {
+        match value {
+            None => self.raw(name, b"null"),
+            Some(v) => {
+                self.raw(name, b"");
+                serde_json::to_writer(&mut self.0, v).expect("writing to memory cannot fail");
             }
         }
-        if !data.cost_categories.is_empty() {
-            let categories = serde_json::to_value(&data.cost_categories).expect("strings");
-            custom.insert("x_CostCategories".into(), categories);
-        }
-        Columns {
-            billed_cost: billed.map(|m| m.amount.as_str()),
-            effective_cost: metric(EFFECTIVE).map(|m| m.amount.as_str()),
-            list_cost: None,
-            contracted_cost: None,
-            billing_currency: billed.map(|m| m.unit.as_str()),
-            charge_period_start: day.map(midnight),
-            charge_period_end: day.and_then(|d| d.next_day()).map(midnight),
-            billing_period_start: month.map(midnight),
-            billing_period_end: next_month.map(midnight),
-            billing_account_id: billing_account,
-            sub_account_id: dimension("linkedAccount"),
-            sub_account_name: None,
-            provider_name: "AWS",
-            publisher_name: dimension("legalEntityName").unwrap_or("AWS"),
-            invoice_issuer_name: dimension("invoicingEntity").unwrap_or("AWS"),
-            service_name: data.service.as_deref(),
-            service_category: data.service.as_deref().map(service_category),
-            region_id: dimension("region"),
-            charge_category: dimension("recordType").map(charge_category),
-            availability_zone: dimension("az"),
-            tags: (!data.tags.is_empty()).then_some(&data.tags),
-            custom,
-            estimated: event.estimated(),
-            revision: event.revision().unwrap_or(0),
+    }
+}
+
+fn columns(data: &Data, billing_account: Option<&str>, event: &Event) -> String {
+    let metric = |name: &str| data.metrics.get(name);
+    let billed = metric(BILLED);
+    let dimension = |field: &str| data.dimensions.get(field).map(String::as_str);
+    let [start, end, month, next_month] = periods(&data.date);
+    let mut c = Object(Vec::with_capacity(768));
+    c.text("BilledCost", billed.map(|m| m.amount.as_str()));
+    c.text(
+        "EffectiveCost",
+        metric(EFFECTIVE).map(|m| m.amount.as_str()),
+    );
+    c.text("ListCost", None);
+    c.text("ContractedCost", None);
+    c.text("BillingCurrency", billed.map(|m| m.unit.as_str()));
+    c.text("ChargePeriodStart", start.as_deref());
+    c.text("ChargePeriodEnd", end.as_deref());
+    c.text("BillingPeriodStart", month.as_deref());
+    c.text("BillingPeriodEnd", next_month.as_deref());
+    c.text("BillingAccountId", billing_account);
+    c.text("SubAccountId", dimension("linkedAccount"));
+    c.text("SubAccountName", None);
+    c.text("ProviderName", Some("AWS"));
+    c.text(
+        "PublisherName",
+        Some(dimension("legalEntityName").unwrap_or("AWS")),
+    );
+    c.text(
+        "InvoiceIssuerName",
+        Some(dimension("invoicingEntity").unwrap_or("AWS")),
+    );
+    c.text("ServiceName", data.service.as_deref());
+    c.text(
+        "ServiceCategory",
+        data.service.as_deref().map(service_category),
+    );
+    c.text("RegionId", dimension("region"));
+    c.text(
+        "ChargeCategory",
+        dimension("recordType").map(charge_category),
+    );
+    if let Some(az) = dimension("az") {
+        c.text("AvailabilityZone", Some(az));
+    }
+    for (name, keyed) in [
+        ("Tags", &data.tags),
+        ("x_CostCategories", &data.cost_categories),
+    ] {
+        if !keyed.is_empty() {
+            c.raw(name, b"");
+            serde_json::to_writer(&mut c.0, keyed).expect("writing to memory cannot fail");
         }
     }
+    for (field, value) in &data.dimensions {
+        if !OWN_COLUMNS.contains(&field.as_str()) {
+            c.text(&custom_name(field), Some(value));
+        }
+    }
+    let estimated: &[u8] = if event.estimated() { b"true" } else { b"false" };
+    c.raw("x_Estimated", estimated);
+    c.raw(
+        "x_Revision",
+        event.revision().unwrap_or(0).to_string().as_bytes(),
+    );
+    c.0.push(b'}');
+    String::from_utf8(c.0).expect("serde_json writes UTF-8")
+}
+
+/// The day as ChargePeriodStart and End, and its month as BillingPeriodStart and End.
+fn periods(date: &str) -> [Option<String>; 4] {
+    let Some(day) = parse_date(date) else {
+        return [None, None, None, None];
+    };
+    let (year, month, _) = day.to_calendar_date();
+    let (next_year, next_month) = match u8::from(month) {
+        12 => (year + 1, 1),
+        m => (year, m + 1),
+    };
+    [
+        Some(format!("{date}T00:00:00Z")),
+        day.next_day()
+            .map(|d| format!("{}T00:00:00Z", format_date(d))),
+        Some(format!("{year:04}-{:02}-01T00:00:00Z", u8::from(month))),
+        Some(format!("{next_year:04}-{next_month:02}-01T00:00:00Z")),
+    ]
 }
 
 /// `usageType` → `x_UsageType`.
@@ -211,97 +233,110 @@ pub fn charge_category(record_type: &str) -> &'static str {
 
 /// FOCUS's ServiceCategory of a Cost Explorer SERVICE name, "Other" when it is not known.
 pub fn service_category(service: &str) -> &'static str {
-    SERVICE_CATEGORIES
-        .iter()
-        .find(|(name, _)| *name == service)
-        .map_or("Other", |(_, category)| category)
+    for line in SERVICE_CATEGORIES.lines() {
+        let mut names = line.split('\t');
+        let category = names.next().unwrap_or("Other");
+        if names.any(|name| name == service) {
+            return category;
+        }
+    }
+    "Other"
 }
 
-/// Cost Explorer's names of the common services (as its SERVICE dimension spells them)
-/// and the category of each by its primary function.
-pub const SERVICE_CATEGORIES: [(&str, &str); 78] = [
-    ("Amazon Elastic Compute Cloud - Compute", "Compute"),
-    ("EC2 - Other", "Compute"),
-    ("AWS Lambda", "Compute"),
-    ("Amazon Elastic Container Service", "Compute"),
-    ("Amazon Elastic Container Service for Kubernetes", "Compute"),
-    ("Amazon Elastic Kubernetes Service", "Compute"),
-    ("Amazon Lightsail", "Compute"),
-    ("AWS Batch", "Compute"),
-    ("AWS Elastic Beanstalk", "Compute"),
-    ("AWS App Runner", "Compute"),
-    ("AWS Outposts", "Multicloud"),
-    ("Amazon Elastic Container Registry (ECR)", "Developer Tools"),
-    ("Amazon EC2 Container Registry (ECR)", "Developer Tools"),
-    ("Amazon Simple Storage Service", "Storage"),
-    ("Amazon Elastic File System", "Storage"),
-    ("Amazon Elastic Block Store", "Storage"),
-    ("Amazon Glacier", "Storage"),
-    ("Amazon S3 Glacier", "Storage"),
-    ("Amazon FSx", "Storage"),
-    ("AWS Backup", "Storage"),
-    ("AWS Storage Gateway", "Storage"),
-    ("Amazon Relational Database Service", "Databases"),
-    ("Amazon DynamoDB", "Databases"),
-    ("Amazon ElastiCache", "Databases"),
-    (
-        "Amazon DocumentDB (with MongoDB compatibility)",
-        "Databases",
-    ),
-    ("Amazon Neptune", "Databases"),
-    ("Amazon Keyspaces (for Apache Cassandra)", "Databases"),
-    ("Amazon MemoryDB", "Databases"),
-    ("Amazon Timestream", "Databases"),
-    ("Amazon Redshift", "Databases"),
-    ("Amazon Athena", "Analytics"),
-    ("Amazon EMR", "Analytics"),
-    ("Amazon Elastic MapReduce", "Analytics"),
-    ("AWS Glue", "Analytics"),
-    ("Amazon Kinesis", "Analytics"),
-    ("Amazon Kinesis Firehose", "Analytics"),
-    ("Amazon Managed Streaming for Apache Kafka", "Analytics"),
-    ("Amazon OpenSearch Service", "Analytics"),
-    ("Amazon Elasticsearch Service", "Analytics"),
-    ("Amazon QuickSight", "Analytics"),
-    ("AWS Lake Formation", "Analytics"),
-    ("Amazon SageMaker", "AI and Machine Learning"),
-    ("Amazon Bedrock", "AI and Machine Learning"),
-    ("Amazon Rekognition", "AI and Machine Learning"),
-    ("Amazon Comprehend", "AI and Machine Learning"),
-    ("Amazon Textract", "AI and Machine Learning"),
-    ("Amazon Polly", "AI and Machine Learning"),
-    ("Amazon Transcribe", "AI and Machine Learning"),
-    ("Amazon Translate", "AI and Machine Learning"),
-    ("Amazon Lex", "AI and Machine Learning"),
-    ("Amazon Virtual Private Cloud", "Networking"),
-    ("Amazon CloudFront", "Networking"),
-    ("Amazon Route 53", "Networking"),
-    ("Elastic Load Balancing", "Networking"),
-    ("Amazon API Gateway", "Networking"),
-    ("AWS Direct Connect", "Networking"),
-    ("AWS Global Accelerator", "Networking"),
-    ("AWS Data Transfer", "Networking"),
-    ("AWS Identity and Access Management", "Identity"),
-    ("Amazon Cognito", "Identity"),
-    ("AWS Directory Service", "Identity"),
-    ("AWS Key Management Service", "Security"),
-    ("AWS Secrets Manager", "Security"),
-    ("AWS WAF", "Security"),
-    ("Amazon GuardDuty", "Security"),
-    ("AWS Security Hub", "Security"),
-    ("AWS Shield", "Security"),
-    ("Amazon Inspector", "Security"),
-    ("AmazonCloudWatch", "Management and Governance"),
-    ("Amazon CloudWatch", "Management and Governance"),
-    ("AWS CloudTrail", "Management and Governance"),
-    ("AWS Config", "Management and Governance"),
-    ("AWS Systems Manager", "Management and Governance"),
-    ("AWS Cost Explorer", "Management and Governance"),
-    ("Amazon Simple Queue Service", "Integration"),
-    ("Amazon Simple Notification Service", "Integration"),
-    ("Amazon EventBridge", "Integration"),
-    ("AWS Step Functions", "Integration"),
-];
+/// Each FOCUS category, then, tab-separated, Cost Explorer's names of the common services
+/// in it (as its SERVICE dimension spells them), by their primary function: one text, not
+/// a table of pointers, for the binary's size.
+pub const SERVICE_CATEGORIES: &str = "\
+Compute\t\
+Amazon Elastic Compute Cloud - Compute\t\
+EC2 - Other\t\
+AWS Lambda\t\
+Amazon Elastic Container Service\t\
+Amazon Elastic Container Service for Kubernetes\t\
+Amazon Elastic Kubernetes Service\t\
+Amazon Lightsail\t\
+AWS Batch\t\
+AWS Elastic Beanstalk\t\
+AWS App Runner\n\
+Multicloud\t\
+AWS Outposts\n\
+Developer Tools\t\
+Amazon Elastic Container Registry (ECR)\t\
+Amazon EC2 Container Registry (ECR)\n\
+Storage\t\
+Amazon Simple Storage Service\t\
+Amazon Elastic File System\t\
+Amazon Elastic Block Store\t\
+Amazon Glacier\t\
+Amazon S3 Glacier\t\
+Amazon FSx\t\
+AWS Backup\t\
+AWS Storage Gateway\n\
+Databases\t\
+Amazon Relational Database Service\t\
+Amazon DynamoDB\t\
+Amazon ElastiCache\t\
+Amazon DocumentDB (with MongoDB compatibility)\t\
+Amazon Neptune\t\
+Amazon Keyspaces (for Apache Cassandra)\t\
+Amazon MemoryDB\t\
+Amazon Timestream\t\
+Amazon Redshift\n\
+Analytics\t\
+Amazon Athena\t\
+Amazon EMR\t\
+Amazon Elastic MapReduce\t\
+AWS Glue\t\
+Amazon Kinesis\t\
+Amazon Kinesis Firehose\t\
+Amazon Managed Streaming for Apache Kafka\t\
+Amazon OpenSearch Service\t\
+Amazon Elasticsearch Service\t\
+Amazon QuickSight\t\
+AWS Lake Formation\n\
+AI and Machine Learning\t\
+Amazon SageMaker\t\
+Amazon Bedrock\t\
+Amazon Rekognition\t\
+Amazon Comprehend\t\
+Amazon Textract\t\
+Amazon Polly\t\
+Amazon Transcribe\t\
+Amazon Translate\t\
+Amazon Lex\n\
+Networking\t\
+Amazon Virtual Private Cloud\t\
+Amazon CloudFront\t\
+Amazon Route 53\t\
+Elastic Load Balancing\t\
+Amazon API Gateway\t\
+AWS Direct Connect\t\
+AWS Global Accelerator\t\
+AWS Data Transfer\n\
+Identity\t\
+AWS Identity and Access Management\t\
+Amazon Cognito\t\
+AWS Directory Service\n\
+Security\t\
+AWS Key Management Service\t\
+AWS Secrets Manager\t\
+AWS WAF\t\
+Amazon GuardDuty\t\
+AWS Security Hub\t\
+AWS Shield\t\
+Amazon Inspector\n\
+Management and Governance\t\
+AmazonCloudWatch\t\
+Amazon CloudWatch\t\
+AWS CloudTrail\t\
+AWS Config\t\
+AWS Systems Manager\t\
+AWS Cost Explorer\n\
+Integration\t\
+Amazon Simple Queue Service\t\
+Amazon Simple Notification Service\t\
+Amazon EventBridge\t\
+AWS Step Functions";
 
 #[cfg(test)]
 mod tests {
@@ -493,7 +528,9 @@ mod tests {
             "Web",
             "Other",
         ];
-        for (service, category) in SERVICE_CATEGORIES {
+        for line in SERVICE_CATEGORIES.lines() {
+            let category = line.split('\t').next().unwrap();
+            let service = line;
             assert!(allowed.contains(&category), "{service}: {category}");
         }
     }

@@ -7,7 +7,7 @@
 use crate::breakdown::{Breakdown, GroupBy};
 use crate::focus::Format;
 use crate::yaml::{ConfigError, Doc};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 /// The config key this module owns.
 pub const KEYS: [&str; 1] = ["dataschema"];
@@ -40,220 +40,183 @@ fn is_absolute_uri(s: &str) -> bool {
 
 /// The document: `oneOf` the data of each event type, each also under `$defs/<type>`.
 pub fn document(breakdown: &Breakdown, summary: bool, format: Format, id: Option<&str>) -> Value {
-    let mut defs = Map::new();
+    let mut doc = json(
+        r##"{"$schema": "https://json-schema.org/draft/2020-12/schema",
+        "oneOf": [{"$ref": "#/$defs/aws.service.daily"}],
+        "$defs": {"decimal": {"type": "string",
+            "pattern": "^-?[0-9]+(\\.[0-9]+)?([eE][+-]?[0-9]+)?$"}}}"##,
+    );
+    if let Some(id) = id {
+        set(&mut doc, "$id", id.into());
+    }
+    let title = format!("source-aws-billing event data ({} format)", format.name());
+    set(&mut doc, "title", title.into());
     let line = match format {
         Format::Seed => seed_line(breakdown),
         Format::Focus => focus_line(breakdown),
     };
-    defs.insert(crate::event::TYPE.into(), line);
+    set(defs(&mut doc), crate::event::TYPE, line);
     if summary {
-        defs.insert(crate::summary::TYPE.into(), summary_data());
+        set(defs(&mut doc), crate::summary::TYPE, object(json(SUMMARY)));
+        let one_of = json(r##"{"$ref": "#/$defs/aws.service.daily.summary"}"##);
+        if let Some(Value::Array(list)) = doc.get_mut("oneOf") {
+            list.push(one_of);
+        }
     }
-    defs.insert("decimal".into(), decimal());
-    let one_of: Vec<Value> = defs
-        .keys()
-        .filter(|k| *k != "decimal")
-        .map(|k| json!({"$ref": format!("#/$defs/{k}")}))
-        .collect();
-    let mut doc = Map::new();
-    doc.insert(
-        "$schema".into(),
-        "https://json-schema.org/draft/2020-12/schema".into(),
-    );
-    if let Some(id) = id {
-        doc.insert("$id".into(), id.into());
+    doc
+}
+
+/// A piece of the document from its JSON text (less code than building it by hand).
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).expect("the schema's own JSON is valid")
+}
+
+/// Sets a member of an object (`IndexMut` would link an entry API for this alone).
+fn set(object: &mut Value, key: &str, value: Value) {
+    if let Value::Object(members) = object {
+        members.insert(key.to_string(), value);
     }
-    doc.insert(
-        "title".into(),
-        format!("source-aws-billing event data ({} format)", format.name()).into(),
-    );
-    doc.insert("oneOf".into(), one_of.into());
-    doc.insert("$defs".into(), defs.into());
-    doc.into()
 }
 
-/// An amount exactly as Cost Explorer writes it: `-12.5`, `0.0000001234`, `1.2E-7`.
-fn decimal() -> Value {
-    json!({"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?([eE][+-]?[0-9]+)?$"})
+fn defs(doc: &mut Value) -> &mut Value {
+    doc.get_mut("$defs").expect("the document has $defs")
 }
 
-fn decimal_ref() -> Value {
-    json!({"$ref": "#/$defs/decimal"})
+const STRING: &str = r#"{"type": "string"}"#;
+const DECIMAL: &str = r##"{"$ref": "#/$defs/decimal"}"##;
+const DATE: &str = r#"{"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}"#;
+const SUMMARY: &str = r##"{"date": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+    "lines": {"type": "integer", "minimum": 0},
+    "totals": {"type": "object", "additionalProperties": {"$ref": "#/$defs/decimal"}},
+    "estimated": {"type": "boolean"}}"##;
+
+/// An object of exactly these members (`properties`, a JSON object), all required.
+fn object(properties: Value) -> Value {
+    let required: Vec<Value> = match &properties {
+        Value::Object(p) => p.keys().map(|k| Value::from(k.as_str())).collect(),
+        _ => Vec::new(),
+    };
+    let mut schema = json(r#"{"type": "object", "additionalProperties": false}"#);
+    set(&mut schema, "properties", properties);
+    set(&mut schema, "required", required.into());
+    schema
 }
 
-fn string() -> Value {
-    json!({"type": "string"})
-}
-
-/// An object of exactly these members, all required.
-fn object(properties: Map<String, Value>) -> Value {
-    let required: Vec<&String> = properties.keys().collect();
-    json!({
-        "type": "object",
-        "properties": properties,
-        "required": required,
-        "additionalProperties": false,
-    })
+/// The tag and cost category members of a line: `{"<key>": string, ...}` per grouped kind.
+fn keyed(breakdown: &Breakdown, tags: bool) -> Option<Value> {
+    let mut members = Map::new();
+    for group in &breakdown.group_by {
+        match (group, tags) {
+            (GroupBy::Tag(name), true) | (GroupBy::CostCategory(name), false) => {
+                members.insert(name.clone(), json(STRING));
+            }
+            _ => {}
+        }
+    }
+    (!members.is_empty()).then(|| object(members.into()))
 }
 
 fn seed_line(breakdown: &Breakdown) -> Value {
-    let mut p = Map::new();
-    p.insert("vanceSource".into(), json!({"const": crate::event::SOURCE}));
-    p.insert("vanceType".into(), json!({"const": crate::event::TYPE}));
-    p.insert(
-        "date".into(),
-        json!({"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}),
+    let mut p = json(
+        r#"{"vanceSource": {"const": "cloud.aws.billing"},
+        "vanceType": {"const": "aws.service.daily"}, "unit": {"type": "string"}}"#,
     );
-    let (mut tags, mut categories) = (Map::new(), Map::new());
+    set(&mut p, "date", json(DATE));
+    set(&mut p, "amount", json(DECIMAL));
     for group in &breakdown.group_by {
-        match group {
-            GroupBy::Dimension(_) => {
-                let field = group.field().expect("a dimension has a field");
-                p.insert(field, string());
-            }
-            GroupBy::Tag(key) => {
-                tags.insert(key.clone(), string());
-            }
-            GroupBy::CostCategory(name) => {
-                categories.insert(name.clone(), string());
-            }
+        if let Some(field) = group.field() {
+            set(&mut p, &field, json(STRING));
         }
     }
-    if !tags.is_empty() {
-        p.insert("tags".into(), object(tags));
+    if let Some(tags) = keyed(breakdown, true) {
+        set(&mut p, "tags", tags);
     }
-    if !categories.is_empty() {
-        p.insert("costCategories".into(), object(categories));
+    if let Some(categories) = keyed(breakdown, false) {
+        set(&mut p, "costCategories", categories);
     }
-    p.insert("amount".into(), decimal_ref());
-    p.insert("unit".into(), string());
     if breakdown.metrics.len() > 1 {
         let mut metrics = Map::new();
         for m in &breakdown.metrics {
-            let mut amount = Map::new();
-            amount.insert("amount".into(), decimal_ref());
-            amount.insert("unit".into(), string());
+            let amount =
+                json(r##"{"amount": {"$ref": "#/$defs/decimal"}, "unit": {"type": "string"}}"##);
             metrics.insert(m.clone(), object(amount));
         }
-        p.insert("metrics".into(), object(metrics));
+        set(&mut p, "metrics", object(metrics.into()));
     }
     object(p)
 }
+
+/// The columns every FOCUS line has, whatever it is grouped by.
+const FOCUS_COLUMNS: &str = r##"{
+    "BilledCost": {"$ref": "#/$defs/decimal"},
+    "EffectiveCost": {"$ref": "#/$defs/decimal"},
+    "ListCost": {"type": "null"},
+    "ContractedCost": {"type": "null"},
+    "BillingCurrency": {"type": "string"},
+    "ChargePeriodStart": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T00:00:00Z$"},
+    "ChargePeriodEnd": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T00:00:00Z$"},
+    "BillingPeriodStart": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-01T00:00:00Z$"},
+    "BillingPeriodEnd": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-01T00:00:00Z$"},
+    "BillingAccountId": {"type": ["string", "null"], "pattern": "^[0-9]{12}$"},
+    "SubAccountId": {"type": "null"},
+    "SubAccountName": {"type": "null"},
+    "ProviderName": {"const": "AWS"},
+    "PublisherName": {"type": "string"},
+    "InvoiceIssuerName": {"type": "string"},
+    "ServiceName": {"type": "null"},
+    "ServiceCategory": {"type": "null"},
+    "RegionId": {"type": "null"},
+    "ChargeCategory": {"type": "null"},
+    "x_Estimated": {"type": "boolean"},
+    "x_Revision": {"type": "integer", "minimum": 0}
+}"##;
+
+/// FOCUS's allowed ServiceCategory values.
+const SERVICE_CATEGORIES: &str = r#"{"enum": ["AI and Machine Learning", "Analytics",
+    "Business Applications", "Compute", "Databases", "Developer Tools", "Multicloud",
+    "Identity", "Integration", "Internet of Things", "Management and Governance", "Media",
+    "Migration", "Mobile", "Networking", "Security", "Storage", "Web", "Other"]}"#;
 
 fn focus_line(breakdown: &Breakdown) -> Value {
-    let null = || json!({"type": "null"});
-    let grouped = |d: &str| {
-        breakdown
-            .group_by
-            .iter()
-            .any(|g| matches!(g, GroupBy::Dimension(x) if *x == d))
-    };
-    let date_time =
-        || json!({"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T00:00:00Z$"});
-    let string_if = |d: &str| if grouped(d) { string() } else { null() };
-    let mut p = Map::new();
-    p.insert("BilledCost".into(), decimal_ref());
-    p.insert("EffectiveCost".into(), decimal_ref());
-    p.insert("ListCost".into(), null());
-    p.insert("ContractedCost".into(), null());
-    p.insert("BillingCurrency".into(), string());
-    for period in [
-        "ChargePeriodStart",
-        "ChargePeriodEnd",
-        "BillingPeriodStart",
-        "BillingPeriodEnd",
-    ] {
-        p.insert(period.into(), date_time());
-    }
-    p.insert(
-        "BillingAccountId".into(),
-        json!({"type": ["string", "null"], "pattern": "^[0-9]{12}$"}),
-    );
-    p.insert("SubAccountId".into(), string_if("LINKED_ACCOUNT"));
-    p.insert("SubAccountName".into(), null());
-    p.insert("ProviderName".into(), json!({"const": "AWS"}));
-    p.insert("PublisherName".into(), string());
-    p.insert("InvoiceIssuerName".into(), string());
-    p.insert("ServiceName".into(), string_if("SERVICE"));
-    let categories: Vec<&str> = {
-        let mut all: Vec<&str> = crate::focus::SERVICE_CATEGORIES
-            .iter()
-            .map(|(_, c)| *c)
-            .chain(["Other"])
-            .collect();
-        all.sort_unstable();
-        all.dedup();
-        all
-    };
-    p.insert(
-        "ServiceCategory".into(),
-        match grouped("SERVICE") {
-            true => json!({"enum": categories}),
-            false => null(),
-        },
-    );
-    p.insert("RegionId".into(), string_if("REGION"));
-    p.insert(
-        "ChargeCategory".into(),
-        match grouped("RECORD_TYPE") {
-            true => json!({"enum": ["Usage", "Purchase", "Tax", "Credit", "Adjustment"]}),
-            false => null(),
-        },
-    );
-    let (mut tags, mut categories) = (Map::new(), Map::new());
+    let mut p = json(FOCUS_COLUMNS);
     for group in &breakdown.group_by {
-        match group {
-            GroupBy::Dimension("AZ") => {
-                p.insert("AvailabilityZone".into(), string());
+        let GroupBy::Dimension(dimension) = group else {
+            continue;
+        };
+        let (column, schema) = match *dimension {
+            "LINKED_ACCOUNT" => ("SubAccountId", STRING),
+            "REGION" => ("RegionId", STRING),
+            "AZ" => ("AvailabilityZone", STRING),
+            "LEGAL_ENTITY_NAME" | "INVOICING_ENTITY" => continue,
+            "SERVICE" => {
+                set(&mut p, "ServiceCategory", json(SERVICE_CATEGORIES));
+                ("ServiceName", STRING)
             }
-            GroupBy::Dimension(
-                "LINKED_ACCOUNT" | "LEGAL_ENTITY_NAME" | "INVOICING_ENTITY" | "REGION"
-                | "RECORD_TYPE" | "SERVICE",
-            ) => {}
-            GroupBy::Dimension(_) => {
+            "RECORD_TYPE" => (
+                "ChargeCategory",
+                r#"{"enum": ["Usage", "Purchase", "Tax", "Credit", "Adjustment"]}"#,
+            ),
+            _ => {
                 let field = group.field().expect("a dimension has a field");
-                p.insert(crate::focus::custom_name(&field), string());
+                set(&mut p, &crate::focus::custom_name(&field), json(STRING));
+                continue;
             }
-            GroupBy::Tag(key) => {
-                tags.insert(key.clone(), string());
-            }
-            GroupBy::CostCategory(name) => {
-                categories.insert(name.clone(), string());
-            }
-        }
+        };
+        set(&mut p, column, json(schema));
     }
-    if !tags.is_empty() {
-        p.insert("Tags".into(), object(tags));
+    if let Some(tags) = keyed(breakdown, true) {
+        set(&mut p, "Tags", tags);
     }
-    if !categories.is_empty() {
-        p.insert("x_CostCategories".into(), object(categories));
+    if let Some(categories) = keyed(breakdown, false) {
+        set(&mut p, "x_CostCategories", categories);
     }
-    p.insert("x_Estimated".into(), json!({"type": "boolean"}));
-    p.insert(
-        "x_Revision".into(),
-        json!({"type": "integer", "minimum": 0}),
-    );
-    object(p)
-}
-
-fn summary_data() -> Value {
-    let mut p = Map::new();
-    p.insert(
-        "date".into(),
-        json!({"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}),
-    );
-    p.insert("lines".into(), json!({"type": "integer", "minimum": 0}));
-    p.insert(
-        "totals".into(),
-        json!({"type": "object", "additionalProperties": decimal_ref()}),
-    );
-    p.insert("estimated".into(), json!({"type": "boolean"}));
     object(p)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn parse(yaml: &str) -> Result<Option<String>, String> {
         let map: serde_yaml::Mapping = serde_yaml::from_str(yaml).unwrap();

@@ -390,7 +390,7 @@ impl Provider {
         )?;
         let request = sts::assume_role_with_web_identity(&self.sts_url, &w.role, &token);
         let action = "AssumeRoleWithWebIdentity";
-        let a = self.call_sts(action, request, None, sleep, sts::parse_answer)?;
+        let a = sts::parse_answer(action, &self.call_sts(action, request, None, sleep)?)?;
         Ok(Obtained {
             credentials: a.credentials,
             expiration: Some(a.expiration),
@@ -405,7 +405,8 @@ impl Provider {
         sleep: &dyn Fn(Duration) -> bool,
     ) -> Result<sts::Assumed, CredError> {
         let request = sts::assume_role(&self.sts_url, role);
-        self.call_sts("AssumeRole", request, Some(base), sleep, sts::parse_answer)
+        let body = self.call_sts("AssumeRole", request, Some(base), sleep)?;
+        sts::parse_answer("AssumeRole", &body)
     }
 
     /// The AWS account of the credentials (STS GetCallerIdentity, signed with them).
@@ -413,19 +414,18 @@ impl Provider {
         let keys = self.get(sleep)?.credentials;
         let request = sts::get_caller_identity(&self.sts_url);
         let action = "GetCallerIdentity";
-        self.call_sts(action, request, Some(&keys), sleep, sts::parse_account)
+        sts::parse_account(action, &self.call_sts(action, request, Some(&keys), sleep)?)
     }
 
-    /// One STS action, signed when `signer` is given, its answer read by `parse`;
+    /// One STS action, signed when `signer` is given: the body of its 2xx answer;
     /// throttling, 5xx and network errors are retried with the usual backoff, refusals are not.
-    fn call_sts<T>(
+    fn call_sts(
         &self,
         action: &str,
         request: crate::http::Request,
         signer: Option<&Credentials>,
         sleep: &dyn Fn(Duration) -> bool,
-        parse: fn(&str, &[u8]) -> Result<T, CredError>,
-    ) -> Result<T, CredError> {
+    ) -> Result<Vec<u8>, CredError> {
         let mut attempt = 0;
         loop {
             crate::heartbeat::working();
@@ -438,7 +438,7 @@ impl Provider {
                     })?;
             }
             let (result, hint) = match self.sts.send(&r) {
-                Ok(resp) if (200..300).contains(&resp.status) => (parse(action, &resp.body), None),
+                Ok(resp) if (200..300).contains(&resp.status) => (Ok(resp.body), None),
                 Ok(resp) => (
                     Err(sts::parse_error(action, resp.status, &resp.body)),
                     resp.header("retry-after")
