@@ -1,4 +1,4 @@
-//! A billing line as a CloudEvent, and its HTTP binding in binary or structured mode.
+//! A billing line as a CloudEvent: its id from its content, its subject and partition key, and its HTTP binding in binary or structured mode.
 
 use crate::breakdown::GroupBy;
 use serde::de::{MapAccess, Visitor};

@@ -730,6 +730,17 @@ mod tests {
         lines: &[Event],
         delivered: &[&str],
     ) -> Vec<Event> {
+        pull_with(dir, (first, last), lines, delivered, false)
+    }
+
+    /// `pull`, with day summaries when `summary`.
+    fn pull_with(
+        dir: &Path,
+        (first, last): (&str, &str),
+        lines: &[Event],
+        delivered: &[&str],
+        summary: bool,
+    ) -> Vec<Event> {
         let delivered: Vec<Date> = delivered.iter().map(|d| date(d)).collect();
         let mut round = Round::start(
             Some(dir),
@@ -739,7 +750,8 @@ mod tests {
             &|d| delivered.contains(&d),
             true,
         )
-        .unwrap();
+        .unwrap()
+        .with_summary(summary);
         let name = format!("{}_{last}", format_date(round.first));
         round
             .record_to(dir.join("spool").join(format!("{name}.revise.tmp")))
@@ -837,6 +849,59 @@ mod tests {
             !day_file(&d, date("2026-11-20")).exists(),
             "a final day stops being revised"
         );
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_forced_day_resends_what_is_unchanged_as_it_was_so_with_the_same_ids() {
+        let d = dir();
+        let sealed = |events: Vec<Event>| -> Vec<(String, Option<u32>, String)> {
+            let mut out: Vec<_> = events
+                .into_iter()
+                .map(|mut e| {
+                    let service = crate::breakdown::GroupBy::Dimension("SERVICE");
+                    e.seal(&e.raw_data(), &[service], None);
+                    let what = e.data.service.clone().unwrap_or(e.kind.clone());
+                    (what, e.revision(), e.id)
+                })
+                .collect();
+            out.sort();
+            out
+        };
+        let day = "2026-11-20";
+        let lines = [event(day, "EC2", "1", true), event(day, "S3", "2", true)];
+        let first = sealed(pull_with(&d, (day, day), &lines, &[], true));
+        let revised_lines = [event(day, "EC2", "1.5", true), event(day, "S3", "2", true)];
+        let revised = sealed(pull_with(
+            &d,
+            ("2026-11-21", "2026-11-21"),
+            &revised_lines,
+            &[day],
+            true,
+        ));
+        // Forced (the day not delivered), nothing changed since the revision round.
+        let forced = sealed(pull_with(&d, (day, day), &revised_lines, &[], true));
+        let ec2 = |list: &[(String, Option<u32>, String)]| {
+            list.iter().find(|(s, _, _)| s == "EC2").cloned().unwrap()
+        };
+        assert_eq!(ec2(&forced), ec2(&revised), "revision 1 again, with its id");
+        let s3 = |list: &[(String, Option<u32>, String)]| {
+            list.iter().find(|(s, _, _)| s == "S3").cloned().unwrap()
+        };
+        assert_eq!(
+            s3(&forced),
+            s3(&first),
+            "the first delivery again, with its id"
+        );
+        let summary = |list: &[(String, Option<u32>, String)]| {
+            list.iter()
+                .find(|(s, _, _)| s == crate::summary::TYPE)
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(summary(&forced).1, Some(1));
+        assert_eq!(summary(&forced), summary(&revised), "the day's summary too");
+        assert_eq!(forced.len(), 3, "{forced:?}");
         fs::remove_dir_all(&d).unwrap();
     }
 
