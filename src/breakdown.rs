@@ -15,7 +15,7 @@ pub const METRICS: [&str; 7] = [
 ];
 
 /// Cost Explorer dimensions accepted in `group_by`.
-pub const DIMENSIONS: [&str; 12] = [
+pub const DIMENSIONS: [&str; 13] = [
     "AZ",
     "INSTANCE_TYPE",
     "LEGAL_ENTITY_NAME",
@@ -24,6 +24,7 @@ pub const DIMENSIONS: [&str; 12] = [
     "OPERATION",
     "PLATFORM",
     "PURCHASE_TYPE",
+    "REGION",
     "SERVICE",
     "TENANCY",
     "RECORD_TYPE",
@@ -169,7 +170,7 @@ pub fn settings(doc: &Doc) -> Result<Breakdown, ConfigError> {
         Some(value) => {
             let expected = "a list of one or two of the dimensions \
                 AZ, INSTANCE_TYPE, LEGAL_ENTITY_NAME, INVOICING_ENTITY, LINKED_ACCOUNT, OPERATION, \
-                PLATFORM, PURCHASE_TYPE, SERVICE, TENANCY, RECORD_TYPE, USAGE_TYPE, \
+                PLATFORM, PURCHASE_TYPE, REGION, SERVICE, TENANCY, RECORD_TYPE, USAGE_TYPE, \
                 TAG:<key>, COST_CATEGORY:<name>";
             let Value::Sequence(items) = value else {
                 return fail("group_by", expected, show(value));

@@ -28,6 +28,9 @@ usage:
   source-aws-billing status --healthy
                                 health: exit 0 while the last pull went well and the newest
                                 delivered day is at most a day behind, else 1 and the reason
+  source-aws-billing schema [--format seed|focus]
+                                print the JSON Schema of the data of every event type the
+                                config produces (in its format, or the one named)
   source-aws-billing --help | --version
 
 options:
@@ -42,7 +45,7 @@ options:
 exit status: 0 delivered (or check passed), 1 runtime failure, 2 bad usage, config or secret
 ";
 
-const COMMANDS: [&str; 5] = ["run", "once", "check", "revise", "status"];
+const COMMANDS: [&str; 6] = ["run", "once", "check", "revise", "status", "schema"];
 const FLAGS: [&str; 14] = [
     "--help",
     "--version",
@@ -73,6 +76,10 @@ pub enum Action {
     Revise {
         days: Option<u32>,
     },
+    /// `schema`: the JSON Schema of the data, in the config's format or `format`.
+    Schema {
+        format: Option<String>,
+    },
     /// `status`: print (`json`), or with `check` the liveness decision, or with `healthy`
     /// the health decision.
     Status {
@@ -100,6 +107,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     let (mut date, mut from, mut to, mut force) = (None, None, None, false);
     let mut revise_days: Option<u32> = None;
     let (mut json, mut check, mut healthy, mut grace_s) = (false, false, false, None);
+    let mut format: Option<String> = None;
     let mut i = 0;
     while i < args.len() {
         let arg = args[i].as_str();
@@ -138,7 +146,11 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
                     }
                 }
             }
-            "run" | "once" | "check" | "revise" | "status" if command.is_none() => {
+            "--format" => match value(flag)?.as_str() {
+                f @ ("seed" | "focus") => format = Some(f.to_string()),
+                other => return Err(format!("--format: expected seed or focus, found {other:?}")),
+            },
+            "run" | "once" | "check" | "revise" | "status" | "schema" if command.is_none() => {
                 command = Some(arg)
             }
             "--json" => json = true,
@@ -157,7 +169,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
                         format!("unknown command {arg:?}; did you mean {c}?")
                     }
                     _ => format!(
-                        "unknown command {arg:?}; expected run, once, check, revise or status"
+                        "unknown command {arg:?}; expected run, once, check, revise, status or schema"
                     ),
                 });
             }
@@ -180,6 +192,11 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             "--json, --check, --healthy and --grace go with the status command, not {command}"
         ));
     }
+    if command != "schema" && format.is_some() {
+        return Err(format!(
+            "--format goes with the schema command, not {command}"
+        ));
+    }
     if [json, check, healthy].iter().filter(|f| **f).count() > 1 {
         return Err("status: use one of --json, --check or --healthy".into());
     }
@@ -196,6 +213,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             grace_s: grace_s.unwrap_or(crate::status::DEFAULT_GRACE_S),
         },
         "check" => Action::Check,
+        "schema" => Action::Schema { format },
         _ => {
             let days = match (date, from, to) {
                 (None, None, None) => None,
@@ -361,6 +379,30 @@ mod tests {
         assert_eq!(
             p(&["revise", "--days=5", "--target", "-"]).unwrap().action,
             Action::Revise { days: Some(5) }
+        );
+    }
+
+    #[test]
+    fn schema_takes_a_format() {
+        assert_eq!(
+            p(&["schema"]).unwrap().action,
+            Action::Schema { format: None }
+        );
+        assert_eq!(
+            p(&["schema", "--format=focus"]).unwrap().action,
+            Action::Schema {
+                format: Some("focus".into())
+            }
+        );
+        assert!(
+            p(&["schema", "--format", "csv"])
+                .unwrap_err()
+                .contains("seed or focus")
+        );
+        assert!(
+            p(&["once", "--format", "seed"])
+                .unwrap_err()
+                .contains("goes with the schema command")
         );
     }
 

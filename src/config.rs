@@ -43,6 +43,8 @@ static CONFIG_KEYS: LazyLock<Vec<&str>> = LazyLock::new(|| {
         own(11..12),
         &crate::credentials::ROLE_KEYS,
         &crate::revise::KEYS,
+        &crate::focus::KEYS,
+        &crate::schema::KEYS,
     ]
     .concat()
 });
@@ -79,6 +81,10 @@ pub struct Config {
     pub role: crate::credentials::RoleSettings,
     /// `revise_days` and `summary` (see revise.rs).
     pub revise: crate::revise::Settings,
+    /// `format` and `billing_account_id` (see focus.rs).
+    pub focus: crate::focus::Settings,
+    /// The URL of the data's JSON Schema, for the `dataschema` attribute (see schema.rs).
+    pub dataschema: Option<String>,
 }
 
 /// What the command line says about where things are.
@@ -157,7 +163,11 @@ pub fn load_reporting(
     if let Target::EventBridge(bus) = &mut target {
         bus.locate(&region, env)?;
     }
-    let breakdown = crate::breakdown::settings(&file)?;
+    let mut breakdown = crate::breakdown::settings(&file)?;
+    let focus = crate::focus::settings(&file)?;
+    if focus.format == crate::focus::Format::Focus {
+        breakdown.metrics = crate::focus::METRICS.map(String::from).to_vec();
+    }
     let content_mode = match file
         .one_of(
             "content_mode",
@@ -195,6 +205,8 @@ pub fn load_reporting(
         role: crate::credentials::role_settings(&file)?,
         revise: crate::revise::settings(&file)?,
         max_monthly_requests: crate::spend::settings(&file)?,
+        focus,
+        dataschema: crate::schema::settings(&file)?,
     };
     Ok(config)
 }

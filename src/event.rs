@@ -1,4 +1,4 @@
-//! A billing line as a CloudEvent, and its HTTP binding in binary or structured mode.
+//! A billing line as a CloudEvent: its id from its content, its subject and partition key, and its HTTP binding in binary or structured mode.
 
 use crate::breakdown::GroupBy;
 use serde::de::{MapAccess, Visitor};
@@ -20,6 +20,12 @@ pub const TYPE: &str = "aws.service.daily";
 pub const ESTIMATED: &str = "estimated";
 /// Extension attribute: 1, 2, ... for a line delivered again with new numbers.
 pub const REVISION: &str = "revision";
+/// Attributes every event gets as it goes out (`Event::seal`): the date and the line's
+/// keys, the keys alone (the CloudEvents Partitioning extension), and, when configured,
+/// the URL of the data's JSON Schema.
+pub const SUBJECT: &str = "subject";
+pub const PARTITION_KEY: &str = "partitionkey";
+pub const DATASCHEMA: &str = "dataschema";
 
 /// One group of a Cost Explorer result on a day: its group values and metrics, exactly as sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,8 +175,9 @@ pub struct Event {
 }
 
 impl Event {
-    /// `id` is made once per event and kept across retries and restarts.
-    pub fn new(line: Line, id: String, time: String) -> Event {
+    /// The event of a pulled line; its `id` and the attributes from its content are set by
+    /// `seal` once its revision is known.
+    pub fn new(line: Line, time: String) -> Event {
         let mut data = Data {
             vance_source: SOURCE.into(),
             vance_type: TYPE.into(),
@@ -214,7 +221,7 @@ impl Event {
         }
         Event {
             specversion: "1.0".into(),
-            id,
+            id: String::new(),
             source: SOURCE.into(),
             kind: TYPE.into(),
             datacontenttype: "application/json".into(),
@@ -230,7 +237,6 @@ impl Event {
     }
 
     /// The `revision` attribute, if this event is a revision.
-    #[cfg(test)]
     pub fn revision(&self) -> Option<u32> {
         self.extensions
             .get(REVISION)
@@ -243,7 +249,47 @@ impl Event {
         self.extensions.insert(REVISION.into(), n.into());
     }
 
-    /// The structured-mode JSON: one line, as printed for `--target -` and kept in the spool.
+    /// Makes the event what goes out, from what it carries: `subject` (`<date>/<key>...`,
+    /// the keys in `group_by` order) and `partitionkey` (the keys alone), `dataschema` when
+    /// configured, and the `id` from its content (`content_id`). `data` is the data as it
+    /// goes out: `raw_data`, or FOCUS columns. A day summary (it has `lines`) has no keys:
+    /// its subject is its date and its partition key its type.
+    pub fn seal(&mut self, data: &RawValue, group_by: &[GroupBy], dataschema: Option<&str>) {
+        let date = &self.data.date;
+        let (subject, partition) = if self.data.lines.is_some() {
+            (date.clone(), self.kind.clone())
+        } else {
+            let mut subject = String::with_capacity(date.len() + 64);
+            subject.push_str(date);
+            for value in group_values(&self.data, group_by) {
+                subject.push('/');
+                key_segment(&mut subject, value);
+            }
+            let keys = subject.get(date.len() + 1..).unwrap_or("").to_string();
+            (subject, keys)
+        };
+        let text = serde_json::Value::String;
+        self.extensions.insert(SUBJECT.into(), text(subject));
+        self.extensions
+            .insert(PARTITION_KEY.into(), text(partition));
+        if let Some(url) = dataschema {
+            self.extensions.insert(DATASCHEMA.into(), text(url.into()));
+        }
+        let revision = self.revision().unwrap_or(0);
+        self.id = content_id(&self.source, &self.kind, revision, data);
+    }
+
+    /// A pulled line's event as it goes out in the seed's format (for tests).
+    #[cfg(test)]
+    pub fn sealed(line: Line, time: &str) -> Event {
+        let group_by: Vec<GroupBy> = line.groups.iter().map(|g| g.by.clone()).collect();
+        let mut event = Event::new(line, time.into());
+        event.seal(&event.raw_data(), &group_by, None);
+        event
+    }
+
+    /// The structured-mode JSON line (what goes out is `to_json_with` the data as sent).
+    #[cfg(test)]
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("plain strings always serialize")
     }
@@ -388,40 +434,150 @@ pub fn percent_encode(value: &str) -> String {
         return value.to_string();
     }
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(value.len() + 8);
+    let mut out = Vec::with_capacity(value.len() + 8);
     for b in value.bytes() {
         if plain(b) {
-            out.push(char::from(b));
+            out.push(b);
         } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
         }
     }
-    out
+    String::from_utf8(out).expect("printable ASCII only")
 }
 
-/// A random (version 4) UUID from 16 random bytes.
-pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+/// The values of a line's groups in `group_by` order (`""` for one its data lacks).
+fn group_values<'a>(data: &'a Data, group_by: &'a [GroupBy]) -> impl Iterator<Item = &'a str> {
+    group_by.iter().map(move |g| {
+        let value = match g {
+            GroupBy::Dimension("SERVICE") => data.service.as_ref(),
+            GroupBy::Dimension(_) => g.field().and_then(|f| data.dimensions.get(&f)),
+            GroupBy::Tag(key) => data.tags.get(key),
+            GroupBy::CostCategory(name) => data.cost_categories.get(name),
+        };
+        value.map_or("", String::as_str)
+    })
+}
+
+/// A key as one segment of a subject or partition key: `%` and `/` as `%25` and `%2F`, so
+/// the segments split back unambiguously; the rest as it is (binary mode percent-encodes
+/// the whole header value on top, as for every attribute).
+fn key_segment(out: &mut String, value: &str) {
+    if !value.bytes().any(|b| b == b'%' || b == b'/') {
+        return out.push_str(value);
+    }
+    for c in value.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '/' => out.push_str("%2F"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// The namespace of event ids: the UUID version 5 of the DNS name `cloud.aws.billing`
+/// (d1bdd1f3-bcd4-508c-9849-803cc3505a28).
+pub const ID_NAMESPACE: [u8; 16] = [
+    0xd1, 0xbd, 0xd1, 0xf3, 0xbc, 0xd4, 0x50, 0x8c, 0x98, 0x49, 0x80, 0x3c, 0xc3, 0x50, 0x5a, 0x28,
+];
+
+/// An event's id from its content: a name-based UUID version 8 over SHA-256 (RFC 9562,
+/// B.2): the first 16 bytes of SHA-256(`ID_NAMESPACE` ‖ name), with the version and variant
+/// bits set. The name is the canonical JSON text of
+/// `{"data":<data>,"revision":<revision>,"source":<source>,"type":<type>}`: object keys sorted
+/// by code point at every level, no whitespace, strings escaped only where JSON must
+/// (`\"`, `\\`, and control characters as `\n`, `\u001b`, ...), everything else as UTF-8
+/// (Python: `json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`).
+/// `revision` is 0 for a first delivery.
+pub fn content_id(source: &str, kind: &str, revision: u32, data: &RawValue) -> String {
+    use std::io::Write;
+    let mut name = Vec::with_capacity(ID_NAMESPACE.len() + data.get().len() + 96);
+    name.extend_from_slice(&ID_NAMESPACE);
+    name.extend_from_slice(b"{\"data\":");
+    canonical(&mut name, data);
+    let _ = write!(name, ",\"revision\":{revision},\"source\":");
+    serde_json::to_writer(&mut name, source).expect("writing to memory cannot fail");
+    name.extend_from_slice(b",\"type\":");
+    serde_json::to_writer(&mut name, kind).expect("writing to memory cannot fail");
+    name.push(b'}');
+    let digest = ring::digest::digest(&ring::digest::SHA256, &name);
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest.as_ref()[..16]);
+    uuid_text(bytes, 8)
+}
+
+/// The canonical JSON text of `value`, appended to `out`. The data of an event is an object
+/// whose members are mostly plain strings: those are copied as they are (a JSON string
+/// without a backslash has only one spelling), as are whole numbers, booleans and null;
+/// only members that are objects, or strings with escapes, are parsed and written again
+/// (`serde_json::Value` keeps object keys sorted).
+fn canonical(out: &mut Vec<u8>, value: &RawValue) {
+    let write_value = |out: &mut Vec<u8>, raw: &str| {
+        let value: serde_json::Value =
+            serde_json::from_str(raw).expect("a RawValue holds valid JSON");
+        serde_json::to_writer(out, &value).expect("writing to memory cannot fail");
+    };
+    // The members in their order (the reader binary mode uses), then sorted by key; an
+    // object with a key twice is parsed whole instead (the last one counts, as there).
+    let Ok(Fields(mut members)) = serde_json::from_str::<Fields>(value.get()) else {
+        return write_value(out, value.get());
+    };
+    for i in 1..members.len() {
+        let mut j = i;
+        while j > 0 && members[j - 1].0.0 > members[j].0.0 {
+            members.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+    if members.windows(2).any(|w| w[0].0.0 == w[1].0.0) {
+        return write_value(out, value.get());
+    }
+    out.push(b'{');
+    for (i, (Text(key), member)) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match key {
+            // Borrowed: it had no escape, so it is written as it was.
+            Cow::Borrowed(key) => {
+                out.push(b'"');
+                out.extend_from_slice(key.as_bytes());
+                out.push(b'"');
+            }
+            Cow::Owned(key) => {
+                serde_json::to_writer(&mut *out, &key).expect("writing to memory cannot fail")
+            }
+        }
+        out.push(b':');
+        let text = member.get();
+        let plain = match text.as_bytes().first() {
+            Some(b'"') => !text.contains('\\'),
+            Some(b'0'..=b'9') => text.bytes().all(|b| b.is_ascii_digit()),
+            _ => matches!(text, "true" | "false" | "null"),
+        };
+        match plain {
+            true => out.extend_from_slice(text.as_bytes()),
+            false => write_value(out, text),
+        }
+    }
+    out.push(b'}');
+}
+
+/// 16 bytes as a UUID of `version` (RFC 9562 variant), in its lower-case text form.
+fn uuid_text(mut bytes: [u8; 16], version: u8) -> String {
+    bytes[6] = (bytes[6] & 0x0f) | (version << 4);
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(36);
+    let mut id = [b'-'; 36];
+    let mut at = 0;
     for (i, b) in bytes.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
-            id.push('-');
+            at += 1;
         }
-        id.push(char::from(HEX[usize::from(b >> 4)]));
-        id.push(char::from(HEX[usize::from(b & 15)]));
+        id[at] = HEX[usize::from(b >> 4)];
+        id[at + 1] = HEX[usize::from(b & 15)];
+        at += 2;
     }
-    id
-}
-
-/// A fresh event id from the operating system's random source.
-pub fn new_id() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the OS random source is available");
-    uuid_v4(bytes)
+    String::from_utf8(id.to_vec()).expect("hex digits and dashes")
 }
 
 #[cfg(test)]
@@ -429,7 +585,7 @@ mod tests {
     use super::*;
 
     fn sample() -> Event {
-        Event::new(
+        let mut event = Event::new(
             Line::service(
                 "2022-06-13",
                 "Amazon Elastic Compute Cloud - Compute",
@@ -437,9 +593,10 @@ mod tests {
                 "12.294",
                 "USD",
             ),
-            "4395ffa3-f6de-443c-bf0e-bb9798d26a1d".into(),
             "2022-06-14T07:05:55.777689Z".into(),
-        )
+        );
+        event.id = "4395ffa3-f6de-443c-bf0e-bb9798d26a1d".into();
+        event
     }
 
     #[test]
@@ -488,6 +645,11 @@ mod tests {
         assert_eq!(body, sample().to_json().into_bytes());
     }
 
+    fn with_id(mut event: Event) -> Event {
+        event.id = "id-1".into();
+        event
+    }
+
     fn breakdown_line() -> Line {
         let group = |by: GroupBy, value: &str| Group {
             by,
@@ -515,7 +677,7 @@ mod tests {
 
     #[test]
     fn a_breakdown_adds_fields_tags_metrics_and_routing_attributes() {
-        let event = Event::new(breakdown_line(), "id-1".into(), "t".into());
+        let event = with_id(Event::new(breakdown_line(), "t".into()));
         assert_eq!(
             event.to_json(),
             r#"{"specversion":"1.0","id":"id-1","source":"cloud.aws.billing","type":"aws.service.daily","datacontenttype":"application/json","time":"t","estimated":true,"linkedaccount":"123456789012","tagteam":"web \"1\" é\r\nX-Evil: 1","data":{"vanceSource":"cloud.aws.billing","vanceType":"aws.service.daily","date":"2022-06-13","linkedAccount":"123456789012","tags":{"team":"web \"1\" é\r\nX-Evil: 1"},"amount":"-0.0000000001","unit":"USD","metrics":{"UnblendedCost":{"amount":"-0.0000000001","unit":"USD"},"UsageQuantity":{"amount":"3.5","unit":"N/A"}}}}"#
@@ -529,7 +691,7 @@ mod tests {
             value: "".into(),
         };
         line.routing = false;
-        let event = Event::new(line, "id-1".into(), "t".into());
+        let event = with_id(Event::new(line, "t".into()));
         assert_eq!(event.extensions.keys().collect::<Vec<_>>(), ["estimated"]);
         assert_eq!(
             serde_json::to_value(&event.data).unwrap()["costCategories"],
@@ -539,7 +701,7 @@ mod tests {
 
     #[test]
     fn binary_headers_percent_encode_values_so_none_breaks_or_adds_a_header() {
-        let event = Event::new(breakdown_line(), "id-1".into(), "t".into());
+        let event = with_id(Event::new(breakdown_line(), "t".into()));
         let (headers, body) = http_parts(&event.to_json(), ContentMode::Binary).unwrap();
         let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
         assert_eq!(get("ce-linkedaccount").as_deref(), Some("123456789012"));
@@ -617,10 +779,205 @@ mod tests {
         assert_ne!(other.key(), breakdown_line().key());
     }
 
+    fn id_of(revision: u32, data: &str) -> String {
+        let raw = RawValue::from_string(data.to_string()).unwrap();
+        content_id(SOURCE, TYPE, revision, &raw)
+    }
+
     #[test]
-    fn ids_are_version_4_uuids_and_differ() {
-        assert_eq!(uuid_v4([0xff; 16]), "ffffffff-ffff-4fff-bfff-ffffffffffff");
-        assert_eq!(uuid_v4([0; 16]), "00000000-0000-4000-8000-000000000000");
-        assert_ne!(new_id(), new_id());
+    fn content_ids_are_known_answers_computed_elsewhere() {
+        // Expected values from Python's hashlib, json.dumps(sort_keys=True,
+        // separators=(",", ":"), ensure_ascii=False) and uuid, as the README says.
+        let mut event = sample();
+        event.seal(&event.raw_data(), &[GroupBy::Dimension("SERVICE")], None);
+        assert_eq!(event.id, "5de50fd6-7fb3-82d4-a912-016713ea4b3f");
+        event.set_revision(2);
+        event.seal(&event.raw_data(), &[GroupBy::Dimension("SERVICE")], None);
+        assert_eq!(event.id, "f93043f1-9709-855a-aef3-15a16d1d66d4");
+        let odd = r#"{"date":"2022-06-13","tags":{"t\u00e9am":"a\"/b\\c\r\n\u001b\u007f\u2028\ud83d\ude00"},"amount":"1","unit":"USD"}"#;
+        assert_eq!(id_of(0, odd), "2ce4a8a9-aa32-8a29-b980-7a103c5b596f");
+        assert_eq!(
+            ID_NAMESPACE,
+            *b"\xd1\xbd\xd1\xf3\xbc\xd4\x50\x8c\x98\x49\x80\x3c\xc3\x50\x5a\x28"
+        );
+    }
+
+    /// The canonical name the slow, obvious way: the whole data parsed into sorted maps.
+    fn reference_name(revision: u32, data: &str) -> String {
+        let data: serde_json::Value = serde_json::from_str(data).unwrap();
+        let name =
+            serde_json::json!({"data": data, "revision": revision, "source": SOURCE, "type": TYPE});
+        serde_json::to_string(&name).unwrap()
+    }
+
+    #[test]
+    fn the_canonical_form_is_the_sorted_json_of_the_whole_name() {
+        let seed = sample().raw_data();
+        let breakdown = Event::new(breakdown_line(), "t".into()).raw_data();
+        let summary = r#"{"date":"2026-11-20","lines":4,"totals":{"USD":"-0.2","N/A":"3.5"},"estimated":true}"#;
+        let focus = r#"{"BilledCost":"1","ListCost":null,"x_Revision":0,"x_Estimated":false,"Tags":{"b":"1","a":"\u00e9"},"RegionId":"eu\u002dwest-1"}"#;
+        for data in [
+            seed.get(),
+            breakdown.get(),
+            summary,
+            focus,
+            r#"{"b\u0061":"x","a":"y"}"#,
+            r#"{"a":"1","a":"2","\u0061":"3","b":{"d":1,"c":2}}"#,
+            "{}",
+        ] {
+            for revision in [0, 7] {
+                let mut fast = Vec::new();
+                canonical(&mut fast, &RawValue::from_string(data.into()).unwrap());
+                let name = format!(
+                    r#"{{"data":{},"revision":{revision},"source":"{SOURCE}","type":"{TYPE}"}}"#,
+                    String::from_utf8(fast).unwrap()
+                );
+                assert_eq!(name, reference_name(revision, data), "{data}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_canonical_form_ignores_key_order_and_escapes_but_not_content() {
+        let a = r#"{"date":"d","amount":"1","tags":{"b":"x","a":"é"}}"#;
+        let b = r#"{"tags":{"a":"\u00e9","b":"x"},"amount":"1","date":"d"}"#;
+        let spaced = "{ \"amount\" : \"1\",\n \"date\":\"d\", \"tags\":{\"b\":\"x\",\"a\":\"é\"}}";
+        assert_eq!(
+            id_of(0, a),
+            id_of(0, b),
+            "order and escapes are not content"
+        );
+        assert_eq!(id_of(0, a), id_of(0, spaced), "nor is whitespace");
+        // The same letter composed and decomposed are different strings, so different ids.
+        let nfd = r#"{"date":"d","amount":"1","tags":{"b":"x","a":"e\u0301"}}"#;
+        assert_ne!(id_of(0, a), id_of(0, nfd));
+        // Values that plain concatenation would run together stay apart.
+        let pairs = [
+            (r#"{"a":"x","b":"yz"}"#, r#"{"a":"xy","b":"z"}"#),
+            (r#"{"a":"x\",\"b\":\"y"}"#, r#"{"a":"x","b":"y"}"#),
+            (r#"{"a":"1"}"#, r#"{"a":1}"#),
+            (r#"{"a":{"b":"c"}}"#, r#"{"a.b":"c"}"#),
+            (r#"{"ab":"c"}"#, r#"{"a":"bc"}"#),
+        ];
+        for (x, y) in pairs {
+            assert_ne!(id_of(0, x), id_of(0, y), "{x} vs {y}");
+        }
+        assert_eq!(id_of(0, a), id_of(0, a), "the same content, the same id");
+    }
+
+    #[test]
+    fn changing_any_one_field_changes_the_id() {
+        let base = Event::sealed(breakdown_line(), "t");
+        let mut seen = std::collections::BTreeMap::new();
+        let mut check = |what: String, event: Event| {
+            if let Some(before) = seen.insert(event.id.clone(), what.clone()) {
+                panic!("{what} has the id of {before}");
+            }
+        };
+        check("the base line".into(), base.clone());
+        let values = [
+            "", "0", "1", "x", "/", "%2F", "\"", "é", "e\u{301}", "a/b", "日本",
+        ];
+        type Edit = fn(&mut Line, &str);
+        let edits: [(&str, Edit); 9] = [
+            ("date", |l, v| l.date = format!("2022-06-13{v}")),
+            ("first key", |l, v| {
+                l.groups[0].value = format!("123456789012{v}")
+            }),
+            ("second key", |l, v| l.groups[1].value = v.into()),
+            ("first amount", |l, v| {
+                l.metrics[0].amount = format!("-0.0000000001{v}")
+            }),
+            ("first unit", |l, v| l.metrics[0].unit = format!("USD{v}")),
+            ("second amount", |l, v| {
+                l.metrics[1].amount = format!("3.5{v}")
+            }),
+            ("second unit", |l, v| l.metrics[1].unit = format!("N/A{v}")),
+            ("second metric", |l, v| {
+                l.metrics[1].name = format!("UsageQuantity{v}")
+            }),
+            ("tag key", |l, v| {
+                l.groups[1].by = GroupBy::Tag(format!("team{v}"))
+            }),
+        ];
+        for (what, edit) in edits {
+            for v in values {
+                let mut line = breakdown_line();
+                edit(&mut line, v);
+                if line == breakdown_line() {
+                    continue;
+                }
+                check(format!("{what} {v:?}"), Event::sealed(line, "t"));
+            }
+        }
+        for n in 1..4 {
+            let mut event = base.clone();
+            event.set_revision(n);
+            event.seal(&event.raw_data(), &[], None);
+            check(format!("revision {n}"), event);
+        }
+        let time = Event::sealed(breakdown_line(), "another time");
+        assert_eq!(time.id, base.id, "when it was pulled is not content");
+        let mut final_numbers = breakdown_line();
+        final_numbers.estimated = false;
+        assert_eq!(
+            Event::sealed(final_numbers, "t").id,
+            base.id,
+            "nor is the flag"
+        );
+    }
+
+    #[test]
+    fn subject_and_partition_key_name_the_line_in_group_by_order() {
+        let event = Event::sealed(breakdown_line(), "t");
+        let text = |name: &str| event.extensions[name].as_str().unwrap().to_string();
+        assert_eq!(
+            text(SUBJECT),
+            "2022-06-13/123456789012/web \"1\" é\r\nX-Evil: 1"
+        );
+        assert_eq!(text(PARTITION_KEY), "123456789012/web \"1\" é\r\nX-Evil: 1");
+        let mut line = breakdown_line();
+        line.groups.reverse();
+        line.groups[0].value = "a/b%c".into();
+        let event = Event::sealed(line, "t");
+        assert_eq!(
+            event.extensions[SUBJECT], "2022-06-13/a%2Fb%25c/123456789012",
+            "group_by order; / and % escaped so the keys split back"
+        );
+        assert_eq!(event.extensions[PARTITION_KEY], "a%2Fb%25c/123456789012");
+        assert!(!event.extensions.contains_key(DATASCHEMA));
+        let mut seed = sample();
+        let url = "https://example.com/schema.json";
+        seed.seal(
+            &seed.raw_data(),
+            &[GroupBy::Dimension("SERVICE")],
+            Some(url),
+        );
+        assert_eq!(
+            seed.extensions[SUBJECT],
+            "2022-06-13/Amazon Elastic Compute Cloud - Compute"
+        );
+        assert_eq!(
+            seed.extensions[PARTITION_KEY],
+            "Amazon Elastic Compute Cloud - Compute"
+        );
+        assert_eq!(seed.extensions[DATASCHEMA], url);
+        let (headers, _) = http_parts(&seed.to_json(), ContentMode::Binary).unwrap();
+        assert!(headers.contains(&(
+            "ce-subject".to_string(),
+            "2022-06-13/Amazon%20Elastic%20Compute%20Cloud%20-%20Compute".to_string()
+        )));
+    }
+
+    #[test]
+    fn uuid_text_sets_version_and_variant() {
+        assert_eq!(
+            uuid_text([0xff; 16], 8),
+            "ffffffff-ffff-8fff-bfff-ffffffffffff"
+        );
+        assert_eq!(
+            uuid_text([0; 16], 8),
+            "00000000-0000-8000-8000-000000000000"
+        );
     }
 }

@@ -98,6 +98,21 @@ impl<'de> Visitor<'de> for DataVisitor {
                 "lines" => once(&mut lines, &mut map, "lines")?,
                 "totals" => once(&mut totals, &mut map, "totals")?,
                 "estimated" => once(&mut estimated, &mut map, "estimated")?,
+                // FOCUS columns (`format: focus`; seed fields are lower camel case): what a
+                // log line names is read back, the rest skipped.
+                _ if key.starts_with(|c: char| c.is_ascii_uppercase()) || key.starts_with("x_") => {
+                    let value: serde_json::Value = map.next_value()?;
+                    let text = value.as_str().map(str::to_string);
+                    match key.as_str() {
+                        "ChargePeriodStart" => {
+                            date = text.map(|t| t.get(..10).unwrap_or(&t).to_string())
+                        }
+                        "ServiceName" => service = Some(text),
+                        "BilledCost" => amount = text,
+                        "BillingCurrency" => unit = text,
+                        _ => {}
+                    }
+                }
                 // Other grouped dimensions, by their lower camel case field.
                 _ => {
                     let value: String = map.next_value()?;
@@ -143,6 +158,16 @@ mod tests {
         assert_eq!(event.data.service.as_deref(), Some("S3"));
         assert_eq!(event.data.lines, None);
         assert_eq!(event.to_json(), json.replace(r#","lines":null"#, ""));
+    }
+
+    #[test]
+    fn focus_data_reads_back_what_a_log_line_names() {
+        let json = r#"{"specversion":"1.0","id":"i","source":"s","type":"t","datacontenttype":"application/json","time":"x","data":{"BilledCost":"1.5","ListCost":null,"BillingCurrency":"USD","ChargePeriodStart":"2022-06-13T00:00:00Z","ServiceName":"S3","SubAccountId":null,"Tags":{"team":"web"},"x_Estimated":true,"x_Revision":0}}"#;
+        let event: Event = serde_json::from_str(json).unwrap();
+        assert_eq!(event.data.date, "2022-06-13");
+        assert_eq!(event.data.service.as_deref(), Some("S3"));
+        assert_eq!((&*event.data.amount, &*event.data.unit), ("1.5", "USD"));
+        assert!(event.data.dimensions.is_empty());
     }
 
     #[test]

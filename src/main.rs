@@ -44,13 +44,14 @@ fn real_main() -> i32 {
         config: cli.config,
         secret: cli.secret,
         target: cli.target,
-        without_target: matches!(cli.action, Action::Status { .. }),
+        // status and schema send nothing: a missing target is no error there.
+        without_target: matches!(cli.action, Action::Status { .. } | Action::Schema { .. }),
     };
     // Warnings go out as they are found: an error after them must not hide them.
     let mut warn = |w: String| warn!("{w}");
     let loaded = config::load_reporting(&overrides, &env, &mut warn).and_then(|c| {
-        // status reads state_dir only: it needs no credentials.
-        if !matches!(cli.action, Action::Status { .. }) {
+        // status reads state_dir only and schema only the config: no credentials.
+        if !matches!(cli.action, Action::Status { .. } | Action::Schema { .. }) {
             // Once: the chain reads the secret file again at every use (credentials::warn_once).
             credentials::check_static_keys(&c.secret, &mut credentials::warn_once)?;
         }
@@ -72,6 +73,9 @@ fn real_main() -> i32 {
     {
         let grace = Duration::from_secs(grace_s);
         return status::command(&config, json, check, healthy, grace);
+    }
+    if let Action::Schema { format } = &cli.action {
+        return print_stdout(&service::schema(&config, format.as_deref()));
     }
     let runtime = match Runtime::new(config, signals, &env) {
         Ok(r) => r,

@@ -268,7 +268,7 @@ mod tests {
 
     fn data(date: &str, service: &str, amount: &str) -> Data {
         let line = crate::event::Line::service(date, service, "BlendedCost", amount, "USD");
-        crate::event::Event::new(line, String::new(), String::new()).data
+        crate::event::Event::new(line, String::new()).data
     }
 
     #[test]

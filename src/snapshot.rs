@@ -142,8 +142,9 @@ pub struct Round {
     dir: Option<PathBuf>,
     days: BTreeSet<Date>,
     /// Days with a snapshot pulled as undelivered (`once --force`), and days to pull again
-    /// after damage: every line goes out again, as the next revision of its line, so the
-    /// numbering continues.
+    /// after damage: every line goes out again, an unchanged one of a forced day as the
+    /// revision it was last delivered as (so with the same id), a changed one as its next
+    /// revision, and every line of a damaged day above what may have been sent for it.
     resend: BTreeSet<Date>,
     /// Days to pull again after damage, with the highest revision that may have been sent
     /// for them: every event of theirs goes out above it.
@@ -515,14 +516,11 @@ impl Round {
             Some(index) => index.judge(&event.data)?,
             None => Verdict::Revise(1),
         };
+        let resend = day.is_some_and(|d| self.resend.contains(&d));
+        // After damage what was sent is not known: every line goes out above the mark.
         let floor = day.and_then(|d| self.floors.get(&d)).copied();
-        let verdict = match verdict {
-            Verdict::Unchanged(r) if day.is_some_and(|d| self.resend.contains(&d)) => {
-                Verdict::Revise(r + 1)
-            }
-            v => v,
-        };
         let verdict = match (verdict, floor) {
+            (Verdict::Unchanged(r), Some(f)) => Verdict::Revise((r + 1).max(f + 1)),
             (Verdict::Revise(n), Some(f)) => Verdict::Revise(n.max(f + 1)),
             (v, _) => v,
         };
@@ -536,7 +534,14 @@ impl Round {
         match verdict {
             Verdict::Unchanged(r) => {
                 self.record_raw((data, &event.extensions), r, estimated)?;
-                Ok(None)
+                if !resend {
+                    return Ok(None);
+                }
+                // Forced: sent again as it was last delivered, so with the same id.
+                if r > 0 {
+                    event.set_revision(r);
+                }
+                Ok(Some(event))
             }
             Verdict::Revise(n) => {
                 self.record_raw((data, &event.extensions), n, estimated)?;
@@ -605,6 +610,8 @@ impl Round {
             let last = self.summary_rev.get(&d).copied();
             let data = crate::summary::data(date, day);
             let revision = match (revised, day.changed) {
+                // Forced and unchanged: sent again as it was last delivered (the same id).
+                (true, false) if self.resend.contains(&d) => last,
                 (true, false) => {
                     // Nothing changed: the last summary stands and is kept as it was.
                     if let Some(r) = last {
@@ -623,8 +630,7 @@ impl Round {
                 self.record((&data, &none), revision.unwrap_or(0), day.estimated)?;
             }
             self.note(Some(d), revision.unwrap_or(0));
-            let id = crate::event::new_id();
-            out(crate::summary::event(data, revision, id, time.to_string()))?;
+            out(crate::summary::event(data, revision, time.to_string()))?;
         }
         Ok(())
     }
@@ -681,7 +687,8 @@ fn revision_event(
     extensions.insert(REVISION.into(), revision.into());
     Event {
         specversion: "1.0".into(),
-        id: crate::event::new_id(),
+        // Set as it goes out (`Event::seal`), from its content.
+        id: String::new(),
         source: crate::event::SOURCE.into(),
         kind: crate::event::TYPE.into(),
         datacontenttype: "application/json".into(),
@@ -981,14 +988,14 @@ mod tests {
     fn event(date: &str, service: &str, amount: &str, estimated: bool) -> Event {
         let mut line = Line::service(date, service, "BlendedCost", amount, "USD");
         line.estimated = estimated;
-        Event::new(line, crate::event::new_id(), "2026-11-25T02:00:00Z".into())
+        Event::sealed(line, "2026-11-25T02:00:00Z")
     }
 
     fn dir() -> PathBuf {
         let d = std::env::temp_dir().join(format!(
             "snapshot-{}-{}",
             std::process::id(),
-            crate::event::new_id()
+            getrandom::u64().unwrap()
         ));
         fs::create_dir_all(d.join("spool")).unwrap();
         d
@@ -1006,17 +1013,18 @@ mod tests {
         lines: &[Event],
         delivered: &[&str],
     ) -> Vec<Event> {
-        pull_again(dir, (first, last), lines, delivered, &[]).0
+        pull_again(dir, (first, last), lines, delivered, &[], false).0
     }
 
-    /// `pull` with days to pull `again` after damage (with the revision marked sent for them);
-    /// also returns what the round marks sent per day.
+    /// `pull` with days to pull `again` after damage (with the revision marked sent for them)
+    /// and day summaries when `summary`; also returns what the round marks sent per day.
     fn pull_again(
         dir: &Path,
         (first, last): (&str, &str),
         lines: &[Event],
         delivered: &[&str],
         again: &[(&str, u32)],
+        summary: bool,
     ) -> (Vec<Event>, BTreeMap<Date, u32>) {
         let delivered: Vec<Date> = delivered.iter().map(|d| date(d)).collect();
         let again: BTreeMap<Date, u32> = again.iter().map(|(d, r)| (date(d), *r)).collect();
@@ -1029,7 +1037,9 @@ mod tests {
             sent: &|d| again.get(&d).copied(),
             record: true,
         };
-        let mut round = Round::start(Some(dir), &plan).unwrap();
+        let mut round = Round::start(Some(dir), &plan)
+            .unwrap()
+            .with_summary(summary);
         let name = format!("{}_{last}", format_date(round.first));
         round
             .record_to(dir.join("spool").join(format!("{name}.revise.tmp")))
@@ -1128,6 +1138,63 @@ mod tests {
             !day_file(&d, date("2026-11-20")).exists(),
             "a final day stops being revised"
         );
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_forced_day_resends_what_is_unchanged_as_it_was_so_with_the_same_ids() {
+        let d = dir();
+        let sealed = |events: Vec<Event>| -> Vec<(String, Option<u32>, String)> {
+            let mut out: Vec<_> = events
+                .into_iter()
+                .map(|mut e| {
+                    let service = crate::breakdown::GroupBy::Dimension("SERVICE");
+                    e.seal(&e.raw_data(), &[service], None);
+                    let what = e.data.service.clone().unwrap_or(e.kind.clone());
+                    (what, e.revision(), e.id)
+                })
+                .collect();
+            out.sort();
+            out
+        };
+        let day = "2026-11-20";
+        let lines = [event(day, "EC2", "1", true), event(day, "S3", "2", true)];
+        let first = sealed(pull_again(&d, (day, day), &lines, &[], &[], true).0);
+        let revised_lines = [event(day, "EC2", "1.5", true), event(day, "S3", "2", true)];
+        let revised = sealed(
+            pull_again(
+                &d,
+                ("2026-11-21", "2026-11-21"),
+                &revised_lines,
+                &[day],
+                &[],
+                true,
+            )
+            .0,
+        );
+        // Forced (the day not delivered), nothing changed since the revision round.
+        let forced = sealed(pull_again(&d, (day, day), &revised_lines, &[], &[], true).0);
+        let ec2 = |list: &[(String, Option<u32>, String)]| {
+            list.iter().find(|(s, _, _)| s == "EC2").cloned().unwrap()
+        };
+        assert_eq!(ec2(&forced), ec2(&revised), "revision 1 again, with its id");
+        let s3 = |list: &[(String, Option<u32>, String)]| {
+            list.iter().find(|(s, _, _)| s == "S3").cloned().unwrap()
+        };
+        assert_eq!(
+            s3(&forced),
+            s3(&first),
+            "the first delivery again, with its id"
+        );
+        let summary = |list: &[(String, Option<u32>, String)]| {
+            list.iter()
+                .find(|(s, _, _)| s == crate::summary::TYPE)
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(summary(&forced).1, Some(1));
+        assert_eq!(summary(&forced), summary(&revised), "the day's summary too");
+        assert_eq!(forced.len(), 3, "{forced:?}");
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -1231,6 +1298,7 @@ mod tests {
             ],
             &[],
             &[],
+            false,
         );
         assert_eq!(sent, BTreeMap::from([(date("2026-11-20"), 0)]));
         let text = day_text(&d, "2026-11-20");
@@ -1250,6 +1318,7 @@ mod tests {
             ],
             &["2026-11-20"],
             &[],
+            false,
         );
         assert_eq!(
             sent,
@@ -1279,6 +1348,7 @@ mod tests {
             &[event("2026-11-20", "EC2", "1", true)],
             &[],
             &[("2026-11-20", 4)],
+            false,
         );
         let mut got = summary(&out);
         got.sort();
@@ -1298,6 +1368,7 @@ mod tests {
             &[event("2026-11-22", "EC2", "7", false)],
             &[],
             &[("2026-11-22", 0)],
+            false,
         );
         assert_eq!(
             summary(&out),

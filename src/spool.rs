@@ -679,6 +679,7 @@ impl SpoolWriter {
         Some(tmp.with_file_name(format!("{}.revise.tmp", batch_name(self.first, self.last))))
     }
 
+    #[cfg(test)]
     pub fn push(&mut self, event: &Event) -> Result<(), String> {
         self.push_with(event, &event.raw_data())
     }
@@ -998,7 +999,7 @@ mod tests {
 
     fn event(service: &str) -> Event {
         let line = Line::service("2022-06-13", service, "BlendedCost", "1", "USD");
-        Event::new(line, crate::event::new_id(), "2022-06-14T00:00:00Z".into())
+        Event::sealed(line, "2022-06-14T00:00:00Z")
     }
 
     /// A batch of one event per service, with the (empty) revision snapshot a pull leaves.

@@ -750,7 +750,7 @@ mod tests {
 
     fn event(service: &str) -> Event {
         let line = Line::service("2022-06-13", service, "BlendedCost", "1", "USD");
-        Event::new(line, crate::event::new_id(), "2022-06-14T00:00:00Z".into())
+        Event::sealed(line, "2022-06-14T00:00:00Z")
     }
 
     /// A batch of `DAY` as a pull commits it: sent marks first, an (empty) snapshot beside it.

@@ -62,8 +62,9 @@ pub fn data(date: &str, day: &Day) -> Data {
     }
 }
 
-/// The summary event of a day, as revision `revision` when it follows a revision round.
-pub fn event(data: Data, revision: Option<u32>, id: String, time: String) -> Event {
+/// The summary event of a day, as revision `revision` when it follows a revision round; its
+/// `id` is set by `Event::seal` as it goes out.
+pub fn event(data: Data, revision: Option<u32>, time: String) -> Event {
     let mut extensions = BTreeMap::new();
     extensions.insert(ESTIMATED.into(), data.estimated.unwrap_or(false).into());
     if let Some(n) = revision {
@@ -71,7 +72,7 @@ pub fn event(data: Data, revision: Option<u32>, id: String, time: String) -> Eve
     }
     Event {
         specversion: "1.0".into(),
-        id,
+        id: String::new(),
         source: crate::event::SOURCE.into(),
         kind: TYPE.into(),
         datacontenttype: "application/json".into(),
@@ -88,7 +89,7 @@ mod tests {
 
     fn line(service: &str, amount: &str, unit: &str) -> Data {
         let line = Line::service("2026-11-20", service, "BlendedCost", amount, unit);
-        Event::new(line, String::new(), String::new()).data
+        Event::new(line, String::new()).data
     }
 
     #[test]
@@ -104,7 +105,8 @@ mod tests {
         totals.add(&line("d", "3.5", "N/A"), true, false).unwrap();
         let day = &totals.days["2026-11-20"];
         assert!(day.changed);
-        let event = event(data("2026-11-20", day), Some(2), "id".into(), "t".into());
+        let mut event = event(data("2026-11-20", day), Some(2), "t".into());
+        event.id = "id".into();
         assert_eq!(
             event.to_json(),
             r#"{"specversion":"1.0","id":"id","source":"cloud.aws.billing","type":"aws.service.daily.summary","datacontenttype":"application/json","time":"t","estimated":true,"revision":2,"data":{"date":"2026-11-20","lines":4,"totals":{"N/A":"3.5","USD":"-0.2059999999"},"estimated":true}}"#

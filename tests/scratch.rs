@@ -250,7 +250,7 @@ fn the_chroot_has_no_proc_dev_or_etc_and_the_binary_needs_none() {
     assert_eq!(lines.len(), 2, "{}", out.describe("printed events"));
     for event in &lines {
         // Random UUIDs (getrandom(2), not /dev/urandom) and UTC times (no tzdata).
-        assert!(support::is_uuid_v4(event["id"].as_str().expect("id")));
+        assert!(support::is_uuid_v8(event["id"].as_str().expect("id")));
         assert!(event["time"].as_str().expect("time").ends_with('Z'));
     }
     assert_eq!(

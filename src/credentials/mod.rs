@@ -394,7 +394,8 @@ impl Provider {
             },
         )?;
         let request = sts::assume_role_with_web_identity(&self.sts_url, &w.role, &token);
-        let a = self.call_sts("AssumeRoleWithWebIdentity", request, None, sleep)?;
+        let action = "AssumeRoleWithWebIdentity";
+        let a = sts::parse_answer(action, &self.call_sts(action, request, None, sleep)?)?;
         Ok(Obtained {
             credentials: a.credentials,
             expiration: Some(a.expiration),
@@ -409,18 +410,27 @@ impl Provider {
         sleep: &dyn Fn(Duration) -> bool,
     ) -> Result<sts::Assumed, CredError> {
         let request = sts::assume_role(&self.sts_url, role);
-        self.call_sts("AssumeRole", request, Some(base), sleep)
+        let body = self.call_sts("AssumeRole", request, Some(base), sleep)?;
+        sts::parse_answer("AssumeRole", &body)
     }
 
-    /// One STS action, signed when `signer` is given; throttling, 5xx and network errors
-    /// are retried with the usual backoff, refusals are not.
+    /// The AWS account of the credentials (STS GetCallerIdentity, signed with them).
+    pub fn account(&self, sleep: &dyn Fn(Duration) -> bool) -> Result<String, CredError> {
+        let keys = self.get(sleep)?.credentials;
+        let request = sts::get_caller_identity(&self.sts_url);
+        let action = "GetCallerIdentity";
+        sts::parse_account(action, &self.call_sts(action, request, Some(&keys), sleep)?)
+    }
+
+    /// One STS action, signed when `signer` is given: the body of its 2xx answer;
+    /// throttling, 5xx and network errors are retried with the usual backoff, refusals are not.
     fn call_sts(
         &self,
         action: &str,
         request: crate::http::Request,
         signer: Option<&Credentials>,
         sleep: &dyn Fn(Duration) -> bool,
-    ) -> Result<sts::Assumed, CredError> {
+    ) -> Result<Vec<u8>, CredError> {
         let mut attempt = 0;
         loop {
             crate::heartbeat::working();
@@ -433,9 +443,7 @@ impl Provider {
                     })?;
             }
             let (result, hint) = match self.sts.send(&r) {
-                Ok(resp) if (200..300).contains(&resp.status) => {
-                    (sts::parse_answer(action, &resp.body), None)
-                }
+                Ok(resp) if (200..300).contains(&resp.status) => (Ok(resp.body), None),
                 Ok(resp) => (
                     Err(sts::parse_error(action, resp.status, &resp.body)),
                     resp.header("retry-after")

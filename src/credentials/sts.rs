@@ -1,4 +1,4 @@
-//! STS AssumeRole and AssumeRoleWithWebIdentity: the Query requests and their XML answers, by hand.
+//! STS AssumeRole, AssumeRoleWithWebIdentity and GetCallerIdentity: the Query requests and their XML answers, by hand.
 
 use super::CredError;
 use crate::costexplorer::{self, ErrorKind};
@@ -156,6 +156,31 @@ pub fn assume_role_with_web_identity(endpoint: &str, role: &RoleRequest, token: 
     post(endpoint, &form)
 }
 
+/// An unsigned GetCallerIdentity request (sign it for "sts"): whose the credentials are.
+/// It needs no permission and costs nothing.
+pub fn get_caller_identity(endpoint: &str) -> Request {
+    let form = [
+        ("Action", "GetCallerIdentity".to_string()),
+        ("Version", "2011-06-15".to_string()),
+    ];
+    post(endpoint, &form)
+}
+
+/// The 12-digit account of a GetCallerIdentity answer.
+pub fn parse_account(action: &str, body: &[u8]) -> Result<String, CredError> {
+    let text = String::from_utf8_lossy(body);
+    match element(&text, "Account") {
+        Some(a) if a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()) => Ok(a),
+        _ => Err(CredError {
+            transient: false,
+            message: format!(
+                "STS sent an answer to {action} without a 12-digit Account: {}",
+                costexplorer::snippet(&body[..body.len().min(60)])
+            ),
+        }),
+    }
+}
+
 fn post(endpoint: &str, form: &[(&str, String)]) -> Request {
     let body = form
         .iter()
@@ -279,6 +304,24 @@ mod tests {
 
     /// The expectations are botocore 1.44's answers for the same variables (the URL an STS
     /// client sends to and the region of its signing scope).
+    #[test]
+    fn caller_identity_is_a_form_post_and_its_account_is_read() {
+        let r = get_caller_identity("https://sts.us-east-1.amazonaws.com");
+        assert_eq!(r.url, "https://sts.us-east-1.amazonaws.com/");
+        assert_eq!(r.body, b"Action=GetCallerIdentity&Version=2011-06-15");
+        let answer = b"<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>arn:aws:iam::123456789012:user/b</Arn><UserId>AIDA</UserId><Account>123456789012</Account></GetCallerIdentityResult></GetCallerIdentityResponse>";
+        assert_eq!(
+            parse_account("GetCallerIdentity", answer).unwrap(),
+            "123456789012"
+        );
+        let e = parse_account("GetCallerIdentity", b"<Account>12</Account>").unwrap_err();
+        assert!(
+            e.message.contains("without a 12-digit Account"),
+            "{}",
+            e.message
+        );
+    }
+
     #[test]
     fn the_endpoint_follows_the_region_variables_as_botocore_does() {
         let at = |fallback: &str, vars: &[(&str, &str)]| {

@@ -1,8 +1,9 @@
-//! The three commands, `run`, `once` and `check`: pull, spool, deliver, sleep.
+//! The commands `run`, `once` and `check` (pull, spool, deliver, sleep), and `schema`.
 
 use crate::config::{Config, Target};
 use crate::costexplorer::{CeError, ErrorKind};
 use crate::event::Event;
+use crate::focus::Format;
 use crate::http::Client;
 use crate::keys::Credentials;
 use crate::schedule::{due_days, format_date, rfc3339};
@@ -27,6 +28,8 @@ pub struct Runtime {
     ce: Client,
     target: Option<Client>,
     credentials: crate::credentials::Provider,
+    /// FOCUS's BillingAccountId, once known (`billing_account`).
+    account: std::cell::OnceCell<String>,
 }
 
 impl From<crate::credentials::CredError> for Failure {
@@ -133,6 +136,7 @@ impl Runtime {
             signals,
             ce,
             target,
+            account: std::cell::OnceCell::new(),
         })
     }
 
@@ -159,6 +163,55 @@ impl Runtime {
             let next = OffsetDateTime::now_utc() + crate::heartbeat::WORK_BOUND;
             crate::heartbeat::beat("starting: looking for credentials", next);
         }
+    }
+
+    /// An event as it goes out: its data in the configured format (`None`: the seed's
+    /// data, `seed`, as it is), then sealed from that data (subject, partition key,
+    /// dataschema, id).
+    pub(crate) fn outgoing(
+        &self,
+        event: &mut Event,
+        seed: &serde_json::value::RawValue,
+    ) -> Option<Box<serde_json::value::RawValue>> {
+        let wire = match self.config.focus.format {
+            Format::Focus => crate::focus::data(event, self.account.get().map(String::as_str)),
+            Format::Seed => None,
+        };
+        let group_by = &self.config.breakdown.group_by;
+        let dataschema = self.config.dataschema.as_deref();
+        event.seal(wire.as_deref().unwrap_or(seed), group_by, dataschema);
+        wire
+    }
+
+    /// With `format: focus`, before a pull: the BillingAccountId, from `billing_account_id`
+    /// or else the account of the credentials (STS GetCallerIdentity, once a process).
+    pub(crate) fn billing_account(&self) -> Result<(), Failure> {
+        if self.config.focus.format != Format::Focus || self.account.get().is_some() {
+            return Ok(());
+        }
+        let account = match &self.config.focus.billing_account_id {
+            Some(id) => id.clone(),
+            None => match self.credentials.account(&|d| self.signals.sleep_for(d)) {
+                Ok(id) => id,
+                Err(_) if self.signals.stopping() => return Err(Failure::Stopped),
+                Err(mut e) => {
+                    e.message = format!(
+                        "{} (format: focus asks STS for the billing account; set billing_account_id to name it instead)",
+                        e.message
+                    );
+                    return Err(e.into());
+                }
+            },
+        };
+        let _ = self.account.set(account);
+        Ok(())
+    }
+
+    /// `outgoing` as the structured JSON line, for `--target -`.
+    pub(crate) fn outgoing_line(&self, mut event: Event) -> String {
+        let seed = event.raw_data();
+        let wire = self.outgoing(&mut event, &seed);
+        event.to_json_with(wire.as_deref().unwrap_or(&seed))
     }
 
     /// The first look at start (see Provider::first_fetch).
@@ -392,8 +445,8 @@ fn print_events(rt: &Runtime, first: Date, last: Date) -> Result<(usize, usize),
     let mut out = std::io::stdout().lock();
     let mut closed = false;
     let result = rt.pull(first, last, usize::MAX, &mut |line| {
-        let event = Event::new(line, crate::event::new_id(), time.clone());
-        writeln!(out, "{}", event.to_json()).map_err(|e| {
+        let line = rt.outgoing_line(Event::new(line, time.clone()));
+        writeln!(out, "{line}").map_err(|e| {
             closed = e.kind() == std::io::ErrorKind::BrokenPipe;
             format!("stdout: {e}")
         })
@@ -406,6 +459,32 @@ fn print_events(rt: &Runtime, first: Date, last: Date) -> Result<(usize, usize),
         }
         other => other,
     }
+}
+
+/// `schema`: the JSON Schema of the data of the events `config` makes, in its format or
+/// in `format` (`seed` or `focus`), pretty-printed with a final newline.
+pub fn schema(config: &Config, format: Option<&str>) -> String {
+    let format = match format {
+        Some("focus") => Format::Focus,
+        Some(_) => Format::Seed,
+        None => config.focus.format,
+    };
+    let mut breakdown = config.breakdown.clone();
+    match (config.focus.format, format) {
+        (Format::Seed, Format::Focus) => {
+            breakdown.metrics = crate::focus::METRICS.map(String::from).to_vec();
+        }
+        // A focus config has no `metric` key: as seed it would ask for the default.
+        (Format::Focus, Format::Seed) => {
+            breakdown.metrics = crate::breakdown::Breakdown::default().metrics;
+        }
+        _ => {}
+    }
+    let summary = config.revise.summary;
+    let id = config.dataschema.as_deref();
+    let doc = crate::schema::document(&breakdown, summary, format, id);
+    let text = serde_json::to_string_pretty(&doc).expect("a JSON value always serializes");
+    text + "\n"
 }
 
 /// `check`: config, secret and state_dir are usable, Cost Explorer accepts a signed call,

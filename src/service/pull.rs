@@ -30,6 +30,7 @@ impl Runtime {
         max_pages: usize,
         sink: &mut dyn FnMut(Line) -> Result<(), String>,
     ) -> Result<(usize, usize), Failure> {
+        self.billing_account()?;
         // A pull cut short by `max_pages` (`check`'s one page) is never recorded: only
         // whether Cost Explorer accepts the signed request counts, not what it answers.
         let mut check = (max_pages == usize::MAX).then(|| {
@@ -274,14 +275,15 @@ impl Runtime {
         let mut left_out = 0;
         let result = self.pull(first, last, usize::MAX, &mut |line: Line| {
             let done = crate::schedule::parse_date(&line.date).is_some_and(delivered);
-            let event = Event::new(line, crate::event::new_id(), time.clone());
+            let event = Event::new(line, time.clone());
             // Serialized once for both the spool line and the revise snapshot.
             let data = event.raw_data();
-            let Some(event) = round.judge_with(event, &data, done)? else {
+            let Some(mut event) = round.judge_with(event, &data, done)? else {
                 left_out += 1;
                 return Ok(());
             };
-            writer.push_with(&event, &data)?;
+            let wire = self.outgoing(&mut event, &data);
+            writer.push_with(&event, wire.as_deref().unwrap_or(&data))?;
             if already + writer.bytes > limit {
                 return Err(format!(
                     "this pull would take the spool past max_spool_mb {}; not spooling it (raise max_spool_mb or pull fewer days)",
@@ -292,7 +294,11 @@ impl Runtime {
         });
         let result = result.and_then(|r| {
             round
-                .vanished(&time, &mut |e| writer.push(&e))
+                .vanished(&time, &mut |mut e| {
+                    let data = e.raw_data();
+                    let wire = self.outgoing(&mut e, &data);
+                    writer.push_with(&e, wire.as_deref().unwrap_or(&data))
+                })
                 .map_err(Failure::State)?;
             writer.sent = round.take_sent();
             writer.snapshot = round.into_writer().map_err(Failure::State)?;

@@ -93,11 +93,11 @@ fn preview(rt: &Runtime, dir: &std::path::Path, n: u32) -> i32 {
     let mut count = 0usize;
     let mut print = |e: Event| -> Result<(), String> {
         count += 1;
-        writeln!(out, "{}", e.to_json()).map_err(|e| format!("stdout: {e}"))
+        writeln!(out, "{}", rt.outgoing_line(e)).map_err(|e| format!("stdout: {e}"))
     };
     let result = rt
         .pull(first, last, usize::MAX, &mut |line| {
-            let event = Event::new(line, crate::event::new_id(), time.clone());
+            let event = Event::new(line, time.clone());
             match round.judge(event, true)? {
                 Some(e) => print(e),
                 None => Ok(()),

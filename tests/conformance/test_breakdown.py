@@ -10,7 +10,7 @@ non-ASCII letters, CR and LF arrives decoded, unchanged, without adding a header
 """
 
 import pytest
-from test_conformance import DAY, NEXT_DAY
+from test_conformance import DAY, NEXT_DAY, check_trust, key_segment
 
 GROUP_BY = [{"Type": "DIMENSION", "Key": "SERVICE"}, {"Type": "TAG", "Key": "team"}]
 METRICS = ["UnblendedCost", "UsageQuantity"]
@@ -85,6 +85,9 @@ def test_breakdown_routing_attributes_are_accepted_and_decoded_by_the_sdk(aws, r
         data = event.data
         assert attributes["service"] == data["service"]
         assert attributes["tagteam"] == data["tags"]["team"]
+        keys = f"{key_segment(data['service'])}/{key_segment(data['tags']['team'])}"
+        assert attributes["subject"] == f"{DAY}/{keys}"
+        assert attributes["partitionkey"] == keys
         assert set(data) == {"vanceSource", "vanceType", "date", "service", "tags", "amount", "unit", "metrics"}
         assert data["amount"] == data["metrics"]["UnblendedCost"]["amount"]
         assert data["unit"] == "USD"
@@ -98,4 +101,5 @@ def test_breakdown_routing_attributes_are_accepted_and_decoded_by_the_sdk(aws, r
         )
         assert data["metrics"]["UsageQuantity"]["unit"] == "N/A"
     assert sorted(got) == sorted(GROUPS)
+    check_trust(run_binary, config, events)
 

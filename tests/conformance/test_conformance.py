@@ -6,9 +6,12 @@ event is parsed by the official CloudEvents SDK for Python (cloudevents.core), i
 mode the binary chose to send it.
 """
 
+import hashlib
+import json
 import re
 import uuid
 
+import jsonschema
 import requests
 from cloudevents.core.formats.json import JSONFormat
 from receiver import wire_attributes
@@ -17,7 +20,17 @@ DAY = "2022-06-13"
 NEXT_DAY = "2022-06-14"
 GROUP_BY = [{"Type": "DIMENSION", "Key": "SERVICE"}]
 DATA_KEYS = {"vanceSource", "vanceType", "date", "service", "amount", "unit"}
-ATTRIBUTES = {"specversion", "id", "source", "type", "datacontenttype", "time", "estimated"}
+ATTRIBUTES = {
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "datacontenttype",
+    "time",
+    "estimated",
+    "subject",
+    "partitionkey",
+}
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00)$")
 
 
@@ -81,6 +94,48 @@ def expected_lines(day, groups):
     return [(day, service, amount, unit) for service, amount, unit in groups]
 
 
+# --- what a consumer can check without our state: the README's recipe for ids, and `schema`
+
+ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "cloud.aws.billing")
+
+
+def content_id(source, event_type, revision, data):
+    """The id of an event, recomputed from its content as the README says."""
+    name = json.dumps(
+        {"data": data, "revision": revision, "source": source, "type": event_type},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    digest = bytearray(hashlib.sha256(ID_NAMESPACE.bytes + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x80
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return str(uuid.UUID(bytes=bytes(digest)))
+
+
+def key_segment(value):
+    return value.replace("%", "%25").replace("/", "%2F")
+
+
+def check_trust(run_binary, config, events):
+    """Each event's id recomputed from its content, and its data valid against the output
+    of `schema` for the same config: as a whole and as its own type."""
+    run = run_binary(["schema"], config)
+    assert run.returncode == 0, run.explain()
+    doc = json.loads(run.stdout)
+    jsonschema.Draft202012Validator.check_schema(doc)
+    assert events
+    for got in events:
+        attributes, data = got.attributes, got.data
+        assert uuid.UUID(attributes["id"]).version == 8, attributes["id"]
+        revision = int(attributes.get("revision", 0))
+        assert attributes["id"] == content_id(attributes["source"], attributes["type"], revision, data)
+        jsonschema.validate(data, doc, cls=jsonschema.Draft202012Validator)
+        own = {**doc, "oneOf": [{"$ref": f"#/$defs/{attributes['type']}"}]}
+        jsonschema.validate(data, own, cls=jsonschema.Draft202012Validator)
+    return doc
+
+
 def check_event(attributes, data, wire):
     """One event, as the SDK parsed it and as it was on the wire, against the spec."""
     assert set(wire) == ATTRIBUTES, f"attributes sent: {wire}"
@@ -90,7 +145,8 @@ def check_event(attributes, data, wire):
     assert attributes["type"] == "aws.service.daily"
     assert attributes["datacontenttype"] == "application/json"
     assert attributes["id"] == wire["id"]
-    assert uuid.UUID(wire["id"]).version == 4, wire["id"]
+    assert uuid.UUID(wire["id"]).version == 8, wire["id"]
+    assert wire["id"] == content_id(attributes["source"], attributes["type"], 0, data)
     assert RFC3339_UTC.match(wire["time"]), wire["time"]
     time = attributes["time"]
     assert time.tzinfo is not None and time.utcoffset().total_seconds() == 0, time
@@ -100,6 +156,8 @@ def check_event(attributes, data, wire):
     assert data["vanceType"] == "aws.service.daily"
     for key in ("date", "service", "amount", "unit"):
         assert isinstance(data[key], str), f"{key} is not a string: {data!r}"
+    assert attributes["subject"] == f"{data['date']}/{key_segment(data['service'])}"
+    assert attributes["partitionkey"] == key_segment(data["service"])
     return (data["date"], data["service"], data["amount"], data["unit"])
 
 
@@ -171,6 +229,7 @@ def test_once_binary_mode_delivers_every_group_of_every_page(aws, receiver, run_
     run = run_binary(["once", "--date", DAY], config(aws, receiver), aws.billing.secret_file())
     assert run.returncode == 0, run.explain()
     check_delivered(receiver, "binary", expected_lines(DAY, PAGE_1 + PAGE_2))
+    check_trust(run_binary, config(aws, receiver), receiver.snapshot()[0])
     assert aws.request_bodies() == [
         request_body(DAY, NEXT_DAY),
         request_body(DAY, NEXT_DAY, next_page_token="conformance-page-2"),
@@ -184,6 +243,7 @@ def test_once_structured_mode(aws, receiver, run_binary):
     run = run_binary(["once", "--date", DAY], cfg, aws.billing.secret_file())
     assert run.returncode == 0, run.explain()
     check_delivered(receiver, "structured", expected_lines(DAY, PAGE_1 + PAGE_2))
+    check_trust(run_binary, cfg, receiver.snapshot()[0])
 
 
 def test_once_range_is_one_request_and_dates_come_from_each_result(aws, receiver, run_binary):

@@ -10,7 +10,7 @@ attributes, and the summary event, are valid CloudEvents in both modes.
 import datetime
 
 import pytest
-from test_conformance import GROUP_BY
+from test_conformance import GROUP_BY, check_trust
 
 TODAY = datetime.datetime.now(datetime.timezone.utc).date()
 D2, D1 = (TODAY - datetime.timedelta(days=n) for n in (2, 1))
@@ -68,11 +68,22 @@ def test_revisions_and_summaries_are_accepted_by_the_sdk(aws, receiver, run_bina
     for event in events:
         assert event.mode == mode
         attributes, data = event.attributes, event.data
-        assert set(event.wire) - {"revision"} == {"specversion", "id", "source", "type", "datacontenttype", "time", "estimated"}
+        assert set(event.wire) - {"revision"} == {
+            "specversion",
+            "id",
+            "source",
+            "type",
+            "datacontenttype",
+            "time",
+            "estimated",
+            "subject",
+            "partitionkey",
+        }
         revision = as_int(attributes["revision"]) if "revision" in attributes else None
         estimated = as_bool(attributes["estimated"])
         if attributes["type"] == "aws.service.daily.summary":
             assert set(data) == {"date", "lines", "totals", "estimated"}
+            assert (attributes["subject"], attributes["partitionkey"]) == (data["date"], attributes["type"])
             assert data["estimated"] == estimated
             summaries.append((data["date"], data["lines"], data["totals"], revision))
         else:
@@ -95,3 +106,4 @@ def test_revisions_and_summaries_are_accepted_by_the_sdk(aws, receiver, run_bina
         (d1, 1, {"USD": "3"}, None),
         (d2, 2, {"USD": "1.7500000001"}, 1),
     ]
+    check_trust(run_binary, config, events)

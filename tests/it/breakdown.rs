@@ -196,14 +196,17 @@ fn the_default_config_keeps_the_seed_event_exactly() {
             .filter(|k| k.starts_with("ce-"))
             .collect();
         ce_headers.sort();
-        // The seed's attributes and only the estimated one of the revisions.
+        // The seed's attributes, the estimated one of the revisions, and the line's
+        // subject and partition key.
         assert_eq!(
             ce_headers,
             [
                 "ce-estimated",
                 "ce-id",
+                "ce-partitionkey",
                 "ce-source",
                 "ce-specversion",
+                "ce-subject",
                 "ce-time",
                 "ce-type"
             ]
@@ -240,7 +243,7 @@ fn bad_breakdown_keys_exit_2_naming_the_key_before_any_request() {
     for (config, key) in [
         ("group_by: [SERVICE, LINKED_ACCOUNT, AZ]\n", "group_by"),
         ("group_by: []\n", "group_by"),
-        ("group_by: [REGION]\n", "group_by"),
+        ("group_by: [REGIONS]\n", "group_by"),
         ("group_by: ['TAG:']\n", "group_by"),
         ("group_by: SERVICE\n", "group_by"),
         ("group_by: {SERVICE: 1}\n", "group_by"),

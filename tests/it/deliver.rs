@@ -10,7 +10,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::support::cost_explorer::TRICKY_AMOUNTS;
 use crate::support::runner::stop;
 use crate::support::{
-    Cmd, Event, FakeCostExplorer, FakeReceiver, Finished, Line, Mode, Reply, Sandbox, is_uuid_v4,
+    Cmd, Event, FakeCostExplorer, FakeReceiver, Finished, Line, Mode, Reply, Sandbox, is_uuid_v8,
 };
 use crate::support::{sorted, sorted_lines, wait_idle};
 
@@ -40,7 +40,7 @@ const DATA_KEYS: [&str; 6] = [
     "amount",
     "unit",
 ];
-const EVENT_KEYS: [&str; 8] = [
+const EVENT_KEYS: [&str; 10] = [
     "specversion",
     "id",
     "source",
@@ -48,6 +48,8 @@ const EVENT_KEYS: [&str; 8] = [
     "datacontenttype",
     "time",
     "estimated",
+    "partitionkey",
+    "subject",
     "data",
 ];
 
@@ -107,7 +109,7 @@ fn binary_mode_sends_ce_headers_and_the_data_as_body() {
         assert_eq!(request.header("ce-source"), Some("cloud.aws.billing"));
         assert_eq!(request.header("ce-type"), Some("aws.service.daily"));
         let id = request.header("ce-id").expect("ce-id");
-        assert!(is_uuid_v4(id), "ce-id {id:?} is not a UUID v4");
+        assert!(is_uuid_v8(id), "ce-id {id:?} is not a UUID v8");
         assert!(ids.insert(id.to_string()), "ce-id {id} used twice");
         assert_recent_utc(request.header("ce-time").expect("ce-time"));
         let content_type = request.header("content-type").expect("content-type");
@@ -129,6 +131,15 @@ fn binary_mode_sends_ce_headers_and_the_data_as_body() {
         assert_eq!(event.mode, Mode::Binary);
         let line = event.line();
         assert_data(&data, &line);
+        let encoded = |s: &str| s.replace(' ', "%20");
+        assert_eq!(
+            request.header("ce-subject"),
+            Some(encoded(&format!("{}/{}", line.date, line.service)).as_str())
+        );
+        assert_eq!(
+            request.header("ce-partitionkey"),
+            Some(encoded(&line.service).as_str())
+        );
         // Money is a JSON string, byte for byte as Cost Explorer sent it.
         let raw = request.body_text();
         assert!(
@@ -183,12 +194,14 @@ fn structured_mode_sends_the_whole_event() {
         // The fake marks every day estimated, as Cost Explorer does for recent days.
         assert_eq!(body["estimated"], true);
         let id = body["id"].as_str().expect("id");
-        assert!(is_uuid_v4(id), "id {id:?} is not a UUID v4");
+        assert!(is_uuid_v8(id), "id {id:?} is not a UUID v8");
         assert!(ids.insert(id.to_string()), "id {id} used twice");
         assert_recent_utc(body["time"].as_str().expect("time"));
         let event = r.event().expect("decodes");
         assert_eq!(event.mode, Mode::Structured);
         assert_data(&body["data"], &event.line());
+        assert_eq!(body["subject"], format!("{}/{}", event.date, event.service));
+        assert_eq!(body["partitionkey"], event.service);
         let raw = request.body_text();
         assert!(
             raw.contains(&format!("\"{}\"", event.amount)),
@@ -226,7 +239,7 @@ fn stdout_target_prints_one_structured_line_per_event() {
         assert_eq!(event["type"], "aws.service.daily");
         assert_eq!(event["datacontenttype"], "application/json");
         let id = event["id"].as_str().expect("id");
-        assert!(is_uuid_v4(id) && ids.insert(id.to_string()));
+        assert!(is_uuid_v8(id) && ids.insert(id.to_string()));
         assert_recent_utc(event["time"].as_str().expect("time"));
         let data = &event["data"];
         let l = Line {

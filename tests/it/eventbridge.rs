@@ -227,7 +227,9 @@ fn an_event_too_large_for_an_entry_is_dead_lettered_and_large_ones_split_request
     let ce = FakeCostExplorer::with_groups(1, 100);
     let huge = "H".repeat(300 * 1024);
     let large: Vec<String> = (0..3)
-        .map(|i| format!("{i}{}", "L".repeat(100 * 1024)))
+        // The key stands three times in an event (data, subject, partitionkey): entries of
+        // about 110 KiB, two of which fit in 256 KiB and three do not.
+        .map(|i| format!("{i}{}", "L".repeat(36 * 1024)))
         .collect();
     let mut groups: Vec<(Vec<&str>, &str)> = vec![(vec![huge.as_str()], "1.5")];
     groups.extend(large.iter().map(|s| (vec![s.as_str()], "0.25")));
@@ -243,7 +245,7 @@ fn an_event_too_large_for_an_entry_is_dead_lettered_and_large_ones_split_request
     assert_eq!(
         sizes,
         [2, 1],
-        "two entries of 100 KiB fit in 256 KiB, three do not"
+        "two entries of about 110 KiB fit in 256 KiB, three do not"
     );
     let taken: BTreeSet<String> = eb.accepted().iter().map(|e| line(e).service).collect();
     assert_eq!(taken, large.iter().cloned().collect());

@@ -17,7 +17,7 @@ const FLOORS: &[(u8, &[&str])] = &[
     (1, &["files", "yaml", "keys", "urls", "log",
           "schedule", "retry", "decimal", "socket", "signal", "spelling"]),
     (2, &["breakdown", "event", "event_de", "summary", "revise", "answer", "costexplorer", "sign",
-          "refusals", "eventbridge", "target"]),
+          "refusals", "eventbridge", "target", "focus", "schema"]),
     (3, &["http", "bounds", "heartbeat", "spend", "snapshot", "spool", "state", "credentials"]),
     (4, &["config"]),
     (5, &["service", "status", "cli"]),

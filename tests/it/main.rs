@@ -16,6 +16,7 @@ mod demo;
 mod eventbridge;
 mod fakes;
 mod hostile_peers;
+mod ids;
 mod layering;
 mod ledger;
 mod lying_answers;

@@ -394,7 +394,7 @@ fn a_day_summary_follows_the_lines_and_each_revision_round_with_exact_totals() {
 }
 
 #[test]
-fn a_forced_re_pull_continues_the_revision_numbers_so_the_latest_revision_wins() {
+fn a_forced_re_pull_resends_lines_as_they_were_and_the_latest_revision_still_wins() {
     let ce = FakeCostExplorer::with_groups(3, 100);
     let receiver = FakeReceiver::start();
     let sandbox = Sandbox::new("revise-force");
@@ -415,8 +415,9 @@ fn a_forced_re_pull_continues_the_revision_numbers_so_the_latest_revision_wins()
     run(&["revise"]);
     assert_eq!(receiver.accepted_count(), 5);
 
-    // Pulled again by force: every line goes out once more as the next revision of its
-    // line, and the line that is gone gets its zero, as in a revise round.
+    // Pulled again by force: every line goes out once more, an unchanged one as the
+    // revision it was last delivered as, so with the id it had (a consumer deduplicating
+    // on id drops it); the line that is gone gets its zero, as in a revise round.
     ce.remove(&d2, "Service 0002");
     run(&["once", "--date", &d2, "--force"]);
     let s3 = amount(&ce, &d2, "Service 0003");
@@ -424,10 +425,26 @@ fn a_forced_re_pull_continues_the_revision_numbers_so_the_latest_revision_wins()
     assert_eq!(
         forced,
         BTreeSet::from([
-            line(&d2, "Service 0001", "6", Some(3), true),
+            line(&d2, "Service 0001", "6", Some(2), true),
             line(&d2, "Service 0002", "0", Some(1), true),
-            line(&d2, "Service 0003", &s3, Some(1), true),
+            line(&d2, "Service 0003", &s3, None, true),
         ])
+    );
+    let ids: Vec<(String, String)> = receiver
+        .accepted_events()
+        .iter()
+        .map(|e| (e.service.clone(), e.id.clone()))
+        .collect();
+    let before: BTreeSet<&(String, String)> = ids[..5].iter().collect();
+    let again: Vec<&str> = ids[5..]
+        .iter()
+        .filter(|pair| before.contains(pair))
+        .map(|(service, _)| service.as_str())
+        .collect();
+    assert_eq!(
+        BTreeSet::from_iter(again),
+        BTreeSet::from(["Service 0001", "Service 0003"]),
+        "the unchanged lines keep their ids, the zero is new: {ids:?}"
     );
 
     // The next revise goes on from there.
@@ -435,7 +452,7 @@ fn a_forced_re_pull_continues_the_revision_numbers_so_the_latest_revision_wins()
     run(&["revise"]);
     assert_eq!(
         accepted(&receiver)[8..],
-        [line(&d2, "Service 0001", "7", Some(4), true)]
+        [line(&d2, "Service 0001", "7", Some(3), true)]
     );
     // What a consumer keeping the highest revision per line ends up with is what AWS says now.
     let mut latest: std::collections::BTreeMap<String, (u32, String)> = Default::default();

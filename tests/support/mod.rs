@@ -81,14 +81,14 @@ pub fn next_day(date: &str) -> String {
     cost_explorer::format_date(day.next_day().expect("date in range"))
 }
 
-/// True for a lower-case hex UUID version 4 (RFC 4122 variant).
-pub fn is_uuid_v4(id: &str) -> bool {
+/// True for a lower-case hex UUID version 8 (RFC 9562 variant): an id made from content.
+pub fn is_uuid_v8(id: &str) -> bool {
     let parts: Vec<&str> = id.split('-').collect();
     let lengths: Vec<usize> = parts.iter().map(|p| p.len()).collect();
     lengths == [8, 4, 4, 4, 12]
         && id
             .chars()
             .all(|c| c == '-' || c.is_ascii_digit() || ('a'..='f').contains(&c))
-        && parts[2].starts_with('4')
+        && parts[2].starts_with('8')
         && parts[3].starts_with(['8', '9', 'a', 'b'])
 }
