@@ -4,7 +4,6 @@ use crate::credentials::static_keys::{self, SecretSource, check_static_keys};
 use crate::event::ContentMode;
 pub use crate::target::Target;
 use crate::target::parse as parse_target;
-use crate::urls::url_host;
 use crate::yaml::{ConfigError, Doc, Keys, check_unknown, err, read_optional};
 use serde_yaml::Mapping;
 use std::path::PathBuf;
@@ -12,21 +11,16 @@ use std::sync::LazyLock;
 
 pub const DEFAULT_CONFIG: &str = "/vance/config/config.yml";
 pub const DEFAULT_SECRET: &str = "/vance/secret/secret.yml";
-pub const DEFAULT_STATE_DIR: &str = "/vance/data";
-pub const DEFAULT_ENDPOINT: &str = "https://ce.us-east-1.amazonaws.com";
 /// The keys config.rs reads itself (`name`, the old connector's, is accepted and unused).
-const OWN_KEYS: [&str; 12] = [
+const OWN_KEYS: [&str; 9] = [
     "target",
-    "endpoint",
     "region",
     "pull_hour",
     "content_mode",
-    "state_dir",
     "max_spool_mb",
     "max_catchup_days",
     "retry_max_backoff_s",
     "send_timeout_s",
-    "ca_file",
     "name",
 ];
 
@@ -34,13 +28,17 @@ const OWN_KEYS: [&str; 12] = [
 static CONFIG_KEYS: LazyLock<Vec<&str>> = LazyLock::new(|| {
     let own = |range: std::ops::Range<usize>| &OWN_KEYS[range];
     [
-        own(0..4),
+        own(0..1),
+        &crate::costexplorer::KEYS,
+        own(1..3),
         &crate::breakdown::KEYS,
-        own(4..10),
+        own(3..4),
+        &crate::state::KEYS,
+        own(4..8),
         &[crate::spend::KEY],
-        own(10..11),
+        &crate::http::KEYS,
         &static_keys::KEYS,
-        own(11..12),
+        own(8..9),
         &crate::credentials::ROLE_KEYS,
         &crate::revise::KEYS,
         &crate::focus::KEYS,
@@ -147,7 +145,7 @@ pub fn load_reporting(
             ));
         }
     };
-    let endpoint = resolve_endpoint(env, &file)?;
+    let endpoint = crate::costexplorer::endpoint_setting(&file, env)?;
     crate::urls::check_proxy_env(env).map_err(ConfigError)?;
     let region = match file.string("region")? {
         Some(r) if !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => r,
@@ -156,7 +154,7 @@ pub fn load_reporting(
                 "{name}: region: expected a region name like us-east-1, found {r:?}"
             ));
         }
-        None => region_from_endpoint(&endpoint)
+        None => crate::costexplorer::region_of(&endpoint)
             .unwrap_or("us-east-1")
             .to_string(),
     };
@@ -179,7 +177,7 @@ pub fn load_reporting(
         Some("structured") => ContentMode::Structured,
         _ => ContentMode::Binary,
     };
-    let (state_dir, state_dir_named) = resolve_state_dir(env, &file)?;
+    let (state_dir, state_dir_named) = crate::state::dir_setting(&file, env)?;
     let config = Config {
         target,
         endpoint,
@@ -200,7 +198,7 @@ pub fn load_reporting(
             .unwrap_or(300),
         send_timeout_s: (file.integer("send_timeout_s", 1, 86400 * 7, "seconds 1-604800")?)
             .unwrap_or(600),
-        ca_file: resolve_ca_file(env, &file)?,
+        ca_file: crate::http::ca_file_setting(&file, env)?,
         secret: SecretSource::new(secret_path, secret_named, keys(), &file, env, warn)?,
         role: crate::credentials::role_settings(&file)?,
         revise: crate::revise::settings(&file)?,
@@ -209,43 +207,6 @@ pub fn load_reporting(
         dataschema: crate::schema::settings(&file)?,
     };
     Ok(config)
-}
-
-fn resolve_state_dir(
-    env: &dyn Fn(&str) -> Option<String>,
-    file: &Doc,
-) -> Result<(PathBuf, bool), ConfigError> {
-    match file.string("state_dir")? {
-        Some(d) if !d.is_empty() => Ok((PathBuf::from(d), true)),
-        Some(_) => err(format!(
-            "{}: state_dir: expected a directory path, found \"\"",
-            file.name
-        )),
-        None => Ok(match env("CONNECTOR_STATE_DIR").filter(|d| !d.is_empty()) {
-            Some(d) => (PathBuf::from(d), true),
-            None => (PathBuf::from(DEFAULT_STATE_DIR), false),
-        }),
-    }
-}
-
-/// The config's `ca_file`, else AWS_CA_BUNDLE; it must be a file.
-fn resolve_ca_file(
-    env: &dyn Fn(&str) -> Option<String>,
-    file: &Doc,
-) -> Result<Option<PathBuf>, ConfigError> {
-    let ca_file = match file.string("ca_file")? {
-        Some(f) => Some((PathBuf::from(f), format!("{}: ca_file", file.name))),
-        None => env("AWS_CA_BUNDLE")
-            .filter(|f| !f.is_empty())
-            .map(|f| (PathBuf::from(f), "AWS_CA_BUNDLE".to_string())),
-    };
-    match ca_file {
-        Some((path, from)) if !path.is_file() => err(format!(
-            "{from}: {}: no such file; expected a PEM file of CA certificates",
-            path.display()
-        )),
-        other => Ok(other.map(|(p, _)| p)),
-    }
 }
 
 /// The target: `--target`, else CONNECTOR_TARGET, else the config's `target` (None: none).
@@ -264,45 +225,12 @@ fn resolve_target(
     }
 }
 
-/// The Cost Explorer endpoint: the config's `endpoint`, else the AWS variables, else us-east-1.
-fn resolve_endpoint(
-    env: &dyn Fn(&str) -> Option<String>,
-    file: &Doc,
-) -> Result<String, ConfigError> {
-    let (endpoint, from) = match file.string("endpoint")? {
-        Some(e) => (e, format!("{}: endpoint", file.name)),
-        None => match ["AWS_ENDPOINT_URL_COST_EXPLORER", "AWS_ENDPOINT_URL"]
-            .iter()
-            .find_map(|k| env(k).filter(|v| !v.is_empty()).map(|v| (v, k.to_string())))
-        {
-            Some(found) => found,
-            None => (DEFAULT_ENDPOINT.to_string(), "endpoint".to_string()),
-        },
-    };
-    check_http_url(&from, &endpoint)?;
-    Ok(endpoint.trim().trim_end_matches('/').to_string())
-}
-
 fn choose(flag: &Option<PathBuf>, env: Option<String>, default: &str) -> (PathBuf, bool) {
     match (flag, env.filter(|e| !e.is_empty())) {
         (Some(p), _) => (p.clone(), true),
         (None, Some(e)) => (PathBuf::from(e), true),
         (None, None) => (PathBuf::from(default), false),
     }
-}
-
-fn check_http_url(from: &str, value: &str) -> Result<(), ConfigError> {
-    crate::urls::check_http_url(from, value.trim()).map_err(ConfigError)
-}
-
-/// `https://ce.eu-west-1.amazonaws.com` → `eu-west-1`.
-pub fn region_from_endpoint(endpoint: &str) -> Option<&str> {
-    let host = url_host(endpoint);
-    let rest = host.strip_prefix("ce.")?;
-    let region = rest
-        .strip_suffix(".amazonaws.com")
-        .or_else(|| rest.strip_suffix(".amazonaws.com.cn"))?;
-    (!region.is_empty() && !region.contains('.')).then_some(region)
 }
 
 #[cfg(test)]
@@ -362,12 +290,12 @@ mod tests {
             load_with("\"target\": \"http://localhost:8080\"\n", Some(SECRET), &[]).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(c.target, Target::Http("http://localhost:8080".into()));
-        assert_eq!(c.endpoint, DEFAULT_ENDPOINT);
+        assert_eq!(c.endpoint, crate::costexplorer::DEFAULT_ENDPOINT);
         assert_eq!(c.region, "us-east-1");
         assert_eq!(c.pull_hour, 2);
         assert_eq!(c.metric, "BlendedCost");
         assert_eq!(c.content_mode, ContentMode::Binary);
-        assert_eq!(c.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(c.state_dir, PathBuf::from(crate::state::DEFAULT_DIR));
         assert!(!c.state_dir_named);
     }
 
@@ -463,15 +391,6 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.target, Target::Http("http://flag".into()));
-    }
-
-    #[test]
-    fn region_comes_from_the_endpoint_host() {
-        assert_eq!(
-            region_from_endpoint("https://ce.cn-northwest-1.amazonaws.com.cn"),
-            Some("cn-northwest-1")
-        );
-        assert_eq!(region_from_endpoint("http://127.0.0.1:5000"), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use crate::breakdown::Breakdown;
 use crate::event::{Group as LineGroup, Line, Metric};
+use crate::yaml::{ConfigError, Doc};
 use serde::{Deserialize, Serialize};
 use time::Date;
 
@@ -329,6 +330,39 @@ pub(crate) fn one_line(s: &str, max: usize) -> String {
     crate::log::escape(&joined, max)
 }
 
+/// The config key this module reads: `endpoint`.
+pub const KEYS: [&str; 1] = ["endpoint"];
+pub const DEFAULT_ENDPOINT: &str = "https://ce.us-east-1.amazonaws.com";
+
+/// The Cost Explorer endpoint: the config's `endpoint`, else the AWS variables, else us-east-1.
+pub fn endpoint_setting(
+    file: &Doc,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let (endpoint, from) = match file.string("endpoint")? {
+        Some(e) => (e, format!("{}: endpoint", file.name)),
+        None => match ["AWS_ENDPOINT_URL_COST_EXPLORER", "AWS_ENDPOINT_URL"]
+            .iter()
+            .find_map(|k| env(k).filter(|v| !v.is_empty()).map(|v| (v, k.to_string())))
+        {
+            Some(found) => found,
+            None => (DEFAULT_ENDPOINT.to_string(), "endpoint".to_string()),
+        },
+    };
+    crate::urls::check_http_url(&from, endpoint.trim()).map_err(ConfigError)?;
+    Ok(endpoint.trim().trim_end_matches('/').to_string())
+}
+
+/// `https://ce.eu-west-1.amazonaws.com` → `eu-west-1`.
+pub fn region_of(endpoint: &str) -> Option<&str> {
+    let host = crate::urls::url_host(endpoint);
+    let rest = host.strip_prefix("ce.")?;
+    let region = rest
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| rest.strip_suffix(".amazonaws.com.cn"))?;
+    (!region.is_empty() && !region.contains('.')).then_some(region)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,5 +552,14 @@ mod tests {
             parse_error(403, b"").message,
             "Cost Explorer answered HTTP 403 with an empty body"
         );
+    }
+
+    #[test]
+    fn region_comes_from_the_endpoint_host() {
+        assert_eq!(
+            region_of("https://ce.cn-northwest-1.amazonaws.com.cn"),
+            Some("cn-northwest-1")
+        );
+        assert_eq!(region_of("http://127.0.0.1:5000"), None);
     }
 }

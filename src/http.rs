@@ -1,6 +1,7 @@
 //! The HTTP client: one ureq Agent per destination, with timeouts, proxy and CA roots.
 
 use crate::urls::{origin, url_host};
+use crate::yaml::{ConfigError, Doc};
 use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
@@ -413,6 +414,32 @@ pub fn no_proxy_matches(list: &str, host: &str) -> bool {
                 .to_ascii_lowercase();
             host == entry || host.ends_with(&format!(".{entry}"))
         })
+}
+
+/// The config key this module reads: `ca_file`.
+pub const KEYS: [&str; 1] = ["ca_file"];
+
+/// The config's `ca_file`, else AWS_CA_BUNDLE; it must be a file.
+pub fn ca_file_setting(
+    file: &Doc,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<std::path::PathBuf>, ConfigError> {
+    let ca_file = match file.string("ca_file")? {
+        Some(f) => Some((
+            std::path::PathBuf::from(f),
+            format!("{}: ca_file", file.name),
+        )),
+        None => env("AWS_CA_BUNDLE")
+            .filter(|f| !f.is_empty())
+            .map(|f| (std::path::PathBuf::from(f), "AWS_CA_BUNDLE".to_string())),
+    };
+    match ca_file {
+        Some((path, from)) if !path.is_file() => Err(ConfigError(format!(
+            "{from}: {}: no such file; expected a PEM file of CA certificates",
+            path.display()
+        ))),
+        other => Ok(other.map(|(p, _)| p)),
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use crate::files::{
     keep_aside_and_replace, plain_io, sealed_json, unseal_json, write_atomic, write_error,
 };
 use crate::schedule::{format_date, parse_date};
+use crate::yaml::{ConfigError, Doc};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
@@ -720,6 +721,29 @@ fn rebuilt_marks(dir: &Path, delivered: &BTreeSet<Date>) -> BTreeMap<Date, u32> 
         }
     }
     marks
+}
+
+/// The config key this module reads: `state_dir`.
+pub const KEYS: [&str; 1] = ["state_dir"];
+pub const DEFAULT_DIR: &str = "/vance/data";
+
+/// The config's `state_dir`, else CONNECTOR_STATE_DIR, else the default; and whether the
+/// user chose it.
+pub fn dir_setting(
+    file: &Doc,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(PathBuf, bool), ConfigError> {
+    match file.string("state_dir")? {
+        Some(d) if !d.is_empty() => Ok((PathBuf::from(d), true)),
+        Some(_) => Err(ConfigError(format!(
+            "{}: state_dir: expected a directory path, found \"\"",
+            file.name
+        ))),
+        None => Ok(match env("CONNECTOR_STATE_DIR").filter(|d| !d.is_empty()) {
+            Some(d) => (PathBuf::from(d), true),
+            None => (PathBuf::from(DEFAULT_DIR), false),
+        }),
+    }
 }
 
 #[cfg(test)]
