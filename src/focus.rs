@@ -38,10 +38,13 @@ pub struct Settings {
 /// The config keys this module owns.
 pub const KEYS: [&str; 2] = ["format", "billing_account_id"];
 
-/// What a `format: focus` request asks for: `BilledCost`, then `EffectiveCost`.
-pub const METRICS: [&str; 2] = [BILLED, EFFECTIVE];
-const BILLED: &str = "NetUnblendedCost";
+/// What a `format: focus` request asks for: Cost Explorer's FOCUS metrics `BilledCost`,
+/// `ListCost` and `ContractedCost`, and `NetAmortizedCost` for `EffectiveCost`.
+pub const METRICS: [&str; 4] = [BILLED, EFFECTIVE, LIST, CONTRACTED];
+const BILLED: &str = "BilledCost";
 const EFFECTIVE: &str = "NetAmortizedCost";
+const LIST: &str = "ListCost";
+const CONTRACTED: &str = "ContractedCost";
 
 /// Reads `format` and `billing_account_id`. With `format: focus` the metrics are FOCUS's,
 /// so a `metric` key as well is refused rather than silently overridden.
@@ -55,7 +58,7 @@ pub fn settings(doc: &Doc) -> Result<Settings, ConfigError> {
     {
         return doc.expected(
             "metric",
-            "no metric with format: focus (it asks for NetUnblendedCost and NetAmortizedCost)",
+            "no metric with format: focus (it asks for BilledCost, NetAmortizedCost, ListCost and ContractedCost)",
             &show(metric),
         );
     }
@@ -131,8 +134,11 @@ fn columns(data: &Data, billing_account: Option<&str>, event: &Event) -> String 
         "EffectiveCost",
         metric(EFFECTIVE).map(|m| m.amount.as_str()),
     );
-    c.text("ListCost", None);
-    c.text("ContractedCost", None);
+    c.text("ListCost", metric(LIST).map(|m| m.amount.as_str()));
+    c.text(
+        "ContractedCost",
+        metric(CONTRACTED).map(|m| m.amount.as_str()),
+    );
     c.text("BillingCurrency", billed.map(|m| m.unit.as_str()));
     c.text("ChargePeriodStart", start.as_deref());
     c.text("ChargePeriodEnd", end.as_deref());
@@ -370,6 +376,16 @@ mod tests {
                     amount: "-0.0000000001".into(),
                     unit: "USD".into(),
                 },
+                Metric {
+                    name: LIST.into(),
+                    amount: "13.5".into(),
+                    unit: "USD".into(),
+                },
+                Metric {
+                    name: CONTRACTED.into(),
+                    amount: "12.9000".into(),
+                    unit: "USD".into(),
+                },
             ],
             routing: true,
             estimated: true,
@@ -424,8 +440,8 @@ mod tests {
         let want = serde_json::json!({
             "BilledCost": "12.294",
             "EffectiveCost": "-0.0000000001",
-            "ListCost": null,
-            "ContractedCost": null,
+            "ListCost": "13.5",
+            "ContractedCost": "12.9000",
             "BillingCurrency": "USD",
             "ChargePeriodStart": "2024-02-29T00:00:00Z",
             "ChargePeriodEnd": "2024-03-01T00:00:00Z",

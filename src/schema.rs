@@ -150,8 +150,8 @@ fn seed_line(breakdown: &Breakdown) -> Value {
 const FOCUS_COLUMNS: &str = r##"{
     "BilledCost": {"$ref": "#/$defs/decimal"},
     "EffectiveCost": {"$ref": "#/$defs/decimal"},
-    "ListCost": {"type": "null"},
-    "ContractedCost": {"type": "null"},
+    "ListCost": {"$ref": "#/$defs/decimal"},
+    "ContractedCost": {"$ref": "#/$defs/decimal"},
     "BillingCurrency": {"type": "string"},
     "ChargePeriodStart": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T00:00:00Z$"},
     "ChargePeriodEnd": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T00:00:00Z$"},
