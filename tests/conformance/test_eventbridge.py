@@ -133,7 +133,9 @@ def test_every_line_reaches_the_queue_once_with_the_event_as_detail(aws, bus, ru
 
 
 def spooled_ids(state_dir) -> list[str]:
-    lines = [line for f in sorted((state_dir / "spool").glob("*.jsonl")) for line in f.read_text().splitlines()]
+    """The ids of the spooled events (each batch's first line is its header, no event)."""
+    batches = sorted((state_dir / "spool").glob("*.jsonl"))
+    lines = [line for f in batches for line in f.read_text().splitlines()[1:]]
     return [json.loads(line)["id"] for line in lines]
 
 
