@@ -974,7 +974,7 @@ pub fn batch_range(file_name: &str) -> Option<(Date, Date)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::event::Line;
     use time::macros::date;
@@ -1022,7 +1022,7 @@ mod tests {
     }
 
     /// The services of the pending events; acknowledges the first `ack` of them.
-    fn take(batch: &mut Batch, ack: usize) -> Vec<Event> {
+    pub(crate) fn take(batch: &mut Batch, ack: usize) -> Vec<Event> {
         let mut out = Vec::new();
         batch
             .drain_pending(|l| {
@@ -1033,7 +1033,7 @@ mod tests {
         out
     }
 
-    fn pending(batch: &mut Batch) -> Vec<String> {
+    pub(crate) fn pending(batch: &mut Batch) -> Vec<String> {
         take(batch, usize::MAX)
             .into_iter()
             .map(|e| e.data.service.unwrap_or_default())

@@ -751,6 +751,7 @@ mod tests {
     use super::*;
     use crate::event::{Event, Line};
     use crate::files::{Sum, header};
+    use crate::spool::tests::{pending, take};
     use time::macros::date;
 
     const DAY: Date = date!(2022 - 06 - 13);
@@ -791,25 +792,6 @@ mod tests {
             .join("spool/2022-06-13_2022-06-13.revise");
         fs::write(snapshot, header(0, Sum::default().value())).unwrap();
         batch
-    }
-
-    /// The services of the pending events; acknowledges the first `ack` of them.
-    fn take(batch: &mut Batch, ack: usize) -> Vec<Event> {
-        let mut out = Vec::new();
-        batch
-            .drain_pending(|l| {
-                out.push(serde_json::from_str::<Event>(l).unwrap());
-                Ok(out.len() <= ack)
-            })
-            .unwrap();
-        out
-    }
-
-    fn pending(batch: &mut Batch) -> Vec<String> {
-        take(batch, usize::MAX)
-            .into_iter()
-            .map(|e| e.data.service.unwrap_or_default())
-            .collect()
     }
 
     fn names(dir: &Path) -> Vec<String> {
