@@ -796,22 +796,19 @@ impl Batch {
         // One line buffer for the whole file: a fresh one per line made musl's allocator
         // map and unmap a page for most events (a third of the delivery speed with the rest).
         let mut lines = Lines::new(BufReader::new(file));
-        let changed = |what: String| {
-            format!(
-                "{}: changed since it was checked: {what}; it is checked again at the next start",
-                path.display()
-            )
-        };
         for n in 0..self.skip + self.acked.len() {
             let line = match lines.next().map_err(|e| read_error(&path, &e))? {
                 Some(Line::Whole(l)) => l,
-                _ => return Err(changed(format!("event {} is cut short", n + 1 - self.skip))),
+                _ => {
+                    let what = format!("event {} is cut short", n + 1 - self.skip);
+                    return Err(changed(&path, &what));
+                }
             };
             let Some(i) = n.checked_sub(self.skip).filter(|i| !self.acked[*i]) else {
                 continue;
             };
             let text = std::str::from_utf8(line)
-                .map_err(|_| changed(format!("event {} is not UTF-8 text", i + 1)))?;
+                .map_err(|_| changed(&path, &format!("event {} is not UTF-8 text", i + 1)))?;
             match f(i, text)? {
                 Step::Ack => self.ack(i)?,
                 Step::Hold => {}
@@ -861,54 +858,53 @@ impl Batch {
         }
     }
 
-    /// The pending events with their line numbers, read as `drain_pending` reads them.
+    /// The pending events with their numbers, read and checked as `walk_pending` reads them.
     fn pending_lines(
         &self,
     ) -> Result<impl Iterator<Item = Result<(usize, String), String>> + use<>, String> {
-        let mut read: Box<dyn FnMut() -> Result<Option<String>, String>> = match &self.events {
+        let acked = self.acked.clone();
+        let mut next: NextLine = match &self.events {
             None => {
-                let mut lines = self.memory.clone().into_iter();
+                let mut lines = self.memory.clone().into_iter().enumerate();
                 Box::new(move || Ok(lines.next()))
             }
             Some(path) => {
                 let path = path.clone();
                 let file = File::open(&path).map_err(|e| read_error(&path, &e))?;
-                let mut reader = BufReader::new(file);
+                let mut lines = Lines::new(BufReader::new(file));
+                let (skip, total) = (self.skip, self.acked.len());
+                let mut n = 0;
                 Box::new(move || {
-                    let mut line = String::new();
-                    match std::io::BufRead::read_line(&mut reader, &mut line) {
-                        Ok(0) => Ok(None),
-                        Ok(_) => Ok(Some(line)),
-                        Err(e) => Err(read_error(&path, &e)),
+                    while n < skip + total {
+                        let line = match lines.next().map_err(|e| read_error(&path, &e))? {
+                            Some(Line::Whole(l)) => l,
+                            _ => {
+                                return Err(changed(
+                                    &path,
+                                    &format!("event {} is cut short", n + 1 - skip),
+                                ));
+                            }
+                        };
+                        n += 1;
+                        let Some(i) = (n - 1).checked_sub(skip) else {
+                            continue;
+                        };
+                        let text = std::str::from_utf8(line).map_err(|_| {
+                            changed(&path, &format!("event {} is not UTF-8 text", i + 1))
+                        })?;
+                        return Ok(Some((i, text.to_string())));
                     }
+                    Ok(None)
                 })
             }
         };
-        let acked = self.acked.clone();
-        let mut next = 0;
-        // A file's header line (its count and sum) is no event.
-        let mut skip = if self.events.is_some() { self.skip } else { 0 };
         Ok(std::iter::from_fn(move || {
             loop {
-                let mut line = match read() {
-                    Ok(Some(line)) => line,
+                match next() {
+                    Ok(Some((i, _))) if acked[i] => continue,
+                    Ok(Some(found)) => return Some(Ok(found)),
                     Ok(None) => return None,
                     Err(e) => return Some(Err(e)),
-                };
-                if skip > 0 {
-                    skip -= 1;
-                    continue;
-                }
-                if line.ends_with('\n') {
-                    line.pop();
-                    if line.ends_with('\r') {
-                        line.pop();
-                    }
-                }
-                let i = next;
-                next += 1;
-                if i < acked.len() && !acked[i] {
-                    return Some(Ok((i, line)));
                 }
             }
         }))
@@ -951,6 +947,17 @@ fn days(first: Date, last: Date) -> String {
         true => format_date(first),
         false => format!("{} to {}", format_date(first), format_date(last)),
     }
+}
+
+/// The next event of a batch and its number, for `pending_lines`.
+type NextLine = Box<dyn FnMut() -> Result<Option<(usize, String)>, String>>;
+
+/// A batch file that no longer reads as it was checked at open.
+fn changed(path: &Path, what: &str) -> String {
+    format!(
+        "{}: changed since it was checked: {what}; it is checked again at the next start",
+        path.display()
+    )
 }
 
 /// Snapshot files a crash can leave behind: one being written, or one whose batch never
